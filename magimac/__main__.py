@@ -1,0 +1,3 @@
+from magimac.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Events the engine sends to its clients (the TUI, `magimac chat`, benchmarks).
+
+The engine's worker thread owns MLX; clients only ever see these plain dataclasses, so the
+UI never imports MLX and the engine never imports Textual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FINISH_REASONS = ("stop", "length", "cancelled", "error")
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Model loading progress: ``fraction`` in [0, 1] and a short ``message``."""
+
+    fraction: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The model is loaded and ready.
+
+    Attributes:
+        model: display name; quantization: e.g. ``"4bit"``; context_length: tokens the
+        engine allows; vision: whether images are accepted; weights_bytes: bytes in memory.
+    """
+
+    model: str
+    quantization: str
+    context_length: int
+    vision: bool
+    weights_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """New reasoning text (between the reasoning markers)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerDelta:
+    """New answer text (after the closing reasoning marker)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Numbers for one turn.
+
+    Attributes:
+        prompt_tokens: tokens in the full prompt.
+        cached_tokens: prompt tokens reused from the KV cache (not prefilled again).
+        ttft_s: time to first token, seconds, from the request to the first sampled token.
+        prefill_tps: prefill tokens/s over the tokens actually prefilled.
+        decode_tps: decode tokens/s.
+        reasoning_tokens / answer_tokens: generated tokens in each part.
+        peak_memory_bytes: MLX peak memory during the turn, bytes.
+        context_length: the engine's context limit, tokens.
+    """
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    ttft_s: float = 0.0
+    prefill_tps: float = 0.0
+    decode_tps: float = 0.0
+    reasoning_tokens: int = 0
+    answer_tokens: int = 0
+    peak_memory_bytes: int = 0
+    context_length: int = 0
+
+
+@dataclass(frozen=True)
+class Done:
+    """The turn ended: ``finish_reason`` is one of FINISH_REASONS; ``error`` a one-line message."""
+
+    finish_reason: str
+    error: str | None = None
+    stats: Stats = field(default_factory=Stats)
+
+
+@dataclass(frozen=True)
+class EngineError:
+    """An error outside a turn (e.g. loading failed); one-line ``message``."""
+
+    message: str
+
+
+Event = LoadProgress | Loaded | ReasoningDelta | AnswerDelta | Stats | Done | EngineError

@@ -1,0 +1,43 @@
+"""Where magimac keeps its files, through `platformdirs`.
+
+Every directory can be moved with an environment variable, which is how tests and
+people with a separate model disk point magimac elsewhere:
+
+| what | default (macOS) | variable |
+| --- | --- | --- |
+| user config (`models.toml`) | `~/Library/Application Support/magimac` | `MAGIMAC_CONFIG_DIR` |
+| data (history database) | `~/Library/Application Support/magimac` | `MAGIMAC_DATA_DIR` |
+| converted models | `<data dir>/models` | `MAGIMAC_MODELS_DIR` |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "magimac"
+
+
+def config_dir() -> Path:
+    """The user config directory (may not exist yet)."""
+    env = os.environ.get("MAGIMAC_CONFIG_DIR")
+    return Path(env) if env else Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def data_dir() -> Path:
+    """The user data directory (history database); may not exist yet."""
+    env = os.environ.get("MAGIMAC_DATA_DIR")
+    return Path(env) if env else Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def models_dir() -> Path:
+    """Where `magimac quantize` and `magimac pull` put converted models by default."""
+    env = os.environ.get("MAGIMAC_MODELS_DIR")
+    return Path(env) if env else data_dir() / "models"
+
+
+def user_registry_file() -> Path:
+    """The user's `models.toml`, which adds or overrides registry entries."""
+    return config_dir() / "models.toml"

@@ -1,0 +1,1 @@
+"""quantize: Magistral Hugging Face checkpoints to MLX weights (`magimac quantize`)."""
