@@ -83,14 +83,16 @@ def magistral_special_tokens() -> list[dict]:
     ]
 
 
-def write_tekken(out: Path, vocab_size: int = 131072, image: bool = True) -> Path:
+def write_tekken(out: Path, vocab_size: int = 131072, image: bool = True, max_image_size: int = 1540) -> Path:
     """Write a v13 `tekken.json` into directory ``out``.
 
     Args:
         out: directory.
         vocab_size: total ids including the 1000 control tokens; smaller than 131072 keeps
             the first ``vocab_size - 1000`` BPE ranks (a valid, smaller BPE vocabulary).
-        image: include Pixtral's image config (patch 14, max 1540 px, spatial merge 2).
+        image: include Pixtral's image config (patch 14, spatial merge 2).
+        max_image_size: longest image side in pixels (1540 in Magistral; a tiny vision tower
+            needs its own `image_size` here, or its 2-D RoPE table overflows).
 
     Returns:
         the path written.
@@ -109,7 +111,7 @@ def write_tekken(out: Path, vocab_size: int = 131072, image: bool = True) -> Pat
     )
     table["special_tokens"] = magistral_special_tokens()
     if image:
-        table["image"] = {"image_patch_size": 14, "max_image_size": 1540, "spatial_merge_size": 2}
+        table["image"] = {"image_patch_size": 14, "max_image_size": max_image_size, "spatial_merge_size": 2}
     else:
         table.pop("image", None)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,7 +301,8 @@ def build_checkpoint(
     config = tiny_config(**config_kwargs)
     vision = config.get("model_type") == "mistral3"
     text = config["text_config"] if vision else config
-    tekken = write_tekken(out, vocab_size=text["vocab_size"], image=vision)
+    tekken = write_tekken(out, vocab_size=text["vocab_size"], image=vision,
+                          max_image_size=config["vision_config"]["image_size"] if vision else 1540)
     shapes = tensor_shapes(config)
     rng = np.random.default_rng(seed)
 
