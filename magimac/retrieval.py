@@ -1,0 +1,236 @@
+"""Fit attached documents into the context: whole when they fit, else the best passages.
+
+When every attached document fits the token budget, each goes in whole, page by page, under a
+``[name]`` / ``[name, page N]`` label. When they do not, the documents are split into passages
+(paragraphs packed up to a size, never across a page), ranked against the question with BM25
+as computed by SQLite's FTS5 extension (``bm25()``, in an in-memory database: no downloaded
+model, nothing leaves the machine), and the best passages that fit the budget are sent in
+reading order, each labelled with file and page so the answer can cite them.
+
+Token counts come from a ``count_tokens(text) -> int`` callable (the engine's tokenizer), so
+this module needs no MLX. The project adds the passage splitting, the query built from the
+question, and the packing under a budget; ranking is SQLite's.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import textwrap
+from dataclasses import dataclass, field
+from typing import Callable
+
+from magimac.documents import Document
+
+#: Opening line of the document part when whole documents are sent.
+WHOLE_HEADER = "Attached documents:"
+#: Opening line of the document part when only passages are sent.
+PASSAGES_HEADER = ("Attached documents (too long to include in full; these are the passages most "
+                   "relevant to the question, each labelled with its file and page):")
+#: Passage size bounds in characters (about 4 characters per token in English with Tekken).
+MIN_PASSAGE_CHARS = 200
+MAX_PASSAGE_CHARS = 1600
+
+
+@dataclass
+class Passage:
+    """A piece of a document sent to the model.
+
+    Attributes:
+        doc_name: the document's name (`Document.name`).
+        page: the 1-based page number the passage comes from.
+        text: the passage text.
+        score: relevance to the question: FTS5 ``bm25()`` negated, so higher is better; 0.0 for
+            a passage sent without a match (whole documents, or the reading-order fallback when
+            no word of the question occurs in the documents).
+        tokens: the passage's token count including its label (tokens), as counted by the
+            ``count_tokens`` given to `build_context`.
+    """
+
+    doc_name: str
+    page: int
+    text: str
+    score: float = 0.0
+    tokens: int = 0
+
+
+@dataclass
+class Context:
+    """The document part of a user message.
+
+    Attributes:
+        text: the labelled document text to put before the question ('' when no documents).
+        passages: what was sent: one entry per page of each whole document, or the chosen
+            passages; in reading order (document, then page, then position).
+        whole: True when every document went in whole.
+        tokens: ``count_tokens(text)`` (tokens); never more than the budget.
+    """
+
+    text: str
+    passages: list[Passage] = field(default_factory=list)
+    whole: bool = True
+    tokens: int = 0
+
+
+def label(doc: Document, page: int) -> str:
+    """The label put before a document's page or passage: ``[name]`` or ``[name, page N]``."""
+    return f"[{doc.name}, page {page}]" if doc.paged else f"[{doc.name}]"
+
+
+def build_context(question: str, docs: list[Document], budget_tokens: int,
+                  count_tokens: Callable[[str], int], passage_chars: int | None = None) -> Context:
+    """Choose what of ``docs`` to send with ``question`` within ``budget_tokens``.
+
+    Args:
+        question: the user's message text; its words are the BM25 query.
+        docs: the attached documents, in attachment order.
+        budget_tokens: the most tokens the returned ``text`` may take (tokens).
+        count_tokens: returns the token count of a string with the model's tokenizer.
+        passage_chars: the largest passage in characters; by default a sixth of the budget at
+            about 4 characters per token, within [`MIN_PASSAGE_CHARS`, `MAX_PASSAGE_CHARS`].
+
+    Returns:
+        A `Context`. With no documents, or a budget too small for any passage, its text is ''
+        and ``passages`` is empty (``whole`` is False when documents were left out).
+    """
+    if not docs:
+        return Context(text="", passages=[], whole=True, tokens=0)
+    whole = _whole_text(docs)
+    if budget_tokens > 0:
+        n = count_tokens(whole)
+        if n <= budget_tokens:
+            passages = [Passage(d.name, p.number, p.text) for d in docs for p in d.pages if p.text.strip()]
+            return Context(text=whole, passages=passages, whole=True, tokens=n)
+
+    if passage_chars is None:
+        passage_chars = min(MAX_PASSAGE_CHARS, max(MIN_PASSAGE_CHARS, budget_tokens * 4 // 6))
+    pieces = [(d, page, chunk) for d in docs for page in d.pages
+              for chunk in split_passages(page.text, passage_chars)]
+    scores = rank(question, [chunk for _, _, chunk in pieces])
+    order = sorted(scores, key=lambda i: -scores[i]) if scores else _interleaved(pieces)
+
+    remaining = budget_tokens - count_tokens(PASSAGES_HEADER) - 1
+    chosen: dict[int, Passage] = {}
+    misses = 0
+    for i in order:
+        if remaining < 8 or misses >= 50:  # full, or 50 passages in a row did not fit
+            break
+        d, page, chunk = pieces[i]
+        block = f"{label(d, page.number)}\n{chunk}"
+        n = count_tokens(block) + 2  # the blank line joining blocks
+        if n <= remaining:
+            chosen[i] = Passage(d.name, page.number, chunk, scores.get(i, 0.0), n)
+            remaining -= n
+            misses = 0
+        else:
+            misses += 1
+    while chosen:
+        ids = sorted(chosen)
+        text = _passages_text(pieces, ids)
+        n = count_tokens(text)
+        if n <= budget_tokens:
+            return Context(text=text, passages=[chosen[i] for i in ids], whole=False, tokens=n)
+        # Token counts of the joined text can exceed the sum of the parts by a few: drop the
+        # lowest-ranked passage and check again.
+        del chosen[min(chosen, key=lambda i: (chosen[i].score, -i))]
+    return Context(text="", passages=[], whole=False, tokens=0)
+
+
+def user_text(question: str, context: Context) -> str:
+    """The user message text for ``question`` with the documents of ``context`` before it.
+
+    This is the one place chat and the TUI turn attachments into message text. The result is
+    plain text: the engine encodes it with mistral-common text chunks, so control-token strings
+    in a document stay text.
+    """
+    if not context.text:
+        return question
+    return f"{context.text}\n\n{question}"
+
+
+def split_passages(text: str, max_chars: int) -> list[str]:
+    """Split one page's text into passages of at most ``max_chars`` characters.
+
+    Paragraphs (separated by blank lines) are packed together while they fit; a longer
+    paragraph is split at line ends, and a longer line at spaces (`textwrap`). Blank input
+    gives no passages.
+    """
+    units: list[tuple[str, str]] = []  # (separator before it, text)
+    for para in re.split(r"\n\s*\n", text):
+        para = para.strip("\n")
+        if not para.strip():
+            continue
+        if len(para) <= max_chars:
+            units.append(("\n\n", para))
+            continue
+        sep = "\n\n"
+        for line in para.split("\n"):
+            for piece in [line] if len(line) <= max_chars else textwrap.wrap(
+                    line, max_chars, break_on_hyphens=False):
+                if piece.strip():
+                    units.append((sep, piece))
+                sep = " " if len(line) > max_chars else "\n"
+            sep = "\n"
+    out: list[str] = []
+    for sep, unit in units:
+        if out and len(out[-1]) + len(sep) + len(unit) <= max_chars:
+            out[-1] += sep + unit
+        else:
+            out.append(unit)
+    return out
+
+
+def rank(question: str, passages: list[str]) -> dict[int, float]:
+    """Score passages against a question with SQLite FTS5 BM25.
+
+    The query is every distinct word of the question (Unicode letters and digits), OR-ed;
+    FTS5's ``porter`` tokenizer (over ``unicode61`` with diacritics removed) stems English
+    words, so "prices" matches "price".
+
+    Returns:
+        ``{index into passages: -bm25}`` for the passages matching at least one word (higher is
+        better); empty when none match or the question has no words.
+    """
+    words = sorted({w.lower() for w in re.findall(r"\w+", question)})
+    if not words or not passages:
+        return {}
+    query = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+    con = sqlite3.connect(":memory:")
+    try:
+        con.execute("CREATE VIRTUAL TABLE p USING fts5(body, tokenize='porter unicode61 remove_diacritics 2')")
+        con.executemany("INSERT INTO p(rowid, body) VALUES (?, ?)", enumerate(passages))
+        rows = con.execute("SELECT rowid, bm25(p) FROM p WHERE p MATCH ? ORDER BY bm25(p)", (query,))
+        return {int(i): -float(s) for i, s in rows}
+    finally:
+        con.close()
+
+
+def _whole_text(docs: list[Document]) -> str:
+    blocks = [WHOLE_HEADER]
+    for d in docs:
+        for p in d.pages:
+            if p.text.strip():
+                blocks.append(f"{label(d, p.number)}\n{p.text}")
+    return "\n\n".join(blocks)
+
+
+def _passages_text(pieces: list, ids: list[int]) -> str:
+    blocks = [PASSAGES_HEADER]
+    for i in ids:
+        d, page, chunk = pieces[i]
+        blocks.append(f"{label(d, page.number)}\n{chunk}")
+    return "\n\n".join(blocks)
+
+
+def _interleaved(pieces: list) -> list[int]:
+    """Reading order taking one passage from each document in turn (no-match fallback)."""
+    per_doc: dict[int, list[int]] = {}
+    for i, (d, _, _) in enumerate(pieces):
+        per_doc.setdefault(id(d), []).append(i)
+    queues = list(per_doc.values())
+    order: list[int] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                order.append(q.pop(0))
+    return order
