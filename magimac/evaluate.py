@@ -1,0 +1,304 @@
+"""Quality of a quantized model against a reference: KL divergence, top-1 agreement, perplexity.
+
+What this adds to `mlx_lm.perplexity`: a bundled multilingual evaluation set (prose in several of
+Magistral's languages, Python, LaTeX mathematics, reasoning traces in Magistral's
+``[INST]…[/INST][THINK]…[/THINK]…</s>`` layout), and a comparison of whole next-token
+distributions against reference log-probabilities stored on disk, as llama.cpp's
+``llama-perplexity --kl-divergence`` does, so that the reference and a variant never sit in
+memory together.
+
+Definitions (see docs/bench.md for how they relate to llama.cpp and mlx-lm):
+
+- The set is tokenized per text (``<s>`` first), then cut into chunks of at most ``chunk_len``
+  tokens; each chunk is one forward pass with a fresh context. Every position but the last of a
+  chunk predicts the next token, and every such prediction is scored (as `mlx_lm.perplexity`).
+- Perplexity: ``exp(mean over scored tokens of -log p(next token))``, log-softmax in float32.
+- KL divergence per token: ``KL(ref || var) = sum_v p_ref(v) (log p_ref(v) - log p_var(v))`` in
+  nats over the whole vocabulary; reported as mean, median, 99th percentile and maximum.
+- Top-1 agreement: share of positions where the arg-max tokens of reference and variant agree
+  (llama.cpp's "Same top p").
+- Δp: ``p_var(next) - p_ref(next)`` for the actual next token; mean and root mean square.
+
+Storage of the reference: per chunk, the full log-softmax over the vocabulary as float16
+(``chunk-NNNN.npy``, ``(L-1, V)``) plus the float32 negative log-likelihood of each actual next
+token (``nll-NNNN.npy``). The variant's log-probabilities are rounded to float16 the same way
+before the KL sum, so a model compared with itself gives exactly 0. float16 keeps 11 significant
+bits: each stored ``log p`` is off by at most ``2^-11 |log p|``; the resulting KL error is far
+below the KL of an 8-bit variant (measured in docs/bench.md). Disk cost: ``2 * V`` bytes per
+scored token (about 256 KiB per token at V = 131072).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+DEFAULT_CHUNK_LEN = 512  # tokens per forward pass, as mlx_lm.perplexity's --sequence-length
+REFERENCE_FORMAT = 1
+
+
+class EvalError(Exception):
+    """The evaluation set, the tokenizer or a stored reference does not fit; one line."""
+
+
+@dataclass(frozen=True)
+class EvalText:
+    """One text of the evaluation set.
+
+    Attributes:
+        name: e.g. ``"prose-fr"``, ``"code-python"``, ``"reasoning-arith-en"``;
+        category: the part of the name before the first ``-`` (prose, code, math, reasoning);
+        ids: token ids, starting with ``<s>``.
+    """
+
+    name: str
+    category: str
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One forward pass: ``ids`` (at most ``chunk_len`` tokens) of text ``text``."""
+
+    text: str
+    ids: tuple[int, ...]
+
+
+def eval_dir() -> Path:
+    """The bundled evaluation texts (`magimac/data/eval/`)."""
+    return Path(str(resources.files("magimac") / "data" / "eval"))
+
+
+def _control_id(tokenizer, token: str) -> int:
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tid == getattr(tokenizer, "unk_token_id", None):
+        raise EvalError(f"the tokenizer has no control token {token}; is this a Magistral model?")
+    return int(tid)
+
+
+def load_eval_texts(tokenizer, directory: Path | None = None) -> list[EvalText]:
+    """Tokenize the evaluation set.
+
+    ``*.txt`` files are plain text (name = file stem); ``reasoning.json`` holds a list of
+    ``{"name", "user", "reasoning", "answer"}`` turns, laid out as
+    ``<s>[INST]user[/INST][THINK]reasoning[/THINK]answer</s>`` with control tokens looked up in
+    the tokenizer (text is always encoded as text, never parsed for control tokens).
+
+    Args:
+        tokenizer: an `mlx_lm` `TokenizerWrapper` (or anything with ``encode`` and
+            ``convert_tokens_to_ids``).
+        directory: defaults to `eval_dir()`.
+
+    Raises:
+        EvalError: an empty directory or a malformed ``reasoning.json``.
+    """
+    directory = directory or eval_dir()
+    bos = tokenizer.bos_token_id
+    enc = lambda s: list(tokenizer.encode(s, add_special_tokens=False))  # noqa: E731
+    texts: list[EvalText] = []
+    for f in sorted(directory.glob("*.txt")):
+        texts.append(EvalText(f.stem, f.stem.split("-")[0], tuple([bos, *enc(f.read_text())])))
+    rfile = directory / "reasoning.json"
+    if rfile.is_file():
+        ids = {t: _control_id(tokenizer, t) for t in ("[INST]", "[/INST]", "[THINK]", "[/THINK]")}
+        eos = tokenizer.eos_token_id
+        try:
+            turns = json.loads(rfile.read_text())
+            for t in turns:
+                seq = [bos, ids["[INST]"], *enc(t["user"]), ids["[/INST]"], ids["[THINK]"],
+                       *enc(t["reasoning"]), ids["[/THINK]"], *enc(t["answer"]), eos]
+                texts.append(EvalText(t["name"], "reasoning", tuple(seq)))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise EvalError(f"{rfile}: expected a list of {{name, user, reasoning, answer}}: {e}")
+    if not texts:
+        raise EvalError(f"no evaluation texts in {directory}")
+    return texts
+
+
+def make_chunks(texts: Iterable[EvalText], chunk_len: int = DEFAULT_CHUNK_LEN) -> list[Chunk]:
+    """Cut each text into consecutive chunks of at most ``chunk_len`` tokens (>= 2 each).
+
+    A trailing piece of a single token is dropped (it predicts nothing).
+    """
+    if chunk_len < 2:
+        raise EvalError(f"chunk length {chunk_len} must be at least 2 tokens")
+    chunks = []
+    for t in texts:
+        for s in range(0, len(t.ids), chunk_len):
+            piece = t.ids[s : s + chunk_len]
+            if len(piece) >= 2:
+                chunks.append(Chunk(t.name, piece))
+    return chunks
+
+
+def chunks_digest(chunks: list[Chunk]) -> str:
+    """A sha256 hex digest of the chunks' texts and token ids (identifies an evaluation set)."""
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c.text.encode() + b"\0" + np.asarray(c.ids, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def log_probs(model, ids: tuple[int, ...]) -> mx.array:
+    """Next-token log-probabilities of one chunk: float32 ``(len(ids) - 1, V)``.
+
+    One forward pass without a cache; log-softmax in float32 (as `mlx_lm.perplexity`).
+    """
+    logits = model(mx.array(ids)[None])[0, :-1].astype(mx.float32)
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+
+@dataclass
+class Reference:
+    """Stored reference log-probabilities (see the module docstring for the format).
+
+    Attributes:
+        path: the directory holding ``meta.json``, ``chunk-NNNN.npy`` and ``nll-NNNN.npy``;
+        meta: ``{"format", "reference", "digest", "chunks", "tokens", "vocab", "dtype"}``.
+    """
+
+    path: Path
+    meta: dict
+
+    def logprobs(self, i: int) -> np.ndarray:
+        """float16 ``(L-1, V)`` log-probabilities of chunk ``i``, memory-mapped."""
+        return np.load(self.path / f"chunk-{i:04d}.npy", mmap_mode="r")
+
+    def nll(self, i: int) -> np.ndarray:
+        """float32 ``(L-1,)`` negative log-likelihood (nats) of chunk ``i``'s actual tokens."""
+        return np.load(self.path / f"nll-{i:04d}.npy")
+
+
+def open_reference(path: Path, chunks: list[Chunk]) -> Reference | None:
+    """The reference stored at ``path`` if it is complete and matches ``chunks``, else None."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if meta.get("format") != REFERENCE_FORMAT or meta.get("digest") != chunks_digest(chunks):
+        return None
+    return Reference(path, meta)
+
+
+def write_reference(model, chunks: list[Chunk], path: Path, *, label: str,
+                    advance: Callable[[], None] = lambda: None) -> Reference:
+    """Compute and store the reference log-probabilities of ``chunks`` under ``path``.
+
+    Written into a temporary sibling directory and renamed into place, so an interrupted run
+    leaves nothing half-written. Memory: one chunk's ``(L, V)`` float32 logits at a time.
+
+    Args:
+        model: the reference model (an `mlx_lm` model); label: its name, stored in meta.
+        advance: called once per chunk (progress).
+    """
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tokens, vocab = 0, 0
+    for i, c in enumerate(chunks):
+        lp = log_probs(model, c.ids)
+        nll = -mx.take_along_axis(lp, mx.array(c.ids[1:])[:, None], axis=-1)[:, 0]
+        lp16 = lp.astype(mx.float16)
+        mx.eval(lp16, nll)
+        np.save(tmp / f"chunk-{i:04d}.npy", np.array(lp16))
+        np.save(tmp / f"nll-{i:04d}.npy", np.array(nll))
+        tokens += lp.shape[0]
+        vocab = lp.shape[1]
+        del lp, lp16
+        advance()
+    meta = {"format": REFERENCE_FORMAT, "reference": label, "digest": chunks_digest(chunks),
+            "chunks": len(chunks), "tokens": tokens, "vocab": vocab, "dtype": "float16"}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return Reference(path, meta)
+
+
+@dataclass
+class Quality:
+    """Quality of a variant against the reference over the evaluation set.
+
+    Attributes (KL in nats per token, probabilities in [0, 1]):
+        tokens: scored tokens; ppl / ppl_ref: perplexity of variant / reference;
+        ln_ppl_ratio: ``ln(ppl / ppl_ref)``; kl_mean, kl_median, kl_p99, kl_max: KL(ref || var);
+        top1_agreement: share of positions with the same arg-max token;
+        delta_p_mean, delta_p_rms: of ``p_var(next) - p_ref(next)``;
+        by_text: per text name, ``{"tokens", "ppl", "kl_mean"}``.
+    """
+
+    tokens: int
+    ppl: float
+    ppl_ref: float
+    ln_ppl_ratio: float
+    kl_mean: float
+    kl_median: float
+    kl_p99: float
+    kl_max: float
+    top1_agreement: float
+    delta_p_mean: float
+    delta_p_rms: float
+    by_text: dict[str, dict] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare(model, reference: Reference, chunks: list[Chunk], *,
+            advance: Callable[[], None] = lambda: None) -> Quality:
+    """Score ``model`` against ``reference`` chunk by chunk (bounded memory).
+
+    Raises:
+        EvalError: the reference was computed on other chunks or another vocabulary size.
+    """
+    if reference.meta["digest"] != chunks_digest(chunks):
+        raise EvalError(f"reference {reference.path} was computed on another evaluation set "
+                        "or tokenizer; delete it to recompute")
+    kls, nlls, nll_refs, same = [], [], [], []
+    names: list[str] = []
+    for i, c in enumerate(chunks):
+        lp = log_probs(model, c.ids)
+        if lp.shape[1] != reference.meta["vocab"]:
+            raise EvalError(f"vocabulary size {lp.shape[1]} differs from the reference's "
+                            f"{reference.meta['vocab']}")
+        target = mx.array(c.ids[1:])[:, None]
+        nll = -mx.take_along_axis(lp, target, axis=-1)[:, 0]
+        lv = lp.astype(mx.float16).astype(mx.float32)
+        lr = mx.array(np.asarray(reference.logprobs(i))).astype(mx.float32)
+        kl = mx.sum(mx.exp(lr) * (lr - lv), axis=-1)
+        agree = mx.argmax(lr, axis=-1) == mx.argmax(lv, axis=-1)
+        mx.eval(kl, agree, nll)
+        kls.append(np.array(kl))
+        same.append(np.array(agree))
+        nlls.append(np.array(nll))
+        nll_refs.append(reference.nll(i))
+        names += [c.text] * lp.shape[0]
+        del lp, lv, lr
+        advance()
+    kl, nll, nll_ref = np.concatenate(kls), np.concatenate(nlls), np.concatenate(nll_refs)
+    dp = np.exp(-nll) - np.exp(-nll_ref)
+    by_text = {}
+    names_arr = np.array(names)
+    for name in dict.fromkeys(names):
+        m = names_arr == name
+        by_text[name] = {"tokens": int(m.sum()), "ppl": math.exp(float(nll[m].mean())),
+                         "kl_mean": float(kl[m].mean())}
+    ppl, ppl_ref = math.exp(float(nll.mean())), math.exp(float(nll_ref.mean()))
+    return Quality(
+        tokens=int(kl.size), ppl=ppl, ppl_ref=ppl_ref, ln_ppl_ratio=math.log(ppl / ppl_ref),
+        kl_mean=float(kl.mean()), kl_median=float(np.percentile(kl, 50)),
+        kl_p99=float(np.percentile(kl, 99)), kl_max=float(kl.max()),
+        top1_agreement=float(np.concatenate(same).mean()),
+        delta_p_mean=float(dp.mean()), delta_p_rms=float(np.sqrt((dp**2).mean())),
+        by_text=by_text,
+    )
