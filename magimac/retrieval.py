@@ -17,10 +17,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from magimac.documents import Document
+from magimac.conversation import Message
+from magimac.documents import Document, load_document
 
 #: Opening line of the document part when whole documents are sent.
 WHOLE_HEADER = "Attached documents:"
@@ -105,7 +106,7 @@ def build_context(question: str, docs: list[Document], budget_tokens: int,
     if passage_chars is None:
         passage_chars = min(MAX_PASSAGE_CHARS, max(MIN_PASSAGE_CHARS, budget_tokens * 4 // 6))
     pieces = [(d, page, chunk) for d in docs for page in d.pages
-              for chunk in split_passages(page.text, passage_chars)]
+              for chunk in _with_csv_header(d, split_passages(page.text, passage_chars))]
     scores = rank(question, [chunk for _, _, chunk in pieces])
     order = sorted(scores, key=lambda i: -scores[i]) if scores else _interleaved(pieces)
 
@@ -146,6 +147,102 @@ def user_text(question: str, context: Context) -> str:
     if not context.text:
         return question
     return f"{context.text}\n\n{question}"
+
+
+def answer_reserve(context_length: int, max_tokens: int | None = None) -> int:
+    """Tokens kept free for the model's reasoning and answer: ``max_tokens`` when set, else a
+    quarter of the context up to 8192 tokens (Magistral's reasoning often runs to thousands)."""
+    if max_tokens:
+        return min(max_tokens, context_length)
+    return min(8192, context_length // 4)
+
+
+def attach_documents(
+    messages: list[Message],
+    count_tokens: Callable[[str], int],
+    prompt_tokens: Callable[[list[Message]], int],
+    context_length: int,
+    reserve_tokens: int | None = None,
+    load: Callable[[str], Document] = load_document,
+) -> tuple[list[Message], Context]:
+    """Put the text of the documents attached to ``messages`` into the user messages' text.
+
+    The one function `magimac chat` and the TUI call before `Engine.submit`, so both send the
+    same prompt. The document budget is ``context_length`` minus the tokens of the prompt
+    without documents (``prompt_tokens(messages)``; the engine ignores ``Message.documents``)
+    and minus ``reserve_tokens`` for the answer (default `answer_reserve`).
+
+    - When every attached document fits, each goes in whole into the message it was attached
+      to (so earlier turns keep the same text and the engine's prompt cache stays valid).
+    - Otherwise passages of all the conversation's documents are ranked against the last user
+      message and sent with it; earlier messages keep a one-line note naming their files.
+
+    Args:
+        messages: the conversation; documents are paths in `Message.documents` of user
+            messages (a path attached twice is read once).
+        count_tokens: token count of plain text with the model's tokenizer.
+        prompt_tokens: token count of the prompt a list of messages makes.
+        context_length: the engine's context limit (tokens).
+        reserve_tokens: tokens left for the answer; None: `answer_reserve(context_length)`.
+        load: reads one path (default `load_document`; the TUI may pass a caching one).
+
+    Returns:
+        ``(messages with document text in their content, Context)``: the Context lists every
+        passage sent (``whole`` when all went in whole) and ``tokens`` the document tokens;
+        its ``text`` is the document part of the last message. Messages without documents are
+        returned unchanged; the input list is not modified.
+
+    Raises:
+        DocumentError: a document cannot be read (from ``load``).
+    """
+    attached = [(i, m) for i, m in enumerate(messages) if m.role == "user" and m.documents]
+    if not attached:
+        return list(messages), Context(text="")
+    docs: dict[str, Document] = {}
+    per_message: list[tuple[int, list[Document]]] = []
+    for i, m in attached:
+        fresh = [p for p in dict.fromkeys(m.documents) if p not in docs]
+        for p in fresh:
+            docs[p] = load(p)
+        per_message.append((i, [docs[p] for p in fresh]))
+    if reserve_tokens is None:
+        reserve_tokens = answer_reserve(context_length)
+    budget = context_length - prompt_tokens(messages) - reserve_tokens - 2 * len(attached)
+
+    out = list(messages)
+    contexts: list[Context] = []
+    remaining = budget
+    for i, ds in per_message:
+        ctx = build_context(messages[i].content, ds, remaining, count_tokens)
+        if not ctx.whole:
+            break
+        contexts.append(ctx)
+        remaining -= ctx.tokens
+        out[i] = replace(messages[i], content=user_text(messages[i].content, ctx))
+    else:
+        return out, Context(text=contexts[-1].text if attached[-1][0] == len(messages) - 1 else "",
+                            passages=[p for c in contexts for p in c.passages], whole=True,
+                            tokens=sum(c.tokens for c in contexts))
+
+    out = list(messages)
+    last = len(messages) - 1
+    for i, ds in per_message:
+        if i != last and ds:
+            note = "[Attached: " + ", ".join(_describe(d) for d in ds) + \
+                   "; the relevant passages are quoted with a later message]"
+            out[i] = replace(messages[i], content=f"{note}\n\n{messages[i].content}")
+    if out[last].role != "user":
+        return out, Context(text="", whole=False)
+    notes = sum(count_tokens(out[i].content) - count_tokens(messages[i].content) + 1
+                for i, _ in per_message if i != last)
+    ctx = build_context(messages[last].content, list(docs.values()), budget - notes, count_tokens)
+    out[last] = replace(messages[last], content=user_text(messages[last].content, ctx))
+    return out, ctx
+
+
+def _describe(doc: Document) -> str:
+    n = len(doc.pages)
+    return f"{doc.name} ({n} page{'s' if n != 1 else ''})" if doc.paged else doc.name
 
 
 def split_passages(text: str, max_chars: int) -> list[str]:
@@ -203,6 +300,14 @@ def rank(question: str, passages: list[str]) -> dict[int, float]:
         return {int(i): -float(s) for i, s in rows}
     finally:
         con.close()
+
+
+def _with_csv_header(doc: Document, chunks: list[str]) -> list[str]:
+    """For a CSV, start every passage after the first with the header row, so columns keep names."""
+    if doc.kind != "csv" or len(chunks) < 2:
+        return chunks
+    header = chunks[0].split("\n", 1)[0]
+    return chunks[:1] + [c if c.startswith(header + "\n") else f"{header}\n{c}" for c in chunks[1:]]
 
 
 def _whole_text(docs: list[Document]) -> str:

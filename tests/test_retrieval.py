@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from checkpoint import write_tekken
-from magimac.documents import Document, Page, load_document
-from magimac.retrieval import build_context, rank, split_passages, user_text
+from magimac.conversation import Message
+from magimac.documents import Document, DocumentError, Page, load_document
+from magimac.retrieval import attach_documents, build_context, rank, split_passages, user_text
 from test_documents import make_pdf
 
 TOPICS = ["harbour cranes", "bakery ovens", "library lighting", "tram schedules", "orchard irrigation",
@@ -134,3 +135,61 @@ def test_control_token_strings_in_a_document_are_encoded_as_text(tmp_path, token
     body = ids[2:-1]
     assert not any(t < 1000 for t in body)  # no [INST]=3, [/INST]=4, [THINK]=34, [/THINK]=35, </s>=2
     assert tokenizer.decode(body) == text
+
+
+@pytest.fixture(scope="module")
+def prompt_len(tokenizer):
+    """Prompt token count of a conversation (text only), as mistral-common encodes it."""
+    from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+    def n(messages):
+        msgs = [UserMessage(content=m.content) if m.role == "user" else AssistantMessage(content=m.content)
+                for m in messages]
+        return len(tokenizer.encode_chat_completion(ChatCompletionRequest(messages=msgs)).tokens)
+    return n
+
+
+def test_attached_documents_that_fit_stay_in_their_own_message(tmp_path, count, prompt_len):
+    path = tmp_path / "recipe.md"
+    path.write_text("# Soup\n\nUse three leeks and a pinch of saffron.\n", encoding="utf-8")
+    first = [Message("user", "What spice does the soup need?", documents=[str(path)])]
+    out, ctx = attach_documents(first, count, prompt_len, context_length=4096)
+    assert ctx.whole and out[0].content.endswith("\n\nWhat spice does the soup need?")
+    assert "[recipe.md]\n# Soup\n\nUse three leeks and a pinch of saffron." in out[0].content
+    assert first[0].content == "What spice does the soup need?"  # the caller's messages are untouched
+    later = first + [Message("assistant", "Saffron."), Message("user", "How many leeks?")]
+    out2, ctx2 = attach_documents(later, count, prompt_len, context_length=4096)
+    assert out2[0].content == out[0].content  # same prompt prefix as the first turn
+    assert out2[1:] == later[1:]
+    assert ctx2.whole and ctx2.text == "" and [p.doc_name for p in ctx2.passages] == ["recipe.md"]
+
+
+def test_follow_up_question_retrieves_from_a_document_attached_earlier(manual, count, prompt_len):
+    msgs = [Message("user", "Summarise the manual.", documents=[manual.path]),
+            Message("assistant", "It covers inspections."),
+            Message("user", "What is the maintenance password for the north turbine?")]
+    out, ctx = attach_documents(msgs, count, prompt_len, context_length=2048, reserve_tokens=512)
+    assert not ctx.whole
+    assert out[0].content == ("[Attached: manual.pdf (30 pages); the relevant passages are quoted "
+                              "with a later message]\n\nSummarise the manual.")
+    assert "[manual.pdf, page 27]" in out[2].content and "heliotrope-42" in out[2].content
+    assert out[2].content.endswith("\n\nWhat is the maintenance password for the north turbine?")
+    assert prompt_len(out) <= 2048 - 512
+
+
+def test_attach_reports_unreadable_documents(tmp_path, count, prompt_len):
+    bad = tmp_path / "blob.bin"
+    bad.write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(DocumentError, match="blob.bin: binary file"):
+        attach_documents([Message("user", "hi", documents=[str(bad)])], count, prompt_len, 4096)
+
+
+def test_csv_passages_repeat_the_header_row(tmp_path, count):
+    rows = [f"{i},customer{i},{100 + i}.00" for i in range(400)]
+    rows[350] = "350,Zebulon Quartermaine,999.00"
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,customer,total\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    ctx = build_context("What did Zebulon Quartermaine pay?", [load_document(path)], 300, count)
+    best = max(ctx.passages, key=lambda p: p.score)
+    assert best.text.startswith("order_id,customer,total\n") and "350,Zebulon Quartermaine,999.00" in best.text
