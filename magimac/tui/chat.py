@@ -1,0 +1,153 @@
+"""The conversation view: user messages, and assistant answers with their reasoning."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from magimac.history import Attachment, StoredMessage
+from magimac.latex import markdown_math_to_unicode
+from magimac.tui.reasoning import ReasoningBlock, thought_title
+from magimac.tui.streaming import Chunk
+
+FINISH_NOTES = {
+    "cancelled": "stopped",
+    "length": "stopped at the token limit",
+    None: "interrupted",
+}
+_FENCE = re.compile(r"^(`{3,}|~{3,})[^\n]*\n(.*?)^\1[ \t]*$", re.S | re.M)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The contents of the fenced code blocks of ``markdown``, in order."""
+    return [m.group(2) for m in _FENCE.finditer(markdown)]
+
+
+def attachment_line(att: Attachment) -> str:
+    """``📎 image  cat.png`` for the conversation view."""
+    return f"📎 {att.kind}  {Path(att.path).name}"
+
+
+class UserMessage(Vertical):
+    """A user's message with its attachments."""
+
+    def __init__(self, message: StoredMessage) -> None:
+        super().__init__(classes="message user")
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.message.content, classes="user-text", markup=False)
+        for att in self.message.attachments:
+            yield Static(attachment_line(att), classes="attachment", markup=False)
+
+
+class AssistantMessage(Vertical):
+    """An answer: its reasoning block, the Markdown answer and a note when it did not finish.
+
+    Streaming: `begin_stream`, then `add` per UI chunk, then `finish`; the answer streams
+    through Textual's `MarkdownStream` and is rendered once more in full (with LaTeX as
+    Unicode) at the end.
+    """
+
+    def __init__(self, message: StoredMessage, *, live: bool = False) -> None:
+        super().__init__(classes="message assistant")
+        self.message = message
+        self.live = live
+        self.answer_text = message.content
+        self._stream: MarkdownStream | None = None
+        self._folded = not live
+        stats = message.stats or {}
+        if live:
+            title, collapsed = "Thinking…", False
+        else:
+            title = thought_title(int(stats.get("reasoning_tokens", 0)), stats.get("thinking_s"))
+            collapsed = True
+        self.reasoning = ReasoningBlock(message.reasoning or "", title=title, collapsed=collapsed,
+                                        classes="reasoning")
+        self.reasoning.display = bool(message.reasoning) or live
+        self.markdown = Markdown(markdown_math_to_unicode(message.content) if not live else "",
+                                 classes="answer")
+        self.note = Static("", classes="note", markup=False)
+        if not live:
+            self._set_note(message.finish_reason, (message.stats or {}).get("error"))
+
+    def compose(self) -> ComposeResult:
+        yield self.reasoning
+        yield self.markdown
+        yield self.note
+
+    def _set_note(self, finish_reason: str | None, error: str | None = None) -> None:
+        if finish_reason == "error":
+            text = f"error: {error}" if error else "error"
+        else:
+            text = FINISH_NOTES.get(finish_reason, "")
+        self.note.update(f"⏹ {text}" if text else "")
+        self.note.display = bool(text)
+
+    def begin_stream(self) -> None:
+        """Start the answer's MarkdownStream (call once mounted)."""
+        self._stream = Markdown.get_stream(self.markdown)
+
+    async def add(self, chunk: Chunk) -> None:
+        """Show one batch of streamed text (a `streaming.Chunk`)."""
+        if chunk.thinking_s is None:
+            self.reasoning.append(chunk.reasoning, chunk.reasoning_tokens, chunk.elapsed_s)
+        elif not self._folded:
+            self._folded = True
+            if chunk.reasoning or self.reasoning.text:
+                self.reasoning.append(chunk.reasoning, chunk.reasoning_tokens, chunk.elapsed_s)
+                self.reasoning.finish(chunk.reasoning_tokens, chunk.thinking_s)
+            else:
+                self.reasoning.display = False
+        if chunk.answer:
+            self.answer_text += chunk.answer
+            if self._stream is not None:
+                await self._stream.write(chunk.answer)
+
+    async def finish(self, message: StoredMessage) -> None:
+        """End streaming: the final answer rendered in full, reasoning folded, note set."""
+        self.message = message
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        self.answer_text = message.content
+        await self.markdown.update(markdown_math_to_unicode(message.content))
+        stats = message.stats or {}
+        if message.reasoning:
+            self.reasoning.display = True
+            self.reasoning.finish(int(stats.get("reasoning_tokens", 0)), stats.get("thinking_s"),
+                                  text=message.reasoning)
+        else:
+            self.reasoning.display = False
+        self._set_note(message.finish_reason, stats.get("error"))
+        self.live = False
+
+
+class ChatView(VerticalScroll):
+    """The scrolling list of a conversation's messages."""
+
+    def message_widget(self, message: StoredMessage, live: bool = False):
+        """A widget for one stored message."""
+        return UserMessage(message) if message.role == "user" else AssistantMessage(message, live=live)
+
+    async def show(self, messages: list[StoredMessage], empty_text: str) -> None:
+        """Replace the contents with ``messages`` (or a hint when there are none)."""
+        await self.remove_children()
+        widgets = [self.message_widget(m) for m in messages if m.role in ("user", "assistant")]
+        if not widgets:
+            widgets = [Static(empty_text, classes="empty-hint", markup=False)]
+        await self.mount_all(widgets)
+        self.scroll_end(animate=False)
+
+    async def add(self, widget) -> None:
+        """Append a message widget (removing the empty hint) and follow the end."""
+        for hint in self.query(".empty-hint"):
+            await hint.remove()
+        await self.mount(widget)
+        self.anchor()
+        self.scroll_end(animate=False)

@@ -1,0 +1,105 @@
+"""Per-conversation settings: model, system prompt, sampling, reasoning budget and history.
+
+Settings live in the conversation's ``settings`` dict in the history database (JSON):
+``model`` (name or directory; absent: the app's model), ``system_prompt_mode`` (``default``:
+the model's own SYSTEM_PROMPT.txt, ``none``, ``custom``), ``system_prompt`` (the custom text),
+``temperature``, ``top_p``, ``max_tokens``, ``reasoning_budget`` (absent: the engine's
+defaults), ``keep_reasoning`` (bool).
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
+
+from magimac.engine import DEFAULT, GenerationSettings
+
+PROMPT_MODES = [("the model's own", "default"), ("none", "none"), ("custom (below)", "custom")]
+NUMBERS = {  # key -> (label, type, hint)
+    "temperature": ("Temperature", float, "0.7 recommended; 0 = greedy"),
+    "top_p": ("Top-p", float, "0.95 recommended"),
+    "max_tokens": ("Max tokens", int, "empty: up to the context limit"),
+    "reasoning_budget": ("Reasoning budget (tokens)", int, "empty: unlimited"),
+}
+
+
+def generation_settings(settings: dict) -> GenerationSettings:
+    """The engine's `GenerationSettings` for a conversation's settings dict."""
+    mode = settings.get("system_prompt_mode", "default")
+    prompt = DEFAULT if mode == "default" else None if mode == "none" else settings.get("system_prompt", "")
+    return GenerationSettings(
+        temperature=settings.get("temperature"),
+        top_p=settings.get("top_p"),
+        max_tokens=settings.get("max_tokens"),
+        reasoning_budget=settings.get("reasoning_budget"),
+        keep_reasoning=bool(settings.get("keep_reasoning", False)),
+        system_prompt=prompt,
+    )
+
+
+class SettingsScreen(ModalScreen[dict | None]):
+    """Edit a settings dict; dismisses with the new dict (Ctrl+S / Save) or None (Esc)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "save", "Save")]
+
+    def __init__(self, settings: dict, model_hint: str) -> None:
+        super().__init__()
+        self.settings = dict(settings)
+        self.model_hint = model_hint
+
+    def compose(self) -> ComposeResult:
+        s = self.settings
+        with VerticalScroll(id="settings", classes="dialog"):
+            yield Label("Conversation settings", classes="dialog-title")
+            yield Label("Model (registry name or directory; empty: the app's)")
+            yield Input(s.get("model") or "", placeholder=self.model_hint, id="model")
+            yield Label("System prompt")
+            yield Select(PROMPT_MODES, value=s.get("system_prompt_mode", "default"), allow_blank=False,
+                         id="system_prompt_mode")
+            yield TextArea(s.get("system_prompt", ""), id="system_prompt", soft_wrap=True)
+            for key, (label, _type, hint) in NUMBERS.items():
+                yield Label(label)
+                value = s.get(key)
+                yield Input("" if value is None else str(value), placeholder=hint, id=key)
+            with Horizontal(classes="switch-row"):
+                yield Switch(bool(s.get("keep_reasoning", False)), id="keep_reasoning")
+                yield Label("Keep earlier answers' reasoning in the prompt (costs context)")
+            with Horizontal(classes="buttons"):
+                yield Button("Save (Ctrl+S)", id="save", variant="primary")
+                yield Button("Cancel (Esc)", id="cancel")
+            yield Static("", id="settings-error", classes="error")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
+
+    def action_save(self) -> None:
+        out = dict(self.settings)
+        model = self.query_one("#model", Input).value.strip()
+        if model:
+            out["model"] = model
+        else:
+            out.pop("model", None)
+        out["system_prompt_mode"] = self.query_one("#system_prompt_mode", Select).value
+        out["system_prompt"] = self.query_one("#system_prompt", TextArea).text
+        for key, (label, typ, _hint) in NUMBERS.items():
+            raw = self.query_one(f"#{key}", Input).value.strip()
+            if not raw:
+                out.pop(key, None)
+                continue
+            try:
+                value = typ(raw)
+                if value < 0:
+                    raise ValueError
+            except ValueError:
+                kind = "a whole number" if typ is int else "a number"
+                self.query_one("#settings-error", Static).update(f"{label}: {raw!r} is not {kind} >= 0")
+                return
+            out[key] = value
+        out["keep_reasoning"] = self.query_one("#keep_reasoning", Switch).value
+        self.dismiss(out)

@@ -1,0 +1,48 @@
+"""The status bar: model and quantization, context used of its limit, TTFT, tokens/s, memory."""
+
+from __future__ import annotations
+
+from textual.reactive import reactive
+from textual.widgets import Static
+
+
+def human_bytes(n: int) -> str:
+    """``1.2 GB`` / ``340 MB`` (decimal units)."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def human_tokens(n: int) -> str:
+    """``812`` / ``12.3K`` / ``128K``."""
+    if n < 10_000:
+        return str(n)
+    k = n / 1000
+    return f"{k:.1f}K" if k < 100 else f"{k:.0f}K"
+
+
+class StatusBar(Static):
+    """One line of facts; set the reactive attributes and it redraws."""
+
+    model = reactive("no model")
+    loading = reactive("")  # e.g. "loading 40%"; empty once loaded
+    context_used = reactive(0)
+    context_limit = reactive(0)
+    ttft_s: reactive[float | None] = reactive(None)
+    tokens_per_s: reactive[float | None] = reactive(None)
+    memory_bytes = reactive(0)
+    generating = reactive(False)
+
+    def render(self) -> str:
+        parts = [self.model]
+        if self.loading:
+            parts.append(self.loading)
+        if self.context_limit:
+            parts.append(f"ctx {human_tokens(self.context_used)}/{human_tokens(self.context_limit)}")
+        if self.ttft_s is not None:
+            parts.append(f"TTFT {self.ttft_s:.2f} s")
+        if self.tokens_per_s is not None:
+            parts.append(f"{self.tokens_per_s:.1f} tok/s")
+        if self.memory_bytes:
+            parts.append(f"mem {human_bytes(self.memory_bytes)}")
+        if self.generating:
+            parts.append("Esc stops")
+        return " │ ".join(parts)
