@@ -109,6 +109,12 @@ def estimate(config: dict, *, bits: int = 4, group_size: int = 64, mode: str = "
     """
     model, plan, params = plan_for(config, bits=bits, group_size=group_size, mode=mode,
                                    recipe=recipe, quantize_vision=quantize_vision)
+    return summarize(model, plan, params, recipe=recipe, quantize_vision=quantize_vision)
+
+
+def summarize(model, plan: dict[str, dict], params: dict, *, recipe: str | None = None,
+              quantize_vision: bool = False) -> Estimate:
+    """The `Estimate` of a `plan_for` result (bytes of every output tensor, by component)."""
     from mlx.utils import tree_flatten
 
     text_params = sum(v.size for k, v in tree_flatten(model.parameters()) if component(k) in TEXT_COMPONENTS)
@@ -179,7 +185,7 @@ def fit(est: Estimate, config: dict, *, ram_bytes: int, context: int) -> Fit:
 
 def describe(est: Estimate, f: Fit | None = None) -> str:
     """Human table: bytes by component, total, bits per weight, and the fit line."""
-    lines = [f"output size ({est.recipe}, {_level(est)}, vision {'quantized' if est.quantize_vision else 'bf16'}):"]
+    lines = [f"output size ({est.recipe}, {level_name(est)}, vision {'quantized' if est.quantize_vision else 'bf16'}):"]
     for c, b in est.components.items():
         lines.append(f"  {c:<13} {b / GB:8.3f} GB")
     lines.append(f"  {'total':<13} {est.total_gb:8.3f} GB   ({est.bits_per_weight:.2f} bits per text weight)")
@@ -192,7 +198,8 @@ def describe(est: Estimate, f: Fit | None = None) -> str:
     return "\n".join(lines)
 
 
-def _level(est: Estimate) -> str:
+def level_name(est: Estimate) -> str:
+    """``4-bit, group size 64`` or the float mode's name."""
     if est.mode != "affine":
         return est.mode
     return f"{est.bits}-bit, group size {est.group_size}"
