@@ -15,6 +15,7 @@ file containing ``[INST]`` or ``[/THINK]`` never yields control tokens.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,17 +246,34 @@ def _tidy(text: str) -> str:
 
 
 def _html_text(html: str) -> str:
-    """Visible text of an HTML page (title first), one block element per line."""
+    """Visible text of an HTML page: the title, then the body with a line per block element
+    and tabs between table cells; scripts, styles and other invisible parts are dropped."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head"]):
-        if tag.name == "head" and soup.title is not None:
-            title = soup.title.get_text(" ", strip=True)
-            tag.replace_with(soup.new_string(title + "\n\n"))
-            continue
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(["head", "script", "style", "noscript", "template", "svg"]):
         tag.decompose()
-    return soup.get_text("\n")
+    for text in soup.find_all(string=True):
+        if text.find_parent("pre") is None:
+            text.replace_with(re.sub(r"\s+", " ", str(text)))
+    for tag in soup(_HTML_BLOCKS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    for tag in soup(_HTML_LINES):
+        tag.insert_after("\n")
+    for tag in soup(["td", "th"]):
+        tag.insert_after("\t")
+    for tag in soup("br"):
+        tag.replace_with("\n")
+    body = "\n".join(re.sub(r" +", " ", line).strip(" ") for line in soup.get_text().split("\n"))
+    return f"{title}\n\n{body}" if title and title not in body[:len(title) + 200] else body
+
+
+_HTML_BLOCKS = ["p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+                "header", "footer", "nav", "aside", "main", "pre", "blockquote", "table", "ul",
+                "ol", "dl", "figure", "figcaption", "hr", "title", "form"]
+_HTML_LINES = ["li", "tr", "dt", "dd"]
 
 
 def _pdf_pages(data: bytes, name: str, max_chars: int) -> list[Page]:

@@ -65,12 +65,13 @@ def test_text_like_files_are_read_as_text(tmp_path, name, content, kind, expecte
 def test_html_gives_visible_text_without_scripts(tmp_path):
     path = tmp_path / "page.html"
     path.write_text("<html><head><title>Quarterly</title><style>p{color:red}</style></head>"
-                    "<body><h1>Results</h1><p>Revenue grew <b>12%</b>.</p>"
+                    "<body><h1>Results</h1><p>Revenue\n   grew <b>12%</b>.</p>"
+                    "<table><tr><th>Name</th><th>Team</th></tr><tr><td>Ada</td><td>Owls</td></tr></table>"
                     "<script>var secret = 1;</script></body></html>", encoding="utf-8")
     doc = load_document(path)
     assert doc.kind == "html"
     text = doc.text
-    assert "Quarterly" in text and "Results" in text and "Revenue grew" in text and "12%" in text
+    assert text == "Quarterly\n\nResults\n\nRevenue grew 12%.\n\nName\tTeam\nAda\tOwls"
     assert "secret" not in text and "color:red" not in text
 
 
