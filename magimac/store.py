@@ -1,18 +1,32 @@
 """Installed models: find them, and resolve what a person typed to a model directory.
 
-A model directory is *converted* (runnable) when it holds `config.json` with a
-`quantization` entry or MLX-layout weights written by `magimac quantize` (a
-`magimac-manifest.json`), or any directory `mlx_vlm.load` / `mlx_lm.load` accept.
+Models live in two places: `paths.models_dir()` (what `magimac quantize` and `magimac pull`
+convert) and the Hugging Face cache (ready-made MLX conversions `magimac pull` downloads,
+and any other MLX conversion there, e.g. from `mlx_lm` or `hf download`).
+
+A model directory is *converted* (runnable) when it holds `config.json` and its safetensors
+weights (every shard its `model.safetensors.index.json` names, when it has one).  Only
+converted models of the Hugging Face cache (a ``quantization`` entry in config.json, or a
+repo named in the registry's ``mlx`` tables) are listed; original bf16 checkpoints there are
+`magimac quantize` sources, not installed models.
+
+Offline by design: `enforce_offline` puts the hub libraries in offline mode for every
+command except those in `ONLINE_COMMANDS`; nothing here touches the network.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from magimac import paths
 from magimac.registry import ModelEntry, find_entry, load_registry
+
+ONLINE_COMMANDS = ("pull", "quantize")  # the only commands that may download
 
 
 class ModelNotFound(LookupError):
@@ -24,71 +38,200 @@ class InstalledModel:
     """A converted model on disk.
 
     Attributes:
-        path: the directory; name: its registry name or directory name;
-        quantization: e.g. ``"4bit"``, ``"bf16"``; size_bytes: bytes of weight files.
+        path: the directory; name: its registry-style name (``<entry>-<level>`` for
+        registry models, else the directory name or hub repo id);
+        quantization: e.g. ``"4bit"``, ``"bf16"``, ``"mixed"``; size_bytes: bytes of its files;
+        source: where it came from (``"hub:owner/repo@commit"``, the manifest's source, or
+        ``"local"``); where: ``"models dir"``, ``"hf cache"`` or ``"bundled"``;
+        repo_id: the hub repo of an HF-cache model (``""`` otherwise).
     """
 
     path: Path
     name: str
     quantization: str
     size_bytes: int
+    source: str = "local"
+    where: str = "models dir"
+    repo_id: str = ""
+
+
+def enforce_offline(command: str | None) -> None:
+    """Put `huggingface_hub` (and so transformers, mlx-lm, mlx-vlm) in offline mode unless
+    ``command`` is one of `ONLINE_COMMANDS`.  Call before the hub libraries are imported;
+    if they already are, their offline flag is set too."""
+    if command in ONLINE_COMMANDS:
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, as `huggingface_hub` does)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
 
 
 def is_model_dir(path: Path) -> bool:
-    """True when ``path`` holds a config.json and safetensors weights."""
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    """True when ``path`` holds a config.json and safetensors weights, including every shard
+    its ``model.safetensors.index.json`` names (an interrupted download is not a model)."""
+    path = Path(path)
+    if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+        return False
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return False
+        return all((path / s).is_file() for s in shards)
+    return True
+
+
+def _config(path: Path) -> dict:
+    try:
+        return json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _manifest(path: Path) -> dict:
+    try:
+        m = json.loads((path / "magimac-manifest.json").read_text())
+        return m if isinstance(m, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def quantization_label(path: Path) -> str:
-    """``"4bit"``, ``"mxfp4"``, ``"mixed"`` or ``"bf16"`` from a model's config.json."""
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    """``"4bit"``, ``"mxfp4"``, a recipe name, ``"mixed"`` or ``"bf16"`` from a model's
+    config.json (and its magimac manifest's recipe, when not uniform)."""
+    cfg = _config(path)
+    if not cfg:
         return "?"
     q = cfg.get("quantization") or cfg.get("quantization_config")
     if not q:
         return "bf16"
+    recipe = _manifest(path).get("recipe")
+    if isinstance(recipe, str) and recipe not in ("uniform", ""):
+        return recipe
     mode = q.get("mode", "affine")
     if mode != "affine":
         return mode
     bits = q.get("bits")
-    return f"{bits}bit" if bits else "mixed"
+    mixed = any(isinstance(v, dict) and v.get("bits") not in (None, bits) for v in q.values())
+    return "mixed" if mixed or not bits else f"{bits}bit"
 
 
 def _dir_size(path: Path) -> int:
+    """Bytes of the files under ``path`` (symlinks followed, as in the HF cache)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def describe_dir(path: Path, name: str | None = None, where: str = "models dir") -> InstalledModel:
+    """An `InstalledModel` for a converted model directory (source from its manifest)."""
+    src = _manifest(path).get("source")
+    if isinstance(src, dict):
+        src = src.get("repo_id") or src.get("path") or src.get("name")
+    return InstalledModel(Path(path), name or Path(path).name, quantization_label(path), _dir_size(path),
+                          str(src) if src else "local", where)
+
+
+def _hf_cache_models(registry: dict[str, ModelEntry]) -> list[InstalledModel]:
+    root = hf_cache_dir()
+    if not root.is_dir():
+        return []
+    from huggingface_hub import scan_cache_dir
+
+    known = {repo.lower(): (e.name, level) for e in registry.values() for level, repo in e.mlx.items()}
+    found = []
+    for repo in sorted(scan_cache_dir(root).repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        rev = next((r for r in repo.revisions if "main" in r.refs), None) or max(
+            repo.revisions, key=lambda r: r.last_modified)
+        snap = rev.snapshot_path
+        if not is_model_dir(snap):
+            continue
+        cfg = _config(snap)
+        entry = known.get(repo.repo_id.lower())
+        if entry is None and not (cfg.get("quantization") or cfg.get("quantization_config")):
+            continue  # an original checkpoint kept for `magimac quantize`
+        name = f"{entry[0]}-{entry[1]}" if entry else repo.repo_id
+        found.append(InstalledModel(snap, name, quantization_label(snap), rev.size_on_disk,
+                                    f"hub:{repo.repo_id}@{rev.commit_hash[:7]}", "hf cache", repo.repo_id))
+    return found
+
+
 def installed_models() -> list[InstalledModel]:
-    """Converted models under `paths.models_dir()` plus registry entries with a local path."""
+    """Converted models: `paths.models_dir()`, then the Hugging Face cache, then registry
+    entries with a local path (the bundled demo)."""
+    reg = load_registry()
     found: list[InstalledModel] = []
     root = paths.models_dir()
     if root.is_dir():
         for d in sorted(root.iterdir()):
             if d.is_dir() and not d.name.startswith(".") and is_model_dir(d):
-                found.append(InstalledModel(d, d.name, quantization_label(d), _dir_size(d)))
-    for e in load_registry().values():
+                found.append(describe_dir(d))
+    found += _hf_cache_models(reg)
+    for e in reg.values():
         p = e.local_path()
         if p and is_model_dir(p):
-            found.append(InstalledModel(p, e.name, quantization_label(p), _dir_size(p)))
+            found.append(describe_dir(p, e.name, "bundled"))
     return found
 
 
 def installed_for(entry: ModelEntry) -> list[InstalledModel]:
-    """Installed conversions of a registry entry (directories named after the entry)."""
-    out = []
-    for m in installed_models():
-        if m.name == entry.name or m.name.startswith(entry.name + "-"):
-            out.append(m)
-    return out
+    """Installed conversions of a registry entry (named after the entry, or its MLX repos)."""
+    repos = {r.lower() for r in entry.mlx.values()}
+    return [m for m in installed_models()
+            if m.name == entry.name or m.name.startswith(entry.name + "-") or m.repo_id.lower() in repos]
+
+
+def find_installed(name_or_dir: str) -> list[InstalledModel]:
+    """Installed models matching a directory, an installed name, a hub repo id, or a
+    registry name / alias (all of its conversions)."""
+    p = Path(name_or_dir).expanduser()
+    models = installed_models()
+    if p.is_dir():
+        rp = p.resolve()
+        return [m for m in models if m.path.resolve() == rp] or ([describe_dir(p)] if is_model_dir(p) else [])
+    exact = [m for m in models if m.name == name_or_dir or (m.repo_id and m.repo_id.lower() == name_or_dir.lower())]
+    if exact:
+        return exact
+    entry = find_entry(load_registry(), name_or_dir)
+    return installed_for(entry) if entry else []
+
+
+def remove(model: InstalledModel) -> None:
+    """Delete an installed model: its directory, or every cached revision of its hub repo.
+
+    Raises:
+        ModelNotFound: the model is bundled with magimac (not removable).
+    """
+    if model.where == "bundled":
+        raise ModelNotFound(f"{model.name} is bundled with magimac and cannot be removed")
+    if model.where == "hf cache":
+        from huggingface_hub import scan_cache_dir
+
+        info = scan_cache_dir(hf_cache_dir())
+        hashes = [r.commit_hash for repo in info.repos if repo.repo_id == model.repo_id for r in repo.revisions]
+        info.delete_revisions(*hashes).execute()
+        return
+    shutil.rmtree(model.path)
 
 
 def resolve_model(name_or_dir: str | None) -> Path:
     """Turn ``--model`` into a converted model directory.
 
-    Order: an existing directory; an installed model by directory name; a registry name or
-    hub id with an installed conversion (the lowest-bit one first... the first found);
-    with None: the default registry model if installed, else the demo model.
+    Order: an existing directory; an installed model by name or hub repo id; a registry name
+    or alias with an installed conversion (the first of `installed_for`: models dir, then the
+    Hugging Face cache); with None: the default registry model if installed, else the demo.
 
     Raises:
         ModelNotFound: nothing installed matches; the message names the command to run.
@@ -99,17 +242,14 @@ def resolve_model(name_or_dir: str | None) -> Path:
             if not is_model_dir(p):
                 raise ModelNotFound(f"{p}: not a model directory (no config.json and *.safetensors)")
             return p
-        for m in installed_models():
-            if m.name == name_or_dir:
-                return m.path
+        found = find_installed(name_or_dir)
+        if found:
+            return found[0].path
         entry = find_entry(load_registry(), name_or_dir)
         if entry is None:
             raise ModelNotFound(
                 f"unknown model {name_or_dir!r}: not a directory nor a registry name (see `magimac models`)"
             )
-        inst = installed_for(entry)
-        if inst:
-            return inst[0].path
         raise ModelNotFound(f"{entry.name} is not installed: run `magimac pull {entry.name}`")
     reg = load_registry()
     default = next((e for e in reg.values() if e.default), None)

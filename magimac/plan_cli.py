@@ -1,0 +1,72 @@
+"""`magimac plan [MODEL] [--ram 32GB] [--context 32k] [--json]`: what fits this Mac."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from magimac import plan
+from magimac.cli import UserError
+
+GB = 1e9
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", help="registry name or model directory (default: the default model)")
+    p.add_argument("--ram", help="plan for a Mac with this much memory (e.g. 32GB) instead of this machine")
+    p.add_argument("--context", default="32k", help="context to size the KV cache for (default 32k tokens)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    from magimac import hardware
+
+    ram = None
+    if args.ram:
+        try:
+            ram = hardware.parse_bytes(args.ram)
+        except ValueError as e:
+            raise UserError(f"--ram: {e}") from None
+    p = plan.make_plan(args.model, ram=ram, context=plan.parse_context(args.context))
+    if args.json:
+        print(json.dumps(p.to_dict(), indent=2))
+        return 0
+    print_plan(p)
+    return 0
+
+
+def print_plan(p: plan.Plan) -> None:
+    """Print the plan as rich tables: machine, sizes per level, recommendation."""
+    from rich.console import Console
+    from rich.table import Table
+
+    hw = p.hardware
+    con = Console()
+    con.print(f"[bold]{p.model}[/bold]  (sizes from {p.config_source})")
+    con.print(f"machine: {hw.chip or hw.machine}, {hw.total_memory / 2**30:.0f} GiB memory, GPU limit "
+              f"{hw.gpu_limit / GB:.1f} GB ({hw.gpu_limit_source}); budget {p.budget_bytes / GB:.1f} GB after "
+              f"{plan.HEADROOM_FRACTION:.0%} headroom")
+    t = Table(title=f"weights + KV cache at {p.context} tokens (GB)")
+    for col in ("level", "recipe", "bits/weight", "weights", "+KV 16-bit", "+KV 8-bit", "+KV 4-bit",
+                "max context (16-bit KV)"):
+        t.add_column(col, justify="left" if col in ("level", "recipe") else "right")
+    for r in p.rows:
+        cells = []
+        for b in plan.KV_BITS:
+            total = (r.weights_bytes + r.kv_bytes[b]) / GB
+            cells.append(f"[green]{total:.1f} fits[/green]" if r.fits[b] else f"[red]{total:.1f} no[/red]")
+        t.add_row(r.level, r.recipe, f"{r.bits_per_weight:.2f}", f"{r.weights_bytes / GB:.2f}", *cells,
+                  str(r.max_context[16]))
+    con.print(t)
+    kv = ", ".join(f"{b}-bit {v / 1024:.0f} KiB" for b, v in p.kv_bytes_per_token.items())
+    con.print(f"KV cache per token: {kv}; model maximum context {p.model_max_context} tokens")
+    for m in p.installed:
+        con.print(f"installed: {m['name']} ({m['quantization']}, {m['size_bytes'] / GB:.2f} GB) at {m['path']}")
+    rec = p.recommendation
+    if rec is None:
+        con.print(f"[red]recommendation: {p.model} does not fit this machine even at 2-bit with a "
+                  f"{plan.MIN_CONTEXT}-token 4-bit KV cache[/red]")
+        return
+    con.print(f"[bold]recommendation:[/bold] {rec.level}, context {rec.context} tokens, {rec.kv_bits}-bit KV cache: "
+              f"{rec.reason}")
+    con.print(f"  get it with: {rec.pull_command}")
