@@ -73,6 +73,42 @@ class Context:
     tokens: int = 0
 
 
+def context_report(ctx: Context) -> dict:
+    """The documents part of a turn as JSON-ready data (``magimac chat --json`` prints it as a
+    line; the TUI stores it with the answer): ``{"type": "documents", "whole": bool, "tokens":
+    int, "passages": [{"document", "page", "score", "tokens", "text"}]}``."""
+    return {"type": "documents", "whole": ctx.whole, "tokens": ctx.tokens,
+            "passages": [{"document": p.doc_name, "page": p.page, "score": round(p.score, 3),
+                          "tokens": p.tokens, "text": p.text} for p in ctx.passages]}
+
+
+def context_summary(ctx: Context) -> str:
+    """One line for people: ``documents: whole (1,234 tokens): a.md, b.pdf p.1-3`` or
+    ``documents: 3 passages (900 tokens): manual.pdf p.27, p.4; memo.txt``."""
+    pages: dict[str, list[int]] = {}
+    for p in ctx.passages:
+        pages.setdefault(p.doc_name, []).append(p.page)
+    what = "; ".join(f"{name} p.{_page_ranges(ps)}" if len(ps) > 1 or ps[0] != 1 else name
+                     for name, ps in pages.items())
+    how = "whole" if ctx.whole else f"{len(ctx.passages)} passage{'s' if len(ctx.passages) != 1 else ''}"
+    return f"documents: {how} ({ctx.tokens:,} tokens): {what or 'none fit the context'}"
+
+
+def _page_ranges(pages: list[int]) -> str:
+    """``[1, 2, 3, 7, 9, 10]`` -> ``1-3, 7, 9-10`` (sorted, duplicates merged)."""
+    out: list[str] = []
+    ps = sorted(set(pages))
+    start = prev = ps[0]
+    for n in ps[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
+
+
 def label(doc: Document, page: int) -> str:
     """The label put before a document's page or passage: ``[name]`` or ``[name, page N]``."""
     return f"[{doc.name}, page {page}]" if doc.paged else f"[{doc.name}]"

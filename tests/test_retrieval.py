@@ -7,7 +7,8 @@ import pytest
 from checkpoint import write_tekken
 from magimac.conversation import Message
 from magimac.documents import Document, DocumentError, Page, load_document
-from magimac.retrieval import attach_documents, build_context, rank, split_passages, user_text
+from magimac.retrieval import (attach_documents, build_context, context_report, context_summary, rank,
+                               split_passages, user_text)
 from test_documents import make_pdf
 
 TOPICS = ["harbour cranes", "bakery ovens", "library lighting", "tram schedules", "orchard irrigation",
@@ -57,6 +58,7 @@ def test_documents_that_fit_go_in_whole_with_labels(count):
     assert "[report.pdf, page 1]\nIntro." in ctx.text and "[report.pdf, page 2]\nOwls hoot." in ctx.text
     assert [(p.doc_name, p.page) for p in ctx.passages] == [("notes.md", 1), ("report.pdf", 1), ("report.pdf", 2)]
     assert ctx.tokens == count(ctx.text) <= 1000
+    assert context_summary(ctx) == f"documents: whole ({ctx.tokens:,} tokens): notes.md; report.pdf p.1-2"
 
 
 def test_late_page_detail_of_a_long_pdf_is_retrieved(manual, count):
@@ -193,3 +195,17 @@ def test_csv_passages_repeat_the_header_row(tmp_path, count):
     ctx = build_context("What did Zebulon Quartermaine pay?", [load_document(path)], 300, count)
     best = max(ctx.passages, key=lambda p: p.score)
     assert best.text.startswith("order_id,customer,total\n") and "350,Zebulon Quartermaine,999.00" in best.text
+
+
+def test_reports_say_which_passages_were_used(manual, count):
+    notes = Document("notes.md", "/notes.md", "markdown", [Page(1, "Turbine notes: north turbine has a password.")])
+    ctx = build_context("What is the maintenance password for the north turbine?", [manual, notes], 600, count)
+    line = context_summary(ctx)
+    assert line.startswith(f"documents: {len(ctx.passages)} passages ({ctx.tokens:,} tokens): manual.pdf p.")
+    assert "27" in line and "; notes.md" in line
+    report = context_report(ctx)
+    assert report["type"] == "documents" and report["whole"] is False
+    assert {"document": "manual.pdf", "page": 27} in [{k: p[k] for k in ("document", "page")}
+                                                      for p in report["passages"]]
+    whole = build_context("q", [notes], 600, count)
+    assert context_summary(whole) == f"documents: whole ({whole.tokens:,} tokens): notes.md"
