@@ -276,6 +276,29 @@ def attach_documents(
     return out, ctx
 
 
+def attach_for_engine(engine, messages: list[Message], settings=None, context_length: int | None = None,
+                      load: Callable[[str], Document] = load_document) -> tuple[list[Message], Context]:
+    """`attach_documents` with an engine's tokenizer: what `magimac chat` and the TUI call.
+
+    Args:
+        engine: a loaded `magimac.engine.Engine` (any object with ``count_tokens(text)``,
+            ``prompt_tokens(messages, settings)`` and ``wait_loaded().context_length``).
+        messages: the conversation to send; ``settings``: its `GenerationSettings` (the
+            system prompt counts against the context; ``max_tokens`` is the answer reserve).
+        context_length: the context limit (tokens); None: the loaded engine's.
+
+    Returns / Raises: as `attach_documents`.
+    """
+    if not any(m.documents for m in messages):
+        return list(messages), Context(text="")
+    if context_length is None:
+        context_length = engine.wait_loaded().context_length
+    reserve = answer_reserve(context_length, getattr(settings, "max_tokens", None))
+    return attach_documents(messages, engine.count_tokens,
+                            lambda ms: len(engine.prompt_tokens(ms, settings)),
+                            context_length, reserve, load)
+
+
 def _describe(doc: Document) -> str:
     n = len(doc.pages)
     return f"{doc.name} ({n} page{'s' if n != 1 else ''})" if doc.paged else doc.name

@@ -7,7 +7,7 @@ import pytest
 from checkpoint import write_tekken
 from magimac.conversation import Message
 from magimac.documents import Document, DocumentError, Page, load_document
-from magimac.retrieval import (attach_documents, build_context, context_report, context_summary, rank,
+from magimac.retrieval import (Context, attach_documents, attach_for_engine, build_context, context_report, context_summary, rank,
                                split_passages, user_text)
 from test_documents import make_pdf
 
@@ -209,3 +209,30 @@ def test_reports_say_which_passages_were_used(manual, count):
                                                       for p in report["passages"]]
     whole = build_context("q", [notes], 600, count)
     assert context_summary(whole) == f"documents: whole ({whole.tokens:,} tokens): notes.md"
+
+
+class TokenizerEngine:
+    """The parts of `Engine` that `attach_for_engine` uses, over the test tokenizer."""
+
+    def __init__(self, count, prompt_len, context_length):
+        self.count_tokens, self._prompt_len, self.context_length = count, prompt_len, context_length
+
+    def prompt_tokens(self, messages, settings=None):
+        return [0] * self._prompt_len(messages)
+
+    def wait_loaded(self):
+        from magimac.events import Loaded
+        return Loaded("test", "bf16", self.context_length, False)
+
+
+def test_attach_for_engine_keeps_room_for_the_answer(manual, count, prompt_len):
+    from magimac.engine import GenerationSettings
+
+    engine = TokenizerEngine(count, prompt_len, 3000)
+    msgs = [Message("user", "What is the north turbine password?", documents=[manual.path])]
+    out, ctx = attach_for_engine(engine, msgs, GenerationSettings(max_tokens=1000))
+    assert not ctx.whole and any(p.page == 27 for p in ctx.passages)
+    room = 3000 - 1000  # context minus the answer reserve; filled to within one passage
+    assert room - max(p.tokens for p in ctx.passages) - 20 < prompt_len(out) <= room
+    plain = [Message("user", "hi")]
+    assert attach_for_engine(engine, plain) == (plain, Context(text=""))
