@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,8 @@ def load_document(path: str | Path, max_bytes: int = MAX_FILE_BYTES,
         raise DocumentError(f"{path}: cannot read ({e.strerror or e})") from None
     if p.is_dir():
         raise DocumentError(f"{path}: is a directory; attach the files inside it one by one")
+    if not stat.S_ISREG(st.st_mode):
+        raise DocumentError(f"{path}: not a regular file")
     if st.st_size > max_bytes:
         raise DocumentError(f"{name}: too large ({_size(st.st_size)}; the limit is {_size(max_bytes)}); "
                             "attach a smaller part of it")

@@ -152,6 +152,8 @@ def test_missing_file_and_directory(tmp_path):
         load_document(tmp_path / "nope.txt")
     with pytest.raises(DocumentError, match="is a directory"):
         load_document(tmp_path)
+    with pytest.raises(DocumentError, match="/dev/zero: not a regular file"):
+        load_document("/dev/zero")
 
 
 def test_password_protected_pdf_is_refused(tmp_path):
