@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `magimac` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     errors = _user_error_types()
+    from magimac.store import enforce_offline  # noqa: PLC0415
+
+    enforce_offline(argv[0] if argv and argv[0] in COMMANDS else None)  # only pull/quantize go online
     try:
         if argv and argv[0] in COMMANDS:
             name = argv[0]
