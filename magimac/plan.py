@@ -56,13 +56,26 @@ class LevelSpec:
         return estimate(config, bits=self.bits, group_size=self.group_size, mode=self.mode, recipe=self.recipe)
 
 
+def spec_for_level(level: str) -> LevelSpec:
+    """The uniform `LevelSpec` of a `magimac pull --quant` level (``"2bit"``..``"8bit"``,
+    ``"mxfp4"``).
+
+    Raises:
+        UserError: a level magimac cannot convert to.
+    """
+    if level == "mxfp4":
+        return LevelSpec("mxfp4", mode="mxfp4", group_size=32)
+    if level.endswith("bit") and level[:-3].isdigit() and int(level[:-3]) in (2, 3, 4, 5, 6, 8):
+        return LevelSpec(level, bits=int(level[:-3]))
+    raise UserError(f"cannot convert to {level!r}: use 2bit, 3bit, 4bit, 5bit, 6bit, 8bit or mxfp4")
+
+
 def level_specs() -> list[LevelSpec]:
     """The rows of `magimac plan`: uniform affine 2..8-bit (group size 64), mxfp4, mlx-vlm's
     4-bit (lm_head in bf16) and each mixed recipe of `quantize.recipes`."""
     from quantize.recipes import RECIPES
 
-    specs = [LevelSpec(f"{b}bit", bits=b) for b in (2, 3, 4, 5, 6, 8)]
-    specs.append(LevelSpec("mxfp4", mode="mxfp4", group_size=32))
+    specs = [spec_for_level(level) for level in ("2bit", "3bit", "4bit", "5bit", "6bit", "8bit", "mxfp4")]
     specs.append(LevelSpec("4bit", recipe="mlx-vlm", bits=4))
     specs += [LevelSpec(name, recipe=name) for name, r in RECIPES.items() if not r.uses_bits]
     return specs

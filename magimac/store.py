@@ -101,11 +101,10 @@ def _config(path: Path) -> dict:
 
 
 def _manifest(path: Path) -> dict:
-    try:
-        m = json.loads((path / "magimac-manifest.json").read_text())
-        return m if isinstance(m, dict) else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+    from quantize.manifest import read_manifest
+
+    m = read_manifest(path)
+    return m if isinstance(m, dict) else {}
 
 
 def quantization_label(path: Path) -> str:
@@ -134,12 +133,16 @@ def _dir_size(path: Path) -> int:
 
 
 def describe_dir(path: Path, name: str | None = None, where: str = "models dir") -> InstalledModel:
-    """An `InstalledModel` for a converted model directory (source from its manifest)."""
-    src = _manifest(path).get("source")
-    if isinstance(src, dict):
-        src = src.get("repo_id") or src.get("path") or src.get("name")
-    return InstalledModel(Path(path), name or Path(path).name, quantization_label(path), _dir_size(path),
-                          str(src) if src else "local", where)
+    """An `InstalledModel` for a converted model directory; its source comes from the
+    `magimac quantize` manifest (a Hugging Face cache snapshot reads ``hub:owner/repo@commit``)."""
+    m = _manifest(path)
+    src = str(m.get("source") or "local")
+    parts = Path(src).parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        src = f"hub:{parts[-3][len('models--'):].replace('--', '/')}@{parts[-1][:7]}"
+    elif m.get("revision") and "/" in src and not Path(src).is_absolute():
+        src = f"hub:{src}@{str(m['revision'])[:7]}"
+    return InstalledModel(Path(path), name or Path(path).name, quantization_label(path), _dir_size(path), src, where)
 
 
 def _hf_cache_models(registry: dict[str, ModelEntry]) -> list[InstalledModel]:
@@ -217,13 +220,26 @@ def remove(model: InstalledModel) -> None:
     if model.where == "bundled":
         raise ModelNotFound(f"{model.name} is bundled with magimac and cannot be removed")
     if model.where == "hf cache":
-        from huggingface_hub import scan_cache_dir
-
-        info = scan_cache_dir(hf_cache_dir())
-        hashes = [r.commit_hash for repo in info.repos if repo.repo_id == model.repo_id for r in repo.revisions]
-        info.delete_revisions(*hashes).execute()
+        remove_cached_repo(model.repo_id)
         return
     shutil.rmtree(model.path)
+
+
+def remove_cached_repo(repo_id: str) -> int:
+    """Delete every revision of hub repo ``repo_id`` from the Hugging Face cache (through
+    `huggingface_hub.scan_cache_dir`); returns the bytes freed (0 when it is not cached)."""
+    root = hf_cache_dir()
+    if not root.is_dir():
+        return 0
+    from huggingface_hub import scan_cache_dir
+
+    info = scan_cache_dir(root)
+    hashes = [r.commit_hash for repo in info.repos if repo.repo_id == repo_id for r in repo.revisions]
+    if not hashes:
+        return 0
+    strategy = info.delete_revisions(*hashes)
+    strategy.execute()
+    return strategy.expected_freed_size
 
 
 def resolve_model(name_or_dir: str | None) -> Path:
