@@ -224,9 +224,6 @@ class MagimacApp(App):
     @work(thread=True, group="load", exclusive=True)
     def _load_worker(self, engine) -> None:
         try:
-            if not self._owns_engine:  # started elsewhere: its load events may be spent
-                self.post_message(LoadEvent(engine.wait_loaded()))
-                return
             for ev in engine.load_events():
                 self.post_message(LoadEvent(ev))
         except Exception as e:  # the engine reports errors as events; anything else too
@@ -437,7 +434,9 @@ class MagimacApp(App):
         live["reasoning"] += chunk.reasoning
         live["answer"] += chunk.answer
         live["chunk"] = chunk
+        at_end = self.chat.at_end
         await live["widget"].add(chunk)
+        self.chat.follow(at_end)
         if chunk.stats is not None:
             live["stats"] = chunk.stats
         if chunk.ttft_s is not None:

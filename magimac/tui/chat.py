@@ -149,5 +149,14 @@ class ChatView(VerticalScroll):
         for hint in self.query(".empty-hint"):
             await hint.remove()
         await self.mount(widget)
-        self.anchor()
         self.scroll_end(animate=False)
+
+    def follow(self, was_at_end: bool) -> None:
+        """Keep the newest text in view while streaming, unless the person scrolled up."""
+        if was_at_end:
+            self.scroll_end(animate=False)
+
+    @property
+    def at_end(self) -> bool:
+        """True when scrolled to (within a line of) the bottom."""
+        return self.scroll_y >= self.max_scroll_y - 1
