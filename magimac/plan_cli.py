@@ -46,17 +46,17 @@ def print_plan(p: plan.Plan) -> None:
     con.print(f"machine: {hw.chip or hw.machine}, {hw.total_memory / 2**30:.0f} GiB memory, GPU limit "
               f"{hw.gpu_limit / GB:.1f} GB ({hw.gpu_limit_source}); budget {p.budget_bytes / GB:.1f} GB after "
               f"{plan.HEADROOM_FRACTION:.0%} headroom")
-    t = Table(title=f"weights + KV cache at {p.context} tokens (GB)")
-    for col in ("level", "recipe", "bits/weight", "weights", "+KV 16-bit", "+KV 8-bit", "+KV 4-bit",
-                "max context (16-bit KV)"):
-        t.add_column(col, justify="left" if col in ("level", "recipe") else "right")
+    t = Table(title=f"GB: weights, and weights + KV cache at {p.context} tokens (✓ fits, ✗ does not)")
+    t.add_column("level", no_wrap=True, min_width=12)
+    for col in ("bits/w", "weights", "KV 16-bit", "KV 8-bit", "KV 4-bit", "max ctx 16-bit"):
+        t.add_column(col, justify="right")
     for r in p.rows:
+        name = r.level if r.recipe in ("uniform", r.level) else f"{r.level} {r.recipe}"
         cells = []
         for b in plan.KV_BITS:
             total = (r.weights_bytes + r.kv_bytes[b]) / GB
-            cells.append(f"[green]{total:.1f} fits[/green]" if r.fits[b] else f"[red]{total:.1f} no[/red]")
-        t.add_row(r.level, r.recipe, f"{r.bits_per_weight:.2f}", f"{r.weights_bytes / GB:.2f}", *cells,
-                  str(r.max_context[16]))
+            cells.append(f"[green]{total:.1f} ✓[/green]" if r.fits[b] else f"[red]{total:.1f} ✗[/red]")
+        t.add_row(name, f"{r.bits_per_weight:.2f}", f"{r.weights_bytes / GB:.2f}", *cells, str(r.max_context[16]))
     con.print(t)
     kv = ", ".join(f"{b}-bit {v / 1024:.0f} KiB" for b, v in p.kv_bytes_per_token.items())
     con.print(f"KV cache per token: {kv}; model maximum context {p.model_max_context} tokens")
@@ -69,4 +69,4 @@ def print_plan(p: plan.Plan) -> None:
         return
     con.print(f"[bold]recommendation:[/bold] {rec.level}, context {rec.context} tokens, {rec.kv_bits}-bit KV cache: "
               f"{rec.reason}")
-    con.print(f"  get it with: {rec.pull_command}")
+    con.print(f"  get it with: {rec.pull_command}", soft_wrap=True)
