@@ -34,13 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def versions() -> dict[str, str | None]:
     """Python's version and the installed versions of `PACKAGES` (None: not installed)."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {"python": platform.python_version(), **{name: _version(name) for name in PACKAGES}}
 
 
 def check_packages(found: dict[str, str | None]) -> list[Finding]:
@@ -58,7 +52,7 @@ def check_packages(found: dict[str, str | None]) -> list[Finding]:
         req = Requirement(line)
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
-        have = found.get(req.name) if req.name in found else _version(req.name)
+        have = found[req.name] if req.name in found else _version(req.name)
         if have is not None and req.specifier and not req.specifier.contains(Version(have), prereleases=True):
             problems.append(Finding("error", f"{req.name} {have} is installed, magimac needs {req.specifier}",
                                     f"pip install '{req.name}{req.specifier}'"))
