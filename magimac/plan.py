@@ -351,8 +351,11 @@ class PlanChoice:
 
 
 def weights_bytes_on_disk(model_dir: Path) -> int:
-    """Bytes of the ``*.safetensors`` files in ``model_dir`` (what loading maps into memory)."""
-    return sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+    """Bytes of the ``*.safetensors`` files in ``model_dir`` (what loading maps into memory;
+    a Mistral-native ``consolidated.safetensors`` is not loaded and not counted)."""
+    from magimac.registry import NEVER_FETCH
+
+    return sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors") if f.name != NEVER_FETCH)
 
 
 def check_fits(model_dir: Path | str, context_length: int | None = None, kv_bits: int | None = None,
