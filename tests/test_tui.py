@@ -17,12 +17,17 @@ from magimac.tui.sidebar import ConversationItem
 SCRIPT = Script()
 
 
+def loaded_engine(checkpoint):
+    e = Engine(checkpoint)
+    e.start()
+    e.wait_loaded()
+    return e
+
+
 @pytest.fixture(scope="module")
 def engine(scripted_checkpoint):
     """One loaded engine on the scripted checkpoint, shared by this module's apps."""
-    e = Engine(scripted_checkpoint)
-    e.start()
-    e.wait_loaded()
+    e = loaded_engine(scripted_checkpoint)
     yield e
     e.close()
 
@@ -30,9 +35,7 @@ def engine(scripted_checkpoint):
 @pytest.fixture(scope="module")
 def endless_engine(random_checkpoint):
     """A random-weights model: it writes until stopped (for Esc)."""
-    e = Engine(random_checkpoint)
-    e.start()
-    e.wait_loaded()
+    e = loaded_engine(random_checkpoint)
     yield e
     e.close()
 

@@ -177,7 +177,7 @@ class MagimacApp(App):
             await self.chat.show([], EMPTY_HINT)
             await self.refresh_sidebar()
         self.composer.focus()
-        self.set_interval(2.0, self._update_memory)
+        self.memory_timer = self.set_interval(2.0, self._update_memory)
         self._update_memory()
         self.start_engine(self.model_arg)
 
@@ -596,7 +596,8 @@ class MagimacApp(App):
             self.start_engine(settings.get("model") or self.model_arg)
             self.notify("Settings saved")
 
-        self.push_screen(SettingsScreen(current, self.engine_model or "default model"), done)
+        hint = Path(self.engine_model).name if self.engine_model else "the default model"
+        self.push_screen(SettingsScreen(current, hint), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -55,15 +55,16 @@ class SettingsScreen(ModalScreen[dict | None]):
         with VerticalScroll(id="settings", classes="dialog"):
             yield Label("Conversation settings", classes="dialog-title")
             yield Label("Model (registry name or directory; empty: the app's)")
-            yield Input(s.get("model") or "", placeholder=self.model_hint, id="model")
+            yield Input(s.get("model") or "", placeholder=self.model_hint, id="model", compact=True)
             yield Label("System prompt")
             yield Select(PROMPT_MODES, value=s.get("system_prompt_mode", "default"), allow_blank=False,
-                         id="system_prompt_mode")
+                         id="system_prompt_mode", compact=True)
             yield TextArea(s.get("system_prompt", ""), id="system_prompt", soft_wrap=True)
             for key, (label, _type, hint) in NUMBERS.items():
-                yield Label(label)
-                value = s.get(key)
-                yield Input("" if value is None else str(value), placeholder=hint, id=key)
+                with Horizontal(classes="number-row"):
+                    yield Label(label)
+                    value = s.get(key)
+                    yield Input("" if value is None else str(value), placeholder=hint, id=key, compact=True)
             with Horizontal(classes="switch-row"):
                 yield Switch(bool(s.get("keep_reasoning", False)), id="keep_reasoning")
                 yield Label("Keep earlier answers' reasoning in the prompt (costs context)")
