@@ -234,7 +234,7 @@ def pull(model: str | None = None, level: str = "4bit", *, force: bool = False, 
     kind = "ready-made MLX conversion" if src.ready_made else "original checkpoint, converted here"
     say(f"magimac pull goes online: {endpoint}/{src.repo_id} ({kind}); every other command stays offline")
     if not progress and tqdm_class is None:
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        tqdm_class = _silent_tqdm()
     with online():
         from huggingface_hub import hf_hub_download, snapshot_download
 
@@ -297,3 +297,15 @@ def _convert(src: Source, snapshot: Path, *, force: bool, progress: bool, say, r
     say(f"installed {installed.name} ({installed.size_bytes / GB:.2f} GB) at {out}")
     return installed
 
+
+
+def _silent_tqdm():
+    """A tqdm class that shows nothing (``progress=False``)."""
+    from huggingface_hub.utils import tqdm
+
+    class Silent(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return Silent
