@@ -45,7 +45,7 @@ from quantize.layout import (
 )
 from quantize.manifest import write_manifest
 from quantize.shards import ShardWriter, shard_name, split_shards
-from quantize.sizes import Estimate, describe, fit, level_name, plan_for, summarize
+from quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
 from quantize.source import Checkpoint, QuantizeError, TensorInfo, read_header, resolve_source, sha256_file
 from quantize.tokenizer import control_token_ids, copy_tokenizer
 
@@ -330,8 +330,8 @@ def convert(
     say(describe(est, f))
     if not f.fits and not force:
         raise QuantizeError(
-            f"{level_name(est)} needs {f.needed_bytes / 1e9:.1f} GB with a {context}-token KV cache, over the "
-            f"{f.usable_bytes / 1e9:.1f} GB a {target_ram_bytes / 1e9:.0f} GB Mac can use; pick fewer --bits, "
+            f"{level_name(est)} needs {human_bytes(f.needed_bytes)} with a {context}-token KV cache, over the "
+            f"{human_bytes(f.usable_bytes)} a Mac with {human_bytes(target_ram_bytes)} of RAM can use; pick fewer --bits, "
             f"a smaller --context, or pass --force")
     jobs = plan_jobs(ckpt, model, plan)
     out.parent.mkdir(parents=True, exist_ok=True)

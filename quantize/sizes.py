@@ -198,6 +198,14 @@ def describe(est: Estimate, f: Fit | None = None) -> str:
     return "\n".join(lines)
 
 
+def human_bytes(n: int) -> str:
+    """Decimal units: ``14.14 GB``, ``512.0 MB``, ``3.2 KB``."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}" if unit == "GB" else f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 def level_name(est: Estimate) -> str:
     """``4-bit, group size 64`` or the float mode's name."""
     if est.mode != "affine":

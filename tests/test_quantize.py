@@ -58,19 +58,29 @@ def _written_bytes(out: Path) -> int:
     return sum(f.stat().st_size for f in out.glob("model-*.safetensors"))
 
 
-@pytest.mark.parametrize("level", LEVELS)
-def test_each_level_loads_with_mlx_vlm_and_mlx_lm(converted, small_checkpoint, level):
+def test_default_4bit_loads_with_mlx_vlm_load_and_mlx_lm_load(converted):
     import mlx_lm
     import mlx_vlm
 
+    vmodel, processor = mlx_vlm.load(str(converted["4bit"]))
+    assert type(vmodel.vision_tower.vision_model.transformer.layers[0].attention.q_proj).__name__ == "Linear"
+    assert processor is not None
+    model, tok = mlx_lm.load(str(converted["4bit"]))
+    assert model.layers[0].mlp.gate_proj.bits == 4 and tok.eos_token_id == 2
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_each_level_loads_with_mlx_vlm_and_mlx_lm(converted, level):
+    import mlx_lm.utils
+    import mlx_vlm.utils
+
     out = converted[level]
     cfg = json.loads((out / "config.json").read_text())
-    q = cfg["quantization"]
-    assert q["mode"] == ("mxfp4" if level == "mxfp4" else "affine")
-    vmodel, _processor = mlx_vlm.load(str(out))
+    assert cfg["quantization"]["mode"] == ("mxfp4" if level == "mxfp4" else "affine")
+    vmodel = mlx_vlm.utils.load_model(out)
     vision_q = vmodel.vision_tower.vision_model.transformer.layers[0].attention.q_proj
     assert type(vision_q).__name__ == ("QuantizedLinear" if "vision" in level else "Linear")
-    model, tok = mlx_lm.load(str(out))
+    model, _ = mlx_lm.utils.load_model(out)
     layer = model.layers[0]
     assert type(layer.mlp.down_proj).__name__ == "QuantizedLinear"
     assert type(model.language_model.lm_head).__name__ == "QuantizedLinear"
