@@ -194,13 +194,14 @@ class Plan:
     rows: list[LevelPlan]
     recommendation: Recommendation | None
     installed: list[dict] = field(default_factory=list)
+    in_registry: bool = True  # False for a directory: `magimac pull` cannot fetch it
 
     def to_dict(self) -> dict:
         """JSON-ready dict (bytes as integers, KV bits as string keys)."""
         d = asdict(self)
         d["hardware"] = self.hardware.to_dict()
         d["recommendation"] = asdict(self.recommendation) if self.recommendation else None
-        if self.recommendation:
+        if self.recommendation and self.in_registry:
             d["recommendation"]["pull_command"] = self.recommendation.pull_command
         return json.loads(json.dumps(d))
 
@@ -324,6 +325,7 @@ def make_plan(model: str | None = None, *, ram: int | None = None, context: int 
         model_max_context=model_max_context(config), budget_bytes=budget_bytes(hw),
         kv_bytes_per_token={b: kv_bytes_per_token(config, b) for b in KV_BITS},
         rows=rows, recommendation=recommend(name, config, hw, rows, context), installed=installed,
+        in_registry=not (model and Path(model).expanduser().is_dir()),
     )
 
 

@@ -54,9 +54,9 @@ def print_plan(p: plan.Plan) -> None:
         name = r.level if r.recipe in ("uniform", r.level) else f"{r.level} {r.recipe}"
         cells = []
         for b in plan.KV_BITS:
-            total = (r.weights_bytes + r.kv_bytes[b]) / GB
-            cells.append(f"[green]{total:.1f} ✓[/green]" if r.fits[b] else f"[red]{total:.1f} ✗[/red]")
-        t.add_row(name, f"{r.bits_per_weight:.2f}", f"{r.weights_bytes / GB:.2f}", *cells, str(r.max_context[16]))
+            total = _gb(r.weights_bytes + r.kv_bytes[b])
+            cells.append(f"[green]{total} ✓[/green]" if r.fits[b] else f"[red]{total} ✗[/red]")
+        t.add_row(name, f"{r.bits_per_weight:.2f}", _gb(r.weights_bytes), *cells, str(r.max_context[16]))
     con.print(t)
     kv = ", ".join(f"{b}-bit {v / 1024:.0f} KiB" for b, v in p.kv_bytes_per_token.items())
     con.print(f"KV cache per token: {kv}; model maximum context {p.model_max_context} tokens")
@@ -69,4 +69,10 @@ def print_plan(p: plan.Plan) -> None:
         return
     con.print(f"[bold]recommendation:[/bold] {rec.level}, context {rec.context} tokens, {rec.kv_bits}-bit KV cache: "
               f"{rec.reason}")
-    con.print(f"  get it with: {rec.pull_command}", soft_wrap=True)
+    if p.in_registry:
+        con.print(f"  get it with: {rec.pull_command}", soft_wrap=True)
+
+
+def _gb(n: int) -> str:
+    """Bytes as GB: two decimals, four below 0.1 GB (tiny test models)."""
+    return f"{n / GB:.2f}" if n >= 0.1 * GB else f"{n / GB:.4f}"
