@@ -19,13 +19,13 @@ Definitions (see docs/bench.md for how they relate to llama.cpp and mlx-lm):
   (llama.cpp's "Same top p").
 - Δp: ``p_var(next) - p_ref(next)`` for the actual next token; mean and root mean square.
 
-Storage of the reference: per chunk, the full log-softmax over the vocabulary as float16
-(``chunk-NNNN.npy``, ``(L-1, V)``) plus the float32 negative log-likelihood of each actual next
-token (``nll-NNNN.npy``). The variant's log-probabilities are rounded to float16 the same way
-before the KL sum, so a model compared with itself gives exactly 0. float16 keeps 11 significant
-bits: each stored ``log p`` is off by at most ``2^-11 |log p|``; the resulting KL error is far
-below the KL of an 8-bit variant (measured in docs/bench.md). Disk cost: ``2 * V`` bytes per
-scored token (about 256 KiB per token at V = 131072).
+Storage of the reference: per chunk, the full log-softmax over the vocabulary as float32
+(``chunk-NNNN.npy``, ``(L-1, V)``) plus the negative log-likelihood of each actual next token
+(``nll-NNNN.npy``): exactly what the reference computed, so storage adds no error and a model
+compared with itself gives exactly 0. float16 was rejected: its rounding (up to 2^-11 |log p|,
+about 0.004 nats at log p = -8) is as large as the whole KL of an 8-bit variant on flat
+distributions (docs/bench.md). Disk cost: ``4 * V`` bytes per scored token (512 KiB per token at
+V = 131072, about 1.3 GB for the bundled set with Magistral's tokenizer).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import mlx.core as mx
 import numpy as np
 
 DEFAULT_CHUNK_LEN = 512  # tokens per forward pass, as mlx_lm.perplexity's --sequence-length
-REFERENCE_FORMAT = 1
+REFERENCE_FORMAT = 2
 
 
 class EvalError(Exception):
@@ -171,7 +171,7 @@ class Reference:
     meta: dict
 
     def logprobs(self, i: int) -> np.ndarray:
-        """float16 ``(L-1, V)`` log-probabilities of chunk ``i``, memory-mapped."""
+        """float32 ``(L-1, V)`` log-probabilities of chunk ``i``, memory-mapped."""
         return np.load(self.path / f"chunk-{i:04d}.npy", mmap_mode="r")
 
     def nll(self, i: int) -> np.ndarray:
@@ -208,16 +208,15 @@ def write_reference(model, chunks: list[Chunk], path: Path, *, label: str,
     for i, c in enumerate(chunks):
         lp = log_probs(model, c.ids)
         nll = -mx.take_along_axis(lp, mx.array(c.ids[1:])[:, None], axis=-1)[:, 0]
-        lp16 = lp.astype(mx.float16)
-        mx.eval(lp16, nll)
-        np.save(tmp / f"chunk-{i:04d}.npy", np.array(lp16))
+        mx.eval(lp, nll)
+        np.save(tmp / f"chunk-{i:04d}.npy", np.array(lp))
         np.save(tmp / f"nll-{i:04d}.npy", np.array(nll))
         tokens += lp.shape[0]
         vocab = lp.shape[1]
-        del lp, lp16
+        del lp
         advance()
     meta = {"format": REFERENCE_FORMAT, "reference": label, "digest": chunks_digest(chunks),
-            "chunks": len(chunks), "tokens": tokens, "vocab": vocab, "dtype": "float16"}
+            "chunks": len(chunks), "tokens": tokens, "vocab": vocab, "dtype": "float32"}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if path.exists():
         shutil.rmtree(path)
@@ -273,8 +272,8 @@ def compare(model, reference: Reference, chunks: list[Chunk], *,
                             f"{reference.meta['vocab']}")
         target = mx.array(c.ids[1:])[:, None]
         nll = -mx.take_along_axis(lp, target, axis=-1)[:, 0]
-        lv = lp.astype(mx.float16).astype(mx.float32)
-        lr = mx.array(np.asarray(reference.logprobs(i))).astype(mx.float32)
+        lv = lp
+        lr = mx.array(np.asarray(reference.logprobs(i)))
         kl = mx.sum(mx.exp(lr) * (lr - lv), axis=-1)
         agree = mx.argmax(lr, axis=-1) == mx.argmax(lv, axis=-1)
         mx.eval(kl, agree, nll)
