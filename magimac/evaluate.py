@@ -25,7 +25,7 @@ Storage of the reference: per chunk, the full log-softmax over the vocabulary as
 compared with itself gives exactly 0. float16 was rejected: its rounding (up to 2^-11 |log p|,
 about 0.004 nats at log p = -8) is as large as the whole KL of an 8-bit variant on flat
 distributions (docs/bench.md). Disk cost: ``4 * V`` bytes per scored token (512 KiB per token at
-V = 131072, about 1.3 GB for the bundled set with Magistral's tokenizer).
+V = 131072, about 1.2 GB for the bundled set with Magistral's tokenizer).
 """
 
 from __future__ import annotations
