@@ -308,7 +308,7 @@ def measure_variant(v: Variant, *, args, lengths: list[int], chunks, reference, 
                                      args.decode_tokens).to_dict())
         advance()
     quality = evaluate.compare(model, reference, chunks, advance=advance).to_dict()
-    tasks = tasks_fn(model, tokenizer, advance) if tasks_fn else None
+    tasks = tasks_fn(model, tokenizer, v.path, advance) if tasks_fn else None
     peak = mx.get_peak_memory()
     _free(model, tokenizer)
     decode_tps = samples[0]["decode_tps"]
@@ -439,13 +439,18 @@ def _fmt(x, spec: str) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _size(n: int) -> str:
+    """Bytes as decimal GB, or MB below 1 GB (test checkpoints)."""
+    return f"{n / GB:.2f} GB" if n >= GB else f"{n / 1e6:.2f} MB"
+
+
 def table(rows: list[Row], reference: str):
     """The terminal table (a rich `Table`)."""
     from rich.table import Table
 
     t = Table(title=f"magimac bench (quality against {reference})")
     lengths = [s["prompt_tokens"] for s in rows[0].speed] if rows else []
-    for col in ("level", "disk GB", "mem GB", "bpw", "load s", "peak GB",
+    for col in ("level", "disk", "memory", "bpw", "load s", "peak mem",
                 *(f"TTFT s @{n}" for n in lengths), f"prefill t/s @{lengths[-1] if lengths else ''}",
                 "decode t/s", "% ceiling", "KL mean", "KL p99", "top-1 %", "PPL"):
         t.add_column(col, justify="right")
@@ -455,13 +460,13 @@ def table(rows: list[Row], reference: str):
         t.add_column("reasoning tok", justify="right")
     for r in rows:
         q = r.quality or {}
-        cells = [r.label + (" (ref)" if r.is_reference else ""), _fmt(r.disk_bytes / GB, ".3f"),
-                 _fmt(r.memory_bytes / GB, ".3f"), _fmt(r.bits_per_weight, ".2f"),
-                 _fmt(r.load_s, ".2f"), _fmt(r.peak_memory_bytes / GB, ".3f"),
+        cells = [r.label + (" (ref)" if r.is_reference else ""), _size(r.disk_bytes),
+                 _size(r.memory_bytes), _fmt(r.bits_per_weight, ".2f"),
+                 _fmt(r.load_s, ".2f"), _size(r.peak_memory_bytes),
                  *(_fmt(s["ttft_s"], ".3f") for s in r.speed), _fmt(r.speed[-1]["prefill_tps"], ".0f"),
                  _fmt(r.decode_tps, ".1f"),
-                 _fmt(r.ceiling_share * 100 if r.ceiling_share else None, ".0f"),
-                 _fmt(q.get("kl_mean"), ".5f"), _fmt(q.get("kl_p99"), ".4f"),
+                 _fmt(r.ceiling_share * 100 if r.ceiling_share else None, ".3g"),
+                 _fmt(q.get("kl_mean"), ".3g"), _fmt(q.get("kl_p99"), ".3g"),
                  _fmt(q.get("top1_agreement", 0) * 100, ".1f"), _fmt(q.get("ppl"), ".2f")]
         if has_tasks:
             tk = r.tasks or {}
@@ -474,17 +479,18 @@ def table(rows: list[Row], reference: str):
 # ----------------------------------------------------------------------------------------- run
 
 def _task_runner(n: int, max_tokens: int):
-    """The task-accuracy measurement for ``--tasks N`` (None when N is 0)."""
+    """The task-accuracy measurement for ``--tasks N``: ``(model, tokenizer, path, advance)
+    -> dict``, or None when N is 0."""
     if n <= 0:
         return None
     try:
         from magimac import tasks
-    except ImportError:
-        raise UserError("--tasks: task accuracy is not available in this build") from None
 
-    problems = tasks.load_problems(n)
-    return lambda model, tokenizer, advance: tasks.accuracy(
-        model, tokenizer, problems, max_tokens=max_tokens, advance=advance)
+        problems, check = tasks.load_problems(n)
+    except ImportError:
+        raise UserError("--tasks: the demo problem set is not available in this build") from None
+    return lambda model, tokenizer, path, advance: tasks.accuracy(
+        model, tokenizer, path, problems, check, max_tokens=max_tokens, advance=advance)
 
 
 def run(args) -> int:

@@ -173,3 +173,20 @@ def test_chip_table_gives_bandwidth():
     assert chips.find_chip("Apple M4 Max", gpu_cores=40).bandwidth_gbs == 546
     assert chips.find_chip("Intel Xeon") is None
     assert all(c.source and c.bandwidth_gbs > 0 for c in chips.CHIPS)
+
+
+def test_task_accuracy_judges_the_answer_part_only(scripted_checkpoint):
+    pytest.importorskip("magimac.prompt")
+    import mlx_lm
+
+    from checkpoint import DEFAULT_SCRIPT_REASONING
+    from magimac import tasks
+
+    model, tok = mlx_lm.load(str(scripted_checkpoint))
+    # "Hello" is in the scripted answer, "French" only in its reasoning
+    problems = [("Say hello", "Hello"), ("Say hello", "French")]
+    result = tasks.accuracy(model, tok, scripted_checkpoint, problems,
+                            lambda text, expected: expected in text, max_tokens=200)
+    assert result["correct"] == 1 and result["accuracy"] == 0.5 and result["unfinished"] == 0
+    reasoning_len = len(tok.encode(DEFAULT_SCRIPT_REASONING, add_special_tokens=False))
+    assert result["mean_reasoning_tokens"] == reasoning_len
