@@ -219,7 +219,8 @@ class Engine:
         self._load_cond = threading.Condition()
         self._load_error: str | None = None
         self._ready = threading.Event()
-        self._tok_ready = threading.Event()
+        self._meta_lock = threading.Lock()
+        self._config: dict = {}
         self._pending: list[Turn] = []
         self._pending_lock = threading.Lock()
         self._tokenizer = None
@@ -305,8 +306,8 @@ class Engine:
     def prompt_tokens(self, messages: list[Message], settings: GenerationSettings | None = None) -> list[int]:
         """The exact prompt ids for ``messages`` (mistral-common's encoding; no overflow policy).
 
-        Waits for the tokenizer.  Raises `magimac.prompt.PromptError` for a bad conversation,
-        EngineLoadError when the model did not load.
+        Needs only the tokenizer (read on first use; the weights need not be loaded).  Raises
+        `magimac.prompt.PromptError` for a bad conversation, EngineLoadError for a missing model.
         """
         return self.encode(messages, settings).tokens
 
@@ -325,12 +326,9 @@ class Engine:
         return len(self._tekken.encode(text, bos=False, eos=False))
 
     def _wait_tokenizer(self) -> None:
-        self.start()
-        while not self._tok_ready.wait(0.1):
-            if self._ready.is_set():
-                break
-        if self._tokenizer is None:
-            raise EngineLoadError(self._load_error or "the model is not loaded")
+        if self._load_error is not None:
+            raise EngineLoadError(self._load_error)
+        self._load_meta()
 
     @property
     def _tekken(self):
@@ -366,7 +364,6 @@ class Engine:
             self._load_error = e.args[0] if isinstance(e, EngineLoadError) else _one_line(e)
             self._log(EngineError(self._load_error))
         finally:
-            self._tok_ready.set()
             self._ready.set()
         while True:
             req = self._requests.get()
@@ -396,38 +393,52 @@ class Engine:
         # process may abort at exit (ml-explore/mlx#4327, mlx-vlm#1945).
         mx.clear_streams()
 
-    def _load(self) -> None:
+    def _load_meta(self) -> None:
+        """Resolve the model and read its config and tokenizer (no MLX; any thread, once).
+
+        Raises:
+            EngineLoadError: no such model, unreadable config.json, no tekken.json.
+        """
         from magimac import prompt, store
         from magimac.reasoning import markers_for
 
-        self._log(LoadProgress(0.0, "finding the model"))
-        try:
-            path = store.resolve_model(str(self.model) if self.model is not None else None)
-        except store.ModelNotFound as e:
-            raise EngineLoadError(str(e)) from None
-        self.model_dir = path
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise EngineLoadError(f"{path}/config.json: unreadable ({_one_line(e)}); convert the model with `magimac quantize`") from None
-        self.vision = "vision_config" in config
-        self._entry = _registry_entry(path)
-        try:
-            self._gen_defaults = json.loads((path / "generation_config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            self._gen_defaults = {}
-        self._log(LoadProgress(0.05, "reading the tokenizer"))
-        try:
-            self._tokenizer = prompt.load_tokenizer(path)
-        except prompt.PromptError as e:
-            raise EngineLoadError(str(e)) from None
-        self.markers = markers_for(self._tekken)
-        self._tok_ready.set()
+        with self._meta_lock:
+            if self._tokenizer is not None:
+                return
+            try:
+                path = store.resolve_model(str(self.model) if self.model is not None else None)
+            except store.ModelNotFound as e:
+                raise EngineLoadError(str(e)) from None
+            try:
+                config = json.loads((path / "config.json").read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise EngineLoadError(
+                    f"{path}/config.json: unreadable ({_one_line(e)}); convert the model with `magimac quantize`"
+                ) from None
+            try:
+                self._gen_defaults = json.loads((path / "generation_config.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                self._gen_defaults = {}
+            try:
+                tokenizer = prompt.load_tokenizer(path)
+            except prompt.PromptError as e:
+                raise EngineLoadError(str(e)) from None
+            self.model_dir = path
+            self._config = config
+            self.vision = "vision_config" in config
+            self._entry = _registry_entry(path)
+            text_cfg = config.get("text_config", config)
+            if self.context_length is None:
+                self.context_length = (self._entry.context_length if self._entry is not None
+                                       else int(text_cfg.get("max_position_embeddings", 32768)))
+            self.markers = markers_for(tokenizer.instruct_tokenizer.tokenizer)
+            self._tokenizer = tokenizer
 
-        text_cfg = config.get("text_config", config)
-        if self.context_length is None:
-            self.context_length = (self._entry.context_length if self._entry is not None
-                                   else int(text_cfg.get("max_position_embeddings", 32768)))
+    def _load(self) -> None:
+        self._log(LoadProgress(0.0, "reading the model's config and tokenizer"))
+        self._load_meta()
+        path = self.model_dir
+        assert path is not None
         weights = sum(f.stat().st_size for f in path.glob("*.safetensors") if f.name != "consolidated.safetensors")
         if not self.force:
             from magimac import hardware

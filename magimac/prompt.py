@@ -27,6 +27,7 @@ from typing import Any
 from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk, ThinkChunk
 from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
 from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from magimac.conversation import Message
@@ -204,5 +205,5 @@ def encode(
         tokens=list(tokenized.tokens),
         images=list(tokenized.images),
         image_keys=[_image_key(p) for p in paths],
-        text=tokenized.text or "",
+        text=tokenizer.decode(list(tokenized.tokens), special_token_policy=SpecialTokenPolicy.KEEP),
     )
