@@ -72,26 +72,26 @@ def find_chip(name: str, gpu_cores: int | None = None) -> Chip | None:
     return None
 
 
-def _run(cmd: list[str]) -> str:
+def _gpu_cores() -> int | None:
+    """The GPU core count from ``system_profiler SPDisplaysDataType`` (macOS), else None."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run(["system_profiler", "SPDisplaysDataType"], capture_output=True,
+                             text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return None
+    m = re.search(r"Total Number of Cores:\s*(\d+)", out)
+    return int(m.group(1)) if m else None
 
 
-def detect_chip() -> tuple[str | None, Chip | None]:
-    """This machine's chip: ``(brand string or None, table entry or None)``.
+def detect_chip() -> tuple[str, Chip | None]:
+    """This machine's chip: ``(name from `magimac.hardware.chip_name`, table entry or None)``.
 
-    On macOS reads ``sysctl -n machdep.cpu.brand_string`` and, when the table needs it, the GPU
-    core count from ``system_profiler SPDisplaysDataType``. Elsewhere ``(None, None)``.
+    On macOS, when the name alone is ambiguous (M3 Max, M4 Max), the GPU core count from
+    ``system_profiler`` picks the entry. Off macOS the entry is None.
     """
-    if platform.system() != "Darwin":
-        return None, None
-    brand = _run(["sysctl", "-n", "machdep.cpu.brand_string"]).strip() or None
-    if not brand:
-        return None, None
-    chip = find_chip(brand)
-    if chip is None:
-        m = re.search(r"Total Number of Cores:\s*(\d+)", _run(["system_profiler", "SPDisplaysDataType"]))
-        chip = find_chip(brand, int(m.group(1)) if m else None)
-    return brand, chip
+    from magimac.hardware import chip_name
+
+    name = chip_name()
+    if platform.system() != "Darwin" or not name:
+        return name, None
+    return name, find_chip(name) or find_chip(name, _gpu_cores())

@@ -190,3 +190,14 @@ def test_task_accuracy_judges_the_answer_part_only(scripted_checkpoint):
     assert result["correct"] == 1 and result["accuracy"] == 0.5 and result["unfinished"] == 0
     reasoning_len = len(tok.encode(DEFAULT_SCRIPT_REASONING, add_special_tokens=False))
     assert result["mean_reasoning_tokens"] == reasoning_len
+
+
+def test_chip_detection_on_a_mac_uses_gpu_cores_when_needed(monkeypatch):
+    from magimac import hardware
+
+    monkeypatch.setattr(chips.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(hardware, "chip_name", lambda: "Apple M4 Max")
+    monkeypatch.setattr(chips, "_gpu_cores", lambda: 32)
+    assert chips.detect_chip()[1].bandwidth_gbs == 410
+    monkeypatch.setattr(hardware, "chip_name", lambda: "Apple M2 Pro")
+    assert chips.detect_chip() == ("Apple M2 Pro", chips.find_chip("M2 Pro"))
