@@ -3,7 +3,9 @@
 The answer goes to stdout; the reasoning goes to stderr (dimmed when stderr is a terminal
 and ``NO_COLOR`` is unset; ``--hide-reasoning`` drops it).  ``--json`` prints JSON Lines on
 stdout instead: ``{"type": "reasoning"|"answer", "text"}``, ``{"type": "stats", ...Stats}``,
-``{"type": "done", "finish_reason", "error"?}``.
+``{"type": "done", "finish_reason", "error"?}``.  ``--file PATH`` attaches a document
+(`magimac.retrieval.attach_for_engine`); the passages sent are reported first: one line on
+stderr, or a ``{"type": "documents", ...}`` line (`retrieval.context_report`) with ``--json``.
 
 Exit status: 0 when the turn stops or hits the token limit, 1 on an error (printed as
 ``magimac: <message>``), 130 when interrupted (Ctrl-C cancels the turn; what was generated is
@@ -34,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conversation", metavar="FILE", type=Path,
                    help="continue a conversation: a JSON list of {role, content, reasoning?, images?}")
     p.add_argument("--image", metavar="PATH", action="append", default=[], help="attach an image (repeatable)")
+    p.add_argument("--file", metavar="PATH", action="append", default=[],
+                   help="attach a document: text, Markdown, code, CSV, HTML, PDF, DOCX (repeatable; read locally)")
     sys_group = p.add_mutually_exclusive_group()
     sys_group.add_argument("--system", metavar="TEXT", help="use this system prompt instead of the model's")
     sys_group.add_argument("--system-file", metavar="FILE", type=Path, help="read the system prompt from FILE")
@@ -82,10 +86,12 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
     for img in args.image:
         if not Path(img).is_file():
             raise UserError(f"image {img}: no such file")
+    files = [str(Path(f).expanduser().resolve()) for f in getattr(args, "file", [])]
     if text is not None:
-        messages.append(Message("user", text, images=list(args.image)))
+        messages.append(Message("user", text, images=list(args.image), documents=files))
     elif messages and messages[-1].role == "user":
         messages[-1].images = [*messages[-1].images, *args.image]
+        messages[-1].documents = [*messages[-1].documents, *files]
     else:
         raise UserError("no prompt: give it as an argument, on stdin, or end --conversation with a user message")
     return messages
@@ -145,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     engine = Engine(args.model, context_length=args.context_length, kv_bits=args.kv_bits, force=args.force)
     try:
+        messages = _attach_documents(engine, messages, settings, args.json)
         if args.show_prompt:
             try:
                 return _show_prompt(engine, messages, settings, args.json)
@@ -157,6 +164,27 @@ def run(args: argparse.Namespace) -> int:
         return _stream(engine, engine.submit(messages, settings), args, (AnswerDelta, Done, ReasoningDelta, Stats))
     finally:
         engine.close()
+
+
+def _attach_documents(engine, messages, settings, as_json: bool):
+    """Put attached documents into the messages (`retrieval.attach_for_engine`) and report
+    what was sent: a ``{"type": "documents", ...}`` line with --json, else one line on stderr."""
+    if not any(m.documents for m in messages):
+        return messages
+    from magimac.documents import DocumentError
+    from magimac.engine import EngineLoadError
+    from magimac.prompt import PromptError
+    from magimac.retrieval import attach_for_engine, context_report, context_summary
+
+    try:
+        messages, ctx = attach_for_engine(engine, messages, settings)
+    except (DocumentError, EngineLoadError, PromptError) as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        _jl(context_report(ctx))
+    else:
+        print(context_summary(ctx), file=sys.stderr)
+    return messages
 
 
 def _stream(engine, turn, args, types) -> int:
