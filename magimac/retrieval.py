@@ -281,21 +281,23 @@ def attach_for_engine(engine, messages: list[Message], settings=None, context_le
     """`attach_documents` with an engine's tokenizer: what `magimac chat` and the TUI call.
 
     Args:
-        engine: a loaded `magimac.engine.Engine` (any object with ``count_tokens(text)``,
-            ``prompt_tokens(messages, settings)`` and ``wait_loaded().context_length``).
+        engine: a `magimac.engine.Engine` (any object with ``count_tokens(text)``,
+            ``prompt_tokens(messages, settings)`` and ``context_length`` set once the tokenizer
+            is read, or ``wait_loaded().context_length``); only its tokenizer is needed.
         messages: the conversation to send; ``settings``: its `GenerationSettings` (the
             system prompt counts against the context; ``max_tokens`` is the answer reserve).
-        context_length: the context limit (tokens); None: the loaded engine's.
+        context_length: the context limit (tokens); None: the engine's.
 
     Returns / Raises: as `attach_documents`.
     """
     if not any(m.documents for m in messages):
         return list(messages), Context(text="")
+    bare = len(engine.prompt_tokens(messages, settings))  # also reads the tokenizer and context limit
     if context_length is None:
-        context_length = engine.wait_loaded().context_length
+        context_length = getattr(engine, "context_length", None) or engine.wait_loaded().context_length
     reserve = answer_reserve(context_length, getattr(settings, "max_tokens", None))
     return attach_documents(messages, engine.count_tokens,
-                            lambda ms: len(engine.prompt_tokens(ms, settings)),
+                            lambda ms: bare if ms is messages else len(engine.prompt_tokens(ms, settings)),
                             context_length, reserve, load)
 
 
