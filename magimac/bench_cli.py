@@ -288,6 +288,7 @@ def measure_variant(v: Variant, *, args, lengths: list[int], chunks, reference, 
                     tasks_fn, advance: Callable[[], None]) -> Row:
     """Load ``v`` and measure everything; one model in memory at a time."""
     import mlx.core as mx
+    from mlx_lm.generate import generation_stream, wired_limit
     from mlx_lm.utils import get_total_parameters
 
     from magimac import evaluate, speed
@@ -301,14 +302,16 @@ def measure_variant(v: Variant, *, args, lengths: list[int], chunks, reference, 
     memory, per_token = speed.weight_bytes(model)
     params = get_total_parameters(model)
     vocab = int(model(mx.array([[1]])).shape[-1])
-    speed.warm_up(model, vocab)
-    samples = []
-    for i, n in enumerate(lengths):
-        samples.append(speed.measure(model, speed.random_prompt(n, vocab, seed=i),
-                                     args.decode_tokens).to_dict())
-        advance()
-    quality = evaluate.compare(model, reference, chunks, advance=advance).to_dict()
-    tasks = tasks_fn(model, tokenizer, v.path, advance) if tasks_fn else None
+    # wired_limit: on a Mac, wire the weights as mlx-lm's own generation does (no-op elsewhere)
+    with wired_limit(model, [generation_stream]):
+        speed.warm_up(model, vocab)
+        samples = []
+        for i, n in enumerate(lengths):
+            samples.append(speed.measure(model, speed.random_prompt(n, vocab, seed=i),
+                                         args.decode_tokens).to_dict())
+            advance()
+        quality = evaluate.compare(model, reference, chunks, advance=advance).to_dict()
+        tasks = tasks_fn(model, tokenizer, v.path, advance) if tasks_fn else None
     peak = mx.get_peak_memory()
     _free(model, tokenizer)
     decode_tps = samples[0]["decode_tps"]
