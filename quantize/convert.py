@@ -26,14 +26,11 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import mlx.core as mx
-import numpy as np
 
 from quantize.layout import (
     ARCHITECTURES,
@@ -46,12 +43,11 @@ from quantize.layout import (
 from quantize.manifest import write_manifest
 from quantize.shards import ShardWriter, shard_name, split_shards
 from quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
-from quantize.source import Checkpoint, QuantizeError, TensorInfo, read_header, resolve_source, sha256_file
+from quantize.source import Checkpoint, QuantizeError, hf_blob_sha256, read_header, resolve_source, sha256_file
+from quantize.stream import NUMPY_DTYPES, Chunk, SourceReader
 from quantize.tokenizer import control_token_ids, copy_tokenizer
 
-CHUNK_BYTES = 128 << 20  # source bytes read per step
 DISK_MARGIN_BYTES = 256 << 20
-_NUMPY_DTYPES = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}
 
 
 @dataclass
@@ -107,6 +103,7 @@ def plan_jobs(ckpt: Checkpoint, model, plan: dict[str, dict]) -> list[Job]:
     sanitize = _sanitizer(ckpt.config, model)
     jobs: list[Job] = []
     for shard in ckpt.shards:
+        shard_jobs: list[Job] = []
         infos = {n: t for n, t in ckpt.tensors.items() if t.file == shard}
         try:
             lazy = mx.load(str(shard))
@@ -121,33 +118,20 @@ def plan_jobs(ckpt: Checkpoint, model, plan: dict[str, dict]) -> list[Job]:
                                     f"config.json implies {list(expected[name])}")
             src = by_id.get(id(arr))
             info = infos.get(src) if src is not None else None
-            if info is not None and info.dtype not in _NUMPY_DTYPES:
+            if info is not None and info.dtype not in NUMPY_DTYPES:
                 info = None
             module, _, leaf = name.rpartition(".")
             quant = plan.get(module) if leaf == "weight" else None
             specs = (quantized_specs(module, arr.shape, quant) if quant
                      else [TensorSpec(name, tuple(arr.shape), OUTPUT_FLOAT_DTYPE)])
-            jobs.append(Job(name, shard, tuple(arr.shape), info, None if info else arr, quant, specs))
+            shard_jobs.append(Job(name, shard, tuple(arr.shape), info, None if info else arr, quant, specs))
             expected.pop(name)
+        jobs += sorted(shard_jobs, key=lambda j: j.info.offset if j.info else float("inf"))  # file order
     if expected:
         missing = sorted(expected)
         raise QuantizeError(f"{ckpt.shards[-1].parent}: checkpoint lacks {len(missing)} tensor(s) config.json "
                             f"needs, e.g. {missing[0]}; download it again")
     return jobs
-
-
-def _read_rows(info: TensorInfo, row0: int, rows: int, fd: int) -> mx.array:
-    row_bytes = info.nbytes // info.shape[0]
-    buf = np.empty(rows * row_bytes // np.dtype(_NUMPY_DTYPES[info.dtype]).itemsize, _NUMPY_DTYPES[info.dtype])
-    view = memoryview(buf).cast("B")
-    got = 0
-    while got < len(view):
-        n = os.preadv(fd, [view[got:]], info.offset + row0 * row_bytes + got)
-        if n == 0:
-            raise QuantizeError(f"{info.file}: truncated while reading {info.name}; download it again")
-        got += n
-    arr = mx.array(buf).reshape(rows, *info.shape[1:])
-    return arr.view(mx.bfloat16) if info.dtype == "BF16" else arr
 
 
 def _convert_chunk(x: mx.array, quant: dict | None) -> list[mx.array]:
@@ -157,26 +141,24 @@ def _convert_chunk(x: mx.array, quant: dict | None) -> list[mx.array]:
     return list(mx.quantize(x, group_size=quant["group_size"], bits=quant["bits"], mode=quant["mode"]))
 
 
-def run_job(job: Job, writer: ShardWriter, advance: Callable[[int], None], fds: dict[Path, int]) -> None:
-    """Convert one tensor into ``writer`` chunk by chunk; ``advance(source_bytes)`` after each."""
-    if job.info is None or len(job.shape) < 2:
-        outs = _convert_chunk(job.lazy if job.lazy is not None else _read_rows(job.info, 0, job.shape[0] if job.shape else 1, fds[job.source_file]), job.quant)
-        mx.eval(outs)
-        for spec, a in zip(job.specs, outs):
-            writer.write(spec.name, a if spec.shape else a.reshape(()), 0)
+def write_chunk(chunk: Chunk, writer: ShardWriter) -> int:
+    """Quantize (or cast to bf16) one chunk of a source tensor and write it at its rows in
+    ``writer``; returns the source bytes it covered."""
+    job = chunk.job
+    if chunk.data is None:
+        x = job.lazy
+    else:
+        x = mx.array(chunk.data).reshape(chunk.rows, *job.shape[1:]) if job.shape else mx.array(chunk.data)[0]
+        if job.info.dtype == "BF16":
+            x = x.view(mx.bfloat16)
+    outs = _convert_chunk(x, job.quant)
+    mx.eval(outs)
+    for spec, a in zip(job.specs, outs):
+        writer.write(spec.name, a, chunk.row)
+    if chunk.data is None:
         job.lazy = None
-        advance(job.info.nbytes if job.info else sum(s.nbytes for s in job.specs))
-        return
-    row_bytes = job.info.nbytes // job.shape[0]
-    step = max(1, CHUNK_BYTES // row_bytes)
-    for r in range(0, job.shape[0], step):
-        n = min(step, job.shape[0] - r)
-        outs = _convert_chunk(_read_rows(job.info, r, n, fds[job.source_file]), job.quant)
-        mx.eval(outs)
-        for spec, a in zip(job.specs, outs):
-            writer.write(spec.name, a, r)
-        del outs
-        advance(n * row_bytes)
+        return job.info.nbytes if job.info else sum(s.nbytes for s in job.specs)
+    return chunk.data.nbytes
 
 
 def _progress(enabled: bool, total: int):
@@ -338,21 +320,18 @@ def convert(
     check_disk(out.parent, est.total_bytes + DISK_MARGIN_BYTES)
 
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    hasher = ThreadPoolExecutor(max_workers=1)
-    stop = threading.Event()
+    reader = None
     try:
-        hashes = hasher.submit(lambda: {p.name: sha256_file(p, stop=stop) for p in ckpt.files})
         shard_specs = split_shards([j.specs for j in jobs])
         owner = {s.name: i for i, specs in enumerate(shard_specs) for s in specs}
         writers = [ShardWriter(tmp / shard_name(i, len(shard_specs)), specs) for i, specs in enumerate(shard_specs, 1)]
-        fds = {s: os.open(s, os.O_RDONLY) for s in ckpt.shards}
-        try:
-            with _progress(progress, ckpt.weight_bytes) as advance:
-                for job in jobs:
-                    run_job(job, writers[owner[job.specs[0].name]], advance, fds)
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+        known = {p.name: h for p in ckpt.shards if (h := hf_blob_sha256(p))}
+        reader = SourceReader(ckpt.shards, jobs, known=known)
+        with _progress(progress, ckpt.weight_bytes) as advance:
+            for chunk in reader:
+                advance(write_chunk(chunk, writers[owner[chunk.job.specs[0].name]]))
+        hashes = reader.hashes()
+        hashes.update({p.name: sha256_file(p) for p in ckpt.files if p not in ckpt.shards})
         for w in writers:
             w.close()
         index = {"metadata": {"total_size": sum(s.nbytes for specs in shard_specs for s in specs)},
@@ -364,7 +343,7 @@ def convert(
         manifest = {
             "source": ckpt.hub_id or str(ckpt.path.resolve()),
             "revision": ckpt.revision,
-            "source_files": hashes.result(),
+            "source_files": {p.name: hashes[p.name] for p in ckpt.files},
             "recipe": est.recipe, "bits": est.bits, "group_size": est.group_size, "mode": est.mode,
             "quantize_vision": quantize_vision,
             "bits_per_weight": round(est.bits_per_weight, 4),
@@ -377,11 +356,10 @@ def convert(
         verify_output(tmp, shard_specs, ckpt.config)
         _place(tmp, out)
     except BaseException:
+        if reader is not None:
+            reader.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        stop.set()
-        hasher.shutdown(wait=True, cancel_futures=True)
     say(f"wrote {out} ({est.total_gb:.2f} GB)")
     return out
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,16 +231,20 @@ def resolve_source(source: str, *, revision: str | None = None) -> Checkpoint:
     return load_checkpoint(local, hub_id=repo, revision=local.name)
 
 
-def sha256_file(path: Path, chunk: int = 8 << 20, stop: threading.Event | None = None) -> str:
-    """Hex sha256 of a file; for Hugging Face cache files stored as LFS blobs, the blob name
-    (which is the sha256) is used without reading the file.  Setting ``stop`` aborts (returns "")."""
+def hf_blob_sha256(path: Path) -> str | None:
+    """The sha256 of a Hugging Face cache file stored as an LFS blob (the blob's name), else None."""
     real = Path(path).resolve()
     if real.parent.name == "blobs" and len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name):
         return real.name
+    return None
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    """Hex sha256 of a file (`hf_blob_sha256` when it is an LFS blob of the Hugging Face cache)."""
+    if known := hf_blob_sha256(path):
+        return known
     h = hashlib.sha256()
-    with open(real, "rb") as f:
+    with open(path, "rb") as f:
         while block := f.read(chunk):
-            if stop is not None and stop.is_set():
-                return ""
             h.update(block)
     return h.hexdigest()

@@ -146,15 +146,15 @@ def test_output_inside_the_source_is_refused(capsys, tmp_path, source):
 
 def test_ctrl_c_leaves_nothing_that_looks_complete(capsys, tmp_path, source, monkeypatch):
     calls = []
-    real = convert_mod.run_job
+    real = convert_mod.write_chunk
 
-    def interrupted(job, *a, **kw):
-        calls.append(job.name)
+    def interrupted(chunk, writer):
+        calls.append(chunk.job.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(job, *a, **kw)
+        return real(chunk, writer)
 
-    monkeypatch.setattr(convert_mod, "run_job", interrupted)
+    monkeypatch.setattr(convert_mod, "write_chunk", interrupted)
     out_parent = tmp_path / "outputs"
     out_parent.mkdir()
     rc = magimac_main(["quantize", str(source), "--out", str(out_parent / "out"), "--quiet"])

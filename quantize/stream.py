@@ -1,0 +1,156 @@
+"""Read source tensors in row chunks on a background thread, hashing each shard as it goes.
+
+`mx.load` + evaluation (what mlx-vlm/mlx-lm do) reads a whole tensor at a time and leaves the
+file reading and the MLX compute in series.  Here one thread reads the next chunks (``pread``
+into NumPy buffers; no memory map, so nothing stays resident) while the caller quantizes the
+current one, and the same bytes feed the shard's sha256 for the manifest, so the source is read
+exactly once.  Jobs are taken in file order; bytes no job reads (headers, tensors mlx-vlm's
+sanitize transforms, which the caller evaluates lazily) are read for the hash only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+NUMPY_DTYPES = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}
+_BLOCK = 16 << 20
+_DONE = object()
+
+
+@dataclass
+class Chunk:
+    """Rows ``row`` .. ``row + rows`` of ``job``'s tensor; ``data`` is None for jobs without
+    ``info`` (evaluated lazily by the caller)."""
+
+    job: object
+    row: int
+    rows: int
+    data: np.ndarray | None
+
+
+class SourceReader:
+    """Iterate `Chunk`s of ``jobs`` (each with ``info``: a `source.TensorInfo` or None, and
+    ``shape``); then `hashes` gives ``{shard name: sha256}``.
+
+    Args:
+        shards: the source weight files, in order; ``jobs`` must be sorted by (shard, offset).
+        known: shard name -> sha256 already known (Hugging Face cache blobs): not hashed.
+        chunk_bytes: bytes per chunk (rows of a tensor).
+        depth: chunks read ahead.
+
+    Raises (from iteration):
+        OSError / ValueError from reading; ``EOFError`` naming the file when it is shorter
+        than its header says.
+    """
+
+    def __init__(self, shards: list[Path], jobs: list, *, known: dict[str, str] | None = None,
+                 chunk_bytes: int = 64 << 20, depth: int = 2):
+        self.shards, self.jobs, self.chunk_bytes = shards, jobs, chunk_bytes
+        self.known = dict(known or {})
+        self._hashes: dict[str, str] = {}
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="magimac-reader", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while True:
+            item = self._q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def hashes(self) -> dict[str, str]:
+        """Shard name -> sha256 hex, complete once iteration has finished."""
+        self._thread.join()
+        return {**self._hashes, **self.known}
+
+    def close(self) -> None:
+        """Stop the reader thread (after an error or Ctrl-C in the caller)."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for shard in self.shards:
+                if not self._read_shard(shard, [j for j in self.jobs if j.source_file == shard]):
+                    return
+            self._put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._put(e)
+
+    def _read_shard(self, shard: Path, jobs: list) -> bool:
+        h = None if shard.name in self.known else hashlib.sha256()
+        size = shard.stat().st_size
+        fd = os.open(shard, os.O_RDONLY)
+        try:
+            hashed = 0
+
+            def hash_to(end: int) -> None:
+                nonlocal hashed
+                while h is not None and hashed < end:
+                    n = min(_BLOCK, end - hashed)
+                    h.update(_pread(fd, n, hashed, shard))
+                    hashed += n
+
+            for job in jobs:
+                info = job.info
+                if info is None:
+                    if not self._put(Chunk(job, 0, job.shape[0] if job.shape else 1, None)):
+                        return False
+                    continue
+                rows_total = info.shape[0] if info.shape else 1
+                row_bytes = info.nbytes // rows_total
+                step = max(1, self.chunk_bytes // max(1, row_bytes)) if len(info.shape) >= 2 else rows_total
+                for r in range(0, rows_total, step):
+                    n = min(step, rows_total - r)
+                    start = info.offset + r * row_bytes
+                    hash_to(start)
+                    buf = _pread(fd, n * row_bytes, start, shard)
+                    if h is not None and hashed == start:
+                        h.update(buf)
+                        hashed = start + len(buf)
+                    data = np.frombuffer(buf, NUMPY_DTYPES[info.dtype])
+                    if not self._put(Chunk(job, r, n, data)):
+                        return False
+            hash_to(size)
+            if h is not None:
+                self._hashes[shard.name] = h.hexdigest()
+            return True
+        finally:
+            os.close(fd)
+
+
+def _pread(fd: int, n: int, offset: int, path: Path) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.preadv(fd, [view[got:]], offset + got)
+        if k == 0:
+            raise EOFError(f"{path}: truncated at byte {offset + got}; download it again")
+        got += k
+    return buf
