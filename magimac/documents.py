@@ -14,6 +14,7 @@ file containing ``[INST]`` or ``[/THINK]`` never yields control tokens.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import stat
@@ -166,6 +167,38 @@ def load_document(path: str | Path, max_bytes: int = MAX_FILE_BYTES,
                                 "run it through OCR first")
         raise DocumentError(f"{name}: contains no text")
     return Document(name=name, path=str(p.resolve()), kind=kind, pages=pages)
+
+
+def load_document_cached(path: str | Path) -> Document:
+    """`load_document`, reusing the last result while the file's size and modification time
+    are unchanged (the TUI sends a conversation's documents with every turn). Errors are not
+    cached. Keeps at most 16 documents."""
+    p = Path(path).expanduser()
+    try:
+        st = p.stat()
+    except OSError:
+        return load_document(p)
+    return _load_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(path: str, mtime_ns: int, size: int) -> Document:
+    return load_document(path)
+
+
+def describe(doc: Document, tokens: int | None = None) -> str:
+    """A document for people: ``manual.pdf (PDF, 30 pages, 4,210 tokens)``; ``notes.md
+    (Markdown, 310 tokens)`` (pages shown for paged documents; tokens when given)."""
+    parts = [_KIND_NAMES[doc.kind]]
+    if doc.paged:
+        parts.append(f"{len(doc.pages)} page{'s' if len(doc.pages) != 1 else ''}")
+    if tokens is not None:
+        parts.append(f"{tokens:,} tokens")
+    return f"{doc.name} ({', '.join(parts)})"
+
+
+_KIND_NAMES = {"text": "text", "markdown": "Markdown", "code": "code", "csv": "CSV", "html": "HTML",
+               "pdf": "PDF", "docx": "DOCX"}
 
 
 def _size(n: int) -> str:

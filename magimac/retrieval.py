@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from magimac.conversation import Message
-from magimac.documents import Document, load_document
+from magimac.documents import Document, describe, load_document, load_document_cached
 
 #: Opening line of the document part when whole documents are sent.
 WHOLE_HEADER = "Attached documents:"
@@ -264,7 +264,7 @@ def attach_documents(
     last = len(messages) - 1
     for i, ds in per_message:
         if i != last and ds:
-            note = "[Attached: " + ", ".join(_describe(d) for d in ds) + \
+            note = "[Attached: " + ", ".join(describe(d) for d in ds) + \
                    "; the relevant passages are quoted with a later message]"
             out[i] = replace(messages[i], content=f"{note}\n\n{messages[i].content}")
     if out[last].role != "user":
@@ -277,7 +277,7 @@ def attach_documents(
 
 
 def attach_for_engine(engine, messages: list[Message], settings=None, context_length: int | None = None,
-                      load: Callable[[str], Document] = load_document) -> tuple[list[Message], Context]:
+                      load: Callable[[str], Document] = load_document_cached) -> tuple[list[Message], Context]:
     """`attach_documents` with an engine's tokenizer: what `magimac chat` and the TUI call.
 
     Args:
@@ -287,6 +287,7 @@ def attach_for_engine(engine, messages: list[Message], settings=None, context_le
         messages: the conversation to send; ``settings``: its `GenerationSettings` (the
             system prompt counts against the context; ``max_tokens`` is the answer reserve).
         context_length: the context limit (tokens); None: the engine's.
+        load: reads one path (default `documents.load_document_cached`).
 
     Returns / Raises: as `attach_documents`.
     """
@@ -299,11 +300,6 @@ def attach_for_engine(engine, messages: list[Message], settings=None, context_le
     return attach_documents(messages, engine.count_tokens,
                             lambda ms: bare if ms is messages else len(engine.prompt_tokens(ms, settings)),
                             context_length, reserve, load)
-
-
-def _describe(doc: Document) -> str:
-    n = len(doc.pages)
-    return f"{doc.name} ({n} page{'s' if n != 1 else ''})" if doc.paged else doc.name
 
 
 def split_passages(text: str, max_chars: int) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from magimac.documents import DocumentError, load_document
+from magimac.documents import DocumentError, describe, load_document, load_document_cached
 
 
 def make_pdf(path: Path, pages: list[str], user_password: str | None = None,
@@ -183,3 +183,26 @@ def test_enormous_files_are_refused(tmp_path):
     pdf = make_pdf(tmp_path / "long.pdf", ["lorem ipsum " * 40] * 5)
     with pytest.raises(DocumentError, match="long.pdf: too much text"):
         load_document(pdf, max_chars=1000)
+
+
+def test_describe_shows_kind_pages_and_tokens(tmp_path):
+    pdf = load_document(make_pdf(tmp_path / "report.pdf", ["one", "two", "three"]))
+    assert describe(pdf, 1234) == "report.pdf (PDF, 3 pages, 1,234 tokens)"
+    md = tmp_path / "notes.md"
+    md.write_text("hello", encoding="utf-8")
+    assert describe(load_document(md)) == "notes.md (Markdown)"
+
+
+def test_cached_loading_sees_changes_to_the_file(tmp_path):
+    import os
+
+    path = tmp_path / "draft.txt"
+    path.write_text("first version", encoding="utf-8")
+    assert load_document_cached(path).text == "first version"
+    assert load_document_cached(path) is load_document_cached(str(path))
+    path.write_text("second, longer version", encoding="utf-8")
+    os.utime(path, ns=(1, 10**18))
+    assert load_document_cached(path).text == "second, longer version"
+    path.write_bytes(b"")
+    with pytest.raises(DocumentError, match="draft.txt: the file is empty"):
+        load_document_cached(path)

@@ -173,7 +173,7 @@ def test_follow_up_question_retrieves_from_a_document_attached_earlier(manual, c
             Message("user", "What is the maintenance password for the north turbine?")]
     out, ctx = attach_documents(msgs, count, prompt_len, context_length=2048, reserve_tokens=512)
     assert not ctx.whole
-    assert out[0].content == ("[Attached: manual.pdf (30 pages); the relevant passages are quoted "
+    assert out[0].content == ("[Attached: manual.pdf (PDF, 30 pages); the relevant passages are quoted "
                               "with a later message]\n\nSummarise the manual.")
     assert "[manual.pdf, page 27]" in out[2].content and "heliotrope-42" in out[2].content
     assert out[2].content.endswith("\n\nWhat is the maintenance password for the north turbine?")
