@@ -185,7 +185,8 @@ class Engine:
         context_length: the context limit in tokens; None: the registry entry's, else the
             model config's ``max_position_embeddings``.
         kv_bits: quantize the KV cache to this many bits (4 or 8; mlx-lm's quantized KV
-            cache, group size 64, from the first token); None: 16-bit KV.
+            cache, group size 64 (32 for a head dimension that 64 does not divide), from the
+            first token); None: 16-bit KV.
         force: load even when the weights exceed the memory the GPU may use
             (`magimac.hardware.detect().gpu_limit`).
 
@@ -559,7 +560,8 @@ class Engine:
                 gen = generate_step(
                     mx.array(suffix), self._model, max_tokens=max_tokens, sampler=sampler,
                     logits_processors=processors or None, prompt_cache=self._cache,
-                    kv_bits=self.kv_bits, quantized_kv_start=0, prompt_progress_callback=progress,
+                    kv_bits=self.kv_bits, kv_group_size=self._kv_group_size(), quantized_kv_start=0,
+                    prompt_progress_callback=progress,
                     input_embeddings=embeddings,
                 )
                 for tok, _ in gen:
@@ -604,6 +606,12 @@ class Engine:
         del n_gen
         turn._put(stats)
         turn._put(Done(finish, None, stats))
+
+    def _kv_group_size(self) -> int:
+        """64 (mlx-lm's default), or 32 when the head dimension is not a multiple of 64."""
+        text = self._config.get("text_config", self._config)
+        head_dim = text.get("head_dim") or text.get("hidden_size", 0) // max(1, text.get("num_attention_heads", 1))
+        return 64 if head_dim % 64 == 0 else 32
 
     def _token_keys(self, tokens: list[int], image_keys: list[str]) -> tuple[list, list[tuple[int, int]]]:
         """Cache keys (image tokens tagged with their image's hash) and image spans [start, end]."""
