@@ -48,6 +48,9 @@ UNSUPPORTED_HINTS = {
     ".numbers": "export it as .csv", ".ppt": "export it as PDF", ".pptx": "export it as PDF",
     ".key": "export it as PDF", ".epub": "convert it to PDF or text",
 }
+#: Extensions offered by file pickers (any other text file can be attached by path too).
+SUPPORTED_SUFFIXES = (TEXT_SUFFIXES - {""}) | MARKDOWN_SUFFIXES | CSV_SUFFIXES | HTML_SUFFIXES \
+    | CODE_SUFFIXES | {".pdf", ".docx"}
 KINDS = ("text", "markdown", "code", "csv", "html", "pdf", "docx")
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy Office files and encrypted OOXML
