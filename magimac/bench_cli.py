@@ -26,7 +26,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -80,7 +80,6 @@ class Row:
     quality: dict | None
     tasks: dict | None = None
     is_reference: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------- args
@@ -258,10 +257,10 @@ def load_model(path: Path):
     return model, tokenizer, time.perf_counter() - t0
 
 
-def _free(*objs) -> None:
+def _release() -> None:
+    """Return freed MLX buffers to the system (after the caller dropped its references)."""
     import mlx.core as mx
 
-    del objs
     gc.collect()
     mx.clear_cache()
 
@@ -294,8 +293,7 @@ def measure_variant(v: Variant, *, args, lengths: list[int], chunks, reference, 
     from magimac import evaluate, speed
     from magimac.store import quantization_label
 
-    gc.collect()
-    mx.clear_cache()
+    _release()
     mx.reset_peak_memory()
     model, tokenizer, load_s = load_model(v.path)
     advance()
@@ -313,7 +311,8 @@ def measure_variant(v: Variant, *, args, lengths: list[int], chunks, reference, 
         quality = evaluate.compare(model, reference, chunks, advance=advance).to_dict()
         tasks = tasks_fn(model, tokenizer, v.path, advance) if tasks_fn else None
     peak = mx.get_peak_memory()
-    _free(model, tokenizer)
+    del model, tokenizer
+    _release()
     decode_tps = samples[0]["decode_tps"]
     ceiling = bandwidth_gbs * GB / per_token if bandwidth_gbs else None
     label = quantization_label(v.path)
@@ -338,7 +337,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def flat_row(r: Row) -> dict:
     """One CSV row: scalar fields, speed per prompt length, headline quality and task fields."""
-    d = {k: v for k, v in asdict(r).items() if k not in ("speed", "quality", "tasks", "extra")}
+    d = {k: v for k, v in asdict(r).items() if k not in ("speed", "quality", "tasks")}
     for s in r.speed:
         n = s["prompt_tokens"]
         d[f"ttft_s@{n}"] = s["ttft_s"]
@@ -547,12 +546,19 @@ def run(args) -> int:
         ref_dir = paths.data_dir() / "bench" / "reference" / key
         reference = evaluate.open_reference(ref_dir, chunks)
         if reference is None:
-            model, _tok, _ = load_model(ref_path)
+            model = load_model(ref_path)[0]
             reference = evaluate.write_reference(model, chunks, ref_dir, label=ref_label,
                                                  advance=advance)
-            _free(model, _tok)
+            del model  # the reference never sits in memory with a variant
+            _release()
         else:
             progress.advance(task, len(chunks))
+        def report(rows: list[Row]) -> dict:
+            return _report(args, source=source, ref_label=ref_label, ref_path=ref_path,
+                           ref_dir=ref_dir, reference=reference, brand=brand, chip=chip,
+                           bandwidth=bandwidth, recipes=recipes, lengths=lengths, texts=texts,
+                           chunks=chunks, rows=rows)
+
         for v in variants:
             progress.update(task, description=f"measuring {v.label}")
             row = measure_variant(v, args=args, lengths=lengths, chunks=chunks,
@@ -560,11 +566,27 @@ def run(args) -> int:
                                   tasks_fn=tasks_fn, advance=advance)
             row.is_reference = v.path is not None and v.path.resolve() == ref_path.resolve()
             rows.append(row)
+            # rewrite bench.json / bench.csv after every variant: an interrupted run keeps them
+            write_outputs(out, report(rows), rows, plots=False)
         progress.update(task, description="done")
 
+    files = write_outputs(out, report(rows), rows, plots=not args.no_plots)
+    stdout = Console() if Console().is_terminal else Console(width=200)
+    stdout.print(table(rows, ref_label))
+    if not args.no_plots:
+        print(terminal_plots(rows))
+    if bandwidth is None:
+        stdout.print("decode ceiling: chip bandwidth unknown (pass --bandwidth GB/s)")
+    stdout.print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _report(args, *, source, ref_label, ref_path, ref_dir, reference, brand, chip, bandwidth,
+            recipes, lengths, texts, chunks, rows) -> dict:
+    """The bench.json document."""
     import mlx.core as mx
 
-    report = {
+    return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": args.model,
@@ -585,12 +607,3 @@ def run(args) -> int:
                      "digest": reference.meta["digest"]},
         "variants": [asdict(r) for r in rows],
     }
-    files = write_outputs(out, report, rows, plots=not args.no_plots)
-    stdout = Console() if Console().is_terminal else Console(width=200)
-    stdout.print(table(rows, ref_label))
-    if not args.no_plots:
-        print(terminal_plots(rows))
-    if bandwidth is None:
-        stdout.print("decode ceiling: chip bandwidth unknown (pass --bandwidth GB/s)")
-    stdout.print("wrote " + ", ".join(str(f) for f in files))
-    return 0

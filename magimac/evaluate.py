@@ -205,16 +205,20 @@ def write_reference(model, chunks: list[Chunk], path: Path, *, label: str,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tokens, vocab = 0, 0
-    for i, c in enumerate(chunks):
-        lp = log_probs(model, c.ids)
-        nll = -mx.take_along_axis(lp, mx.array(c.ids[1:])[:, None], axis=-1)[:, 0]
-        mx.eval(lp, nll)
-        np.save(tmp / f"chunk-{i:04d}.npy", np.array(lp))
-        np.save(tmp / f"nll-{i:04d}.npy", np.array(nll))
-        tokens += lp.shape[0]
-        vocab = lp.shape[1]
-        del lp
-        advance()
+    try:
+        for i, c in enumerate(chunks):
+            lp = log_probs(model, c.ids)
+            nll = -mx.take_along_axis(lp, mx.array(c.ids[1:])[:, None], axis=-1)[:, 0]
+            mx.eval(lp, nll)
+            np.save(tmp / f"chunk-{i:04d}.npy", np.array(lp))
+            np.save(tmp / f"nll-{i:04d}.npy", np.array(nll))
+            tokens += lp.shape[0]
+            vocab = lp.shape[1]
+            del lp
+            advance()
+    except BaseException:  # interrupted or failed: leave nothing half-written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     meta = {"format": REFERENCE_FORMAT, "reference": label, "digest": chunks_digest(chunks),
             "chunks": len(chunks), "tokens": tokens, "vocab": vocab, "dtype": "float32"}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
