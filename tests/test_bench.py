@@ -13,7 +13,7 @@ import pytest
 
 from checkpoint import build_checkpoint
 from magimac import chips, evaluate
-from magimac.bench_cli import Row
+from magimac.bench_cli import Row, plan_variants
 from magimac.cli import main
 from magimac.speed import SpeedSample
 
@@ -153,12 +153,21 @@ def test_bundled_eval_set_covers_languages_code_math_reasoning(ckpt):
     (["--levels", "7"], "--levels: '7'"),
     (["--levels", "4", "--prompt-lengths", "0"], "--prompt-lengths"),
     (["--levels", "4", "--eval-dir", "/nonexistent"], "--eval-dir"),
+    (["--levels", "4", "--recipes", "nope"], "--recipes: unknown recipe 'nope'"),
 ])
 def test_bad_input_is_one_line_error(ckpt, tmp_path, capsys, argv, message):
     assert main(["bench", str(ckpt), "--out", str(tmp_path / "o"), *argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith("magimac: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_recipes_give_one_variant_per_level_and_one_per_mixed_recipe():
+    variants = plan_variants([None, 4, 8], ["uniform", "mixed_3_6"])
+    assert [(v.label, v.bits, v.recipe) for v in variants] == [
+        ("bf16", None, None), ("8bit-uniform", 8, "uniform"), ("4bit-uniform", 4, "uniform"),
+        ("mixed_3_6", None, "mixed_3_6")]
+    assert [v.label for v in plan_variants([3, 6], [None])] == ["6bit", "3bit"]
 
 
 def test_quantized_source_is_refused(two_levels, tmp_path, capsys):
