@@ -31,6 +31,8 @@ PASSAGES_HEADER = ("Attached documents (too long to include in full; these are t
 #: Passage size bounds in characters (about 4 characters per token in English with Tekken).
 MIN_PASSAGE_CHARS = 200
 MAX_PASSAGE_CHARS = 1600
+#: Most distinct question words used as the BM25 query (a pasted text makes a long question).
+MAX_QUERY_WORDS = 256
 
 
 @dataclass
@@ -76,10 +78,12 @@ class Context:
 def context_report(ctx: Context) -> dict:
     """The documents part of a turn as JSON-ready data (``magimac chat --json`` prints it as a
     line; the TUI stores it with the answer): ``{"type": "documents", "whole": bool, "tokens":
-    int, "passages": [{"document", "page", "score", "tokens", "text"}]}``."""
+    int, "passages": [{"document", "page", "score", "tokens", "text"?}]}``; ``text`` (the
+    passage sent) only when passages were chosen, since whole documents are the files."""
     return {"type": "documents", "whole": ctx.whole, "tokens": ctx.tokens,
             "passages": [{"document": p.doc_name, "page": p.page, "score": round(p.score, 3),
-                          "tokens": p.tokens, "text": p.text} for p in ctx.passages]}
+                          "tokens": p.tokens} | ({} if ctx.whole else {"text": p.text})
+                         for p in ctx.passages]}
 
 
 def context_summary(ctx: Context) -> str:
@@ -337,7 +341,8 @@ def split_passages(text: str, max_chars: int) -> list[str]:
 def rank(question: str, passages: list[str]) -> dict[int, float]:
     """Score passages against a question with SQLite FTS5 BM25.
 
-    The query is every distinct word of the question (Unicode letters and digits), OR-ed;
+    The query is every distinct word of the question (Unicode letters and digits; the first
+    `MAX_QUERY_WORDS`), OR-ed;
     FTS5's ``porter`` tokenizer (over ``unicode61`` with diacritics removed) stems English
     words, so "prices" matches "price".
 
@@ -345,7 +350,7 @@ def rank(question: str, passages: list[str]) -> dict[int, float]:
         ``{index into passages: -bm25}`` for the passages matching at least one word (higher is
         better); empty when none match or the question has no words.
     """
-    words = sorted({w.lower() for w in re.findall(r"\w+", question)})
+    words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w+", question)))[:MAX_QUERY_WORDS]
     if not words or not passages:
         return {}
     query = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)

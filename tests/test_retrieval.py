@@ -207,6 +207,7 @@ def test_reports_say_which_passages_were_used(manual, count):
     assert report["type"] == "documents" and report["whole"] is False
     assert {"document": "manual.pdf", "page": 27} in [{k: p[k] for k in ("document", "page")}
                                                       for p in report["passages"]]
+    assert any("heliotrope-42" in p["text"] for p in report["passages"])
     whole = build_context("q", [notes], 600, count)
     assert context_summary(whole) == f"documents: whole ({whole.tokens:,} tokens): notes.md"
 
@@ -267,6 +268,7 @@ def test_chat_file_sends_the_document_and_reports_it(tmp_path, scripted_checkpoi
                  "--file", str(notes), "Where is the spare key?"]) == 0
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert lines[0]["type"] == "documents" and lines[0]["whole"] is True
+    assert "text" not in lines[0]["passages"][0]  # whole documents are not echoed back
     assert [(p["document"], p["page"]) for p in lines[0]["passages"]] == [("notes.md", 1)]
     prompt = lines[1]
     assert "[notes.md]\nThe spare key is under the blue flowerpot. [INST]\n\nWhere is the spare key?" in prompt["text"]
