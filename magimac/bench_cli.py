@@ -109,6 +109,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"prompt lengths for TTFT and prefill, tokens ({DEFAULT_PROMPT_LENGTHS})")
     p.add_argument("--decode-tokens", type=int, default=DEFAULT_DECODE_TOKENS,
                    help=f"tokens decoded per speed measurement ({DEFAULT_DECODE_TOKENS})")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="speed measurements per prompt length; the median is reported (3)")
     p.add_argument("--chunk-len", type=int, default=512,
                    help="tokens per forward pass in the quality evaluation (512)")
     p.add_argument("--eval-dir", type=Path, default=None,
@@ -305,8 +307,8 @@ def measure_variant(v: Variant, *, args, lengths: list[int], chunks, reference, 
         speed.warm_up(model, vocab)
         samples = []
         for i, n in enumerate(lengths):
-            samples.append(speed.measure(model, speed.random_prompt(n, vocab, seed=i),
-                                         args.decode_tokens).to_dict())
+            samples.append(speed.measure_median(model, speed.random_prompt(n, vocab, seed=i),
+                                                args.decode_tokens, args.repeats).to_dict())
             advance()
         quality = evaluate.compare(model, reference, chunks, advance=advance).to_dict()
         tasks = tasks_fn(model, tokenizer, v.path, advance) if tasks_fn else None
@@ -382,7 +384,7 @@ def png_plots(out: Path, rows: list[Row]) -> list[Path]:
 
     def scatter(ax, ys, ylabel, log=False):
         pts = [(a, b, t) for a, b, t in zip(x, ys, labels) if b is not None and (b > 0 or not log)]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", linestyle="none")
         for a, b, t in pts:
             ax.annotate(t, (a, b), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel("weights in memory (GB)")
@@ -506,6 +508,8 @@ def run(args) -> int:
     lengths = parse_lengths(args.prompt_lengths)
     if args.decode_tokens < 2:
         raise UserError(f"--decode-tokens {args.decode_tokens}: must be at least 2")
+    if args.repeats < 1:
+        raise UserError(f"--repeats {args.repeats}: must be at least 1")
     recipes = [s.strip() for s in args.recipes.split(",") if s.strip()] if args.recipes else [None]
     source = resolve_source(args.model)
     variants = plan_variants(levels, recipes)
@@ -599,7 +603,8 @@ def _report(args, *, source, ref_label, ref_path, ref_dir, reference, brand, chi
                     "mlx_device": str(mx.default_device()), "mlx_version": mx.__version__},
         "settings": {"levels": args.levels, "recipes": recipes, "group_size": args.group_size,
                      "mode": args.mode, "prompt_lengths": lengths,
-                     "decode_tokens": args.decode_tokens, "chunk_len": args.chunk_len,
+                     "decode_tokens": args.decode_tokens, "repeats": args.repeats,
+                     "chunk_len": args.chunk_len,
                      "tasks": args.tasks},
         "eval_set": {"texts": [{"name": t.name, "category": t.category, "tokens": len(t.ids)}
                                for t in texts],

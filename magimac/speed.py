@@ -72,6 +72,16 @@ def measure(model, prompt: mx.array, decode_tokens: int) -> SpeedSample:
     )
 
 
+def measure_median(model, prompt: mx.array, decode_tokens: int, repeats: int) -> SpeedSample:
+    """`measure` ``repeats`` times; TTFT and decode tokens/s are the medians (prefill tokens/s
+    follows from the median TTFT)."""
+    runs = [measure(model, prompt, decode_tokens) for _ in range(repeats)]
+    ttft = float(np.median([r.ttft_s for r in runs]))
+    return SpeedSample(prompt_tokens=int(prompt.size), ttft_s=ttft, prefill_tps=prompt.size / ttft,
+                       decode_tokens=decode_tokens,
+                       decode_tps=float(np.median([r.decode_tps for r in runs])))
+
+
 def warm_up(model, vocab: int) -> None:
     """One short generation, so kernel compilation does not count in the first measurement."""
     measure(model, random_prompt(8, vocab, seed=1), 3)

@@ -46,7 +46,8 @@ def shared_data(tmp_path_factory) -> Path:
 
 def _bench(ckpt, eval_dir, out, *extra) -> int:
     return main(["bench", str(ckpt), "--prompt-lengths", "8,16", "--decode-tokens", "4",
-                 "--eval-dir", str(eval_dir), "--chunk-len", "32", "--out", str(out), *extra])
+                 "--eval-dir", str(eval_dir), "--chunk-len", "32", "--repeats", "2",
+                 "--out", str(out), *extra])
 
 
 @pytest.fixture(scope="module")
