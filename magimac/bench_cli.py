@@ -38,7 +38,7 @@ GB = 1e9
 DEFAULT_LEVELS = "3,4,6,8"
 DEFAULT_PROMPT_LENGTHS = "256,1024,4096"
 DEFAULT_DECODE_TOKENS = 128
-REFERENCE_RAM_SHARE = 0.5  # the bf16 source is the reference when its weights fit in this share of RAM
+REFERENCE_RAM_SHARE = 0.5  # the bf16 source is the reference when its weights fit in half of RAM
 
 
 @dataclass
@@ -86,36 +86,36 @@ class Row:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of `magimac bench`."""
-    p.add_argument("model", help="the unquantized source: a Hugging Face checkpoint directory "
+    p.add_argument("model", metavar="SOURCE", help="the unquantized source: a Hugging Face checkpoint directory "
                    "or a registry name whose original checkpoint is in the Hugging Face cache")
-    p.add_argument("--levels", default=DEFAULT_LEVELS,
+    p.add_argument("--levels", metavar="LIST", default=DEFAULT_LEVELS,
                    help=f"comma-separated bits per weight, and 'bf16' for the source "
                    f"(default {DEFAULT_LEVELS})")
-    p.add_argument("--recipes", default=None,
+    p.add_argument("--recipes", metavar="LIST", default=None,
                    help="comma-separated quantize recipes (default: quantize's default)")
-    p.add_argument("--group-size", type=int, default=64, help="quantization group size (64)")
+    p.add_argument("--group-size", metavar="N", type=int, default=64, help="quantization group size (64)")
     p.add_argument("--mode", default="affine", help="quantization mode (affine)")
-    p.add_argument("--reference", type=Path, default=None,
+    p.add_argument("--reference", metavar="DIR", type=Path, default=None,
                    help="model directory scored as the reference (default: the bf16 source when "
-                   f"its weights fit in {REFERENCE_RAM_SHARE:.0%} of RAM, else the highest level)")
-    p.add_argument("--out", type=Path, default=None,
+                   "its weights fit in half of RAM, else the highest level)")
+    p.add_argument("--out", metavar="DIR", type=Path, default=None,
                    help="directory for bench.json, bench.csv and plots "
                    "(default: <data dir>/bench/runs/<time>)")
-    p.add_argument("--tasks", type=int, default=0,
+    p.add_argument("--tasks", metavar="N", type=int, default=0,
                    help="also measure task accuracy on N generated problems (default 0: off)")
-    p.add_argument("--task-max-tokens", type=int, default=1024,
+    p.add_argument("--task-max-tokens", metavar="N", type=int, default=1024,
                    help="generation limit per problem for --tasks (tokens)")
-    p.add_argument("--prompt-lengths", default=DEFAULT_PROMPT_LENGTHS,
+    p.add_argument("--prompt-lengths", metavar="LIST", default=DEFAULT_PROMPT_LENGTHS,
                    help=f"prompt lengths for TTFT and prefill, tokens ({DEFAULT_PROMPT_LENGTHS})")
-    p.add_argument("--decode-tokens", type=int, default=DEFAULT_DECODE_TOKENS,
+    p.add_argument("--decode-tokens", metavar="N", type=int, default=DEFAULT_DECODE_TOKENS,
                    help=f"tokens decoded per speed measurement ({DEFAULT_DECODE_TOKENS})")
-    p.add_argument("--repeats", type=int, default=3,
+    p.add_argument("--repeats", metavar="N", type=int, default=3,
                    help="speed measurements per prompt length; the median is reported (3)")
-    p.add_argument("--chunk-len", type=int, default=512,
+    p.add_argument("--chunk-len", metavar="N", type=int, default=512,
                    help="tokens per forward pass in the quality evaluation (512)")
-    p.add_argument("--eval-dir", type=Path, default=None,
+    p.add_argument("--eval-dir", metavar="DIR", type=Path, default=None,
                    help="evaluation texts (*.txt, reasoning.json) instead of the bundled set")
-    p.add_argument("--bandwidth", type=float, default=None,
+    p.add_argument("--bandwidth", metavar="GBS", type=float, default=None,
                    help="memory bandwidth in GB/s for the decode ceiling (default: chip table)")
     p.add_argument("--force", action="store_true", help="convert again even when cached")
     p.add_argument("--no-plots", action="store_true", help="skip PNG and terminal plots")

@@ -211,3 +211,12 @@ def test_chip_detection_on_a_mac_uses_gpu_cores_when_needed(monkeypatch):
     assert chips.detect_chip()[1].bandwidth_gbs == 410
     monkeypatch.setattr(hardware, "chip_name", lambda: "Apple M2 Pro")
     assert chips.detect_chip() == ("Apple M2 Pro", chips.find_chip("M2 Pro"))
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--levels", "--recipes", "--reference", "--out", "--tasks", "--bandwidth"):
+        assert opt in out
