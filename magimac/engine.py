@@ -186,9 +186,9 @@ class Engine:
             model config's ``max_position_embeddings``.
         kv_bits: quantize the KV cache to this many bits (4 or 8; mlx-lm's quantized KV
             cache, group size 64 (32 for a head dimension that 64 does not divide), from the
-            first token); None: 16-bit KV.
-        force: load even when the weights exceed the memory the GPU may use
-            (`magimac.hardware.detect().gpu_limit`).
+            first token); None: the plan's choice (`magimac.plan.check_fits`: 16-bit when it fits).
+        force: load even when the plan says weights + KV cache exceed the memory the GPU may
+            use (`magimac.plan.check_fits`).
 
     After loading, ``model_dir``, ``vision``, ``markers`` (`reasoning.ReasoningMarkers`),
     ``context_length`` and ``loaded`` (the Loaded event) are set.
@@ -208,6 +208,7 @@ class Engine:
         self.context_length = context_length
         self.kv_bits = kv_bits
         self.force = force
+        self._asked = (context_length, kv_bits)  # before the plan fills them in (`magimac.plan`)
         self.model_dir: Path | None = None
         self.vision = False
         self.markers = None
@@ -440,16 +441,16 @@ class Engine:
         self._load_meta()
         path = self.model_dir
         assert path is not None
-        weights = sum(f.stat().st_size for f in path.glob("*.safetensors") if f.name != "consolidated.safetensors")
-        if not self.force:
-            from magimac import hardware
+        from magimac import plan
 
-            limit = hardware.detect(path).gpu_limit
-            if weights > limit:
-                raise EngineLoadError(
-                    f"{path.name}: weights take {weights / 1e9:.1f} GB but this machine lets the GPU use "
-                    f"{limit / 1e9:.1f} GB; pick a smaller quantization (`magimac plan`) or pass --force"
-                )
+        try:  # the plan refuses what will not fit, and picks the context limit and KV bits
+            choice = plan.check_fits(path, *self._asked, force=self.force)
+        except plan.DoesNotFit as e:
+            raise EngineLoadError(str(e)) from None
+        self.context_length = choice.context_length if self._asked[0] else min(choice.context_length,
+                                                                               int(self.context_length))
+        self.kv_bits = choice.kv_bits
+        weights = choice.weights_bytes
         self._log(LoadProgress(0.1, f"loading {weights / 1e9:.2f} GB of weights"))
         try:
             if self.vision:

@@ -368,8 +368,8 @@ def check_fits(model_dir: Path | str, context_length: int | None = None, kv_bits
         model_dir: a converted model directory (config.json + safetensors).
         context_length: wanted context (tokens); None: the largest that fits, up to the
             model's ``max_position_embeddings``.
-        kv_bits: 16, 8 or 4; None: 16-bit if `DEFAULT_CONTEXT` (or the model's maximum, if
-            smaller) fits with it, else 8, else 4.
+        kv_bits: 16, or 2-8 for mlx-lm's quantized KV cache; None: 16-bit if
+            `DEFAULT_CONTEXT` (or the model's maximum, if smaller) fits with it, else 8, else 4.
         force: return the choice even when it does not fit (``fits=False``, ``forced=True``).
         hw: the machine (default `hardware.detect()`).
 
@@ -389,8 +389,8 @@ def check_fits(model_dir: Path | str, context_length: int | None = None, kv_bits
     budget = budget_bytes(hw)
     weights = weights_bytes_on_disk(model_dir)
     cap = model_max_context(config)
-    if kv_bits is not None and kv_bits not in KV_BITS:
-        raise UserError(f"KV cache bits must be one of {', '.join(map(str, KV_BITS))}, got {kv_bits}")
+    if kv_bits is not None and kv_bits not in (2, 3, 4, 5, 6, 8, 16):
+        raise UserError(f"KV cache bits must be 2, 3, 4, 5, 6, 8 or 16, got {kv_bits}")
     aim = min(context_length or DEFAULT_CONTEXT, cap)
     need_ctx = context_length or min(MIN_CONTEXT, cap)
     kv_choices = [kv_bits] if kv_bits else list(KV_BITS)
@@ -416,7 +416,7 @@ def _does_not_fit(model_dir: Path, config: dict, hw: Hardware, weights: int, ctx
         for b in KV_BITS:
             n = max_context(config, weights, budget, b, cap)
             if n >= 1024:
-                fixes.append(f"--context {n // 1024}k" + (f" --kv-bits {b}" if b != 16 else ""))
+                fixes.append(f"--context-length {n}" + (f" --kv-bits {b}" if b != 16 else ""))
                 break
     else:
         fixes.append("a smaller level (`magimac plan` shows what fits)")

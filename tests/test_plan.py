@@ -136,3 +136,29 @@ def test_first_run_advice_offers_the_recommendation():
     assert advice.recommendation.level == "4bit"
     assert "magimac pull magistral-small-2509 --quant 4bit" in advice.message
     assert advice.download_bytes == advice.recommendation.weights_bytes
+
+
+def test_the_engine_uses_the_plan(conversions, monkeypatch, capsys):
+    """`magimac chat` refuses a model that will not fit, with the fix; the engine takes its
+    context limit and KV bits from the plan."""
+    from magimac.engine import Engine
+
+    d = conversions[plan.spec_for_level("4bit")]
+    weights = plan.weights_bytes_on_disk(d)
+    cfg = json.loads((d / "config.json").read_text())
+    hw = hardware.detect()
+    monkeypatch.setattr(hardware, "detect", lambda *a, **k: replace(hw, gpu_limit=weights))
+    assert main(["chat", "--model", str(d), "Hi"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("magimac: ") and "needs" in err and "--force" in err
+    # room for 16K tokens of 16-bit KV: the engine gets a quantized cache and at least 32K
+    budget = weights + 16 * 1024 * plan.kv_bytes_per_token(cfg, 16)
+    monkeypatch.setattr(hardware, "detect",
+                        lambda *a, **k: replace(hw, gpu_limit=int(budget / (1 - plan.HEADROOM_FRACTION))))
+    engine = Engine(d)
+    engine.start()
+    try:
+        loaded = engine.wait_loaded()
+        assert engine.kv_bits in (8, 4) and loaded.context_length >= 32768
+    finally:
+        engine.close()
