@@ -346,7 +346,7 @@ def flat_row(r: Row) -> dict:
         d[f"prefill_tps@{n}"] = s["prefill_tps"]
         d[f"decode_tps@{n}"] = s["decode_tps"]
     for k, v in (r.quality or {}).items():
-        if k != "by_text":
+        if not k.startswith("by_"):
             d[k] = v
     for k, v in (r.tasks or {}).items():
         if not isinstance(v, (list, dict)):
@@ -480,6 +480,22 @@ def table(rows: list[Row], reference: str):
     return t
 
 
+def category_table(rows: list[Row]):
+    """Mean KL divergence and top-1 agreement per text category (a rich `Table`)."""
+    from rich.table import Table
+
+    cats = list(dict.fromkeys(c for r in rows if r.quality for c in r.quality["by_category"]))
+    t = Table(title="mean KL divergence (nats/token) / top-1 agreement by category")
+    t.add_column("level", justify="right")
+    for c in cats:
+        t.add_column(c, justify="right")
+    for r in rows:
+        by = (r.quality or {}).get("by_category", {})
+        t.add_row(r.label, *(f"{_fmt(by[c]['kl_mean'], '.3g')} / {by[c]['top1_agreement']:.0%}"
+                             if c in by else "–" for c in cats))
+    return t
+
+
 # ----------------------------------------------------------------------------------------- run
 
 def _task_runner(n: int, max_tokens: int):
@@ -577,6 +593,7 @@ def run(args) -> int:
     files = write_outputs(out, report(rows), rows, plots=not args.no_plots)
     stdout = Console() if Console().is_terminal else Console(width=200)
     stdout.print(table(rows, ref_label))
+    stdout.print(category_table(rows))
     if not args.no_plots:
         print(terminal_plots(rows))
     if bandwidth is None:

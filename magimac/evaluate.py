@@ -68,10 +68,12 @@ class EvalText:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One forward pass: ``ids`` (at most ``chunk_len`` tokens) of text ``text``."""
+    """One forward pass: ``ids`` (at most ``chunk_len`` tokens) of text ``text`` (whose
+    category is ``category``)."""
 
     text: str
     ids: tuple[int, ...]
+    category: str = ""
 
 
 def eval_dir() -> Path:
@@ -137,7 +139,7 @@ def make_chunks(texts: Iterable[EvalText], chunk_len: int = DEFAULT_CHUNK_LEN) -
         for s in range(0, len(t.ids), chunk_len):
             piece = t.ids[s : s + chunk_len]
             if len(piece) >= 2:
-                chunks.append(Chunk(t.name, piece))
+                chunks.append(Chunk(t.name, piece, t.category))
     return chunks
 
 
@@ -237,7 +239,8 @@ class Quality:
         ln_ppl_ratio: ``ln(ppl / ppl_ref)``; kl_mean, kl_median, kl_p99, kl_max: KL(ref || var);
         top1_agreement: share of positions with the same arg-max token;
         delta_p_mean, delta_p_rms: of ``p_var(next) - p_ref(next)``;
-        by_text: per text name, ``{"tokens", "ppl", "kl_mean"}``.
+        by_text / by_category: per text name / category (prose, code, math, reasoning),
+            ``{"tokens", "ppl", "kl_mean", "top1_agreement"}``.
     """
 
     tokens: int
@@ -252,6 +255,7 @@ class Quality:
     delta_p_mean: float
     delta_p_rms: float
     by_text: dict[str, dict] = field(default_factory=dict)
+    by_category: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -269,6 +273,7 @@ def compare(model, reference: Reference, chunks: list[Chunk], *,
                         "or tokenizer; delete it to recompute")
     kls, nlls, nll_refs, same = [], [], [], []
     names: list[str] = []
+    cats: list[str] = []
     for i, c in enumerate(chunks):
         lp = log_probs(model, c.ids)
         if lp.shape[1] != reference.meta["vocab"]:
@@ -286,22 +291,27 @@ def compare(model, reference: Reference, chunks: list[Chunk], *,
         nlls.append(np.array(nll))
         nll_refs.append(reference.nll(i))
         names += [c.text] * lp.shape[0]
+        cats += [c.category] * lp.shape[0]
         del lp, lv, lr
         advance()
     kl, nll, nll_ref = np.concatenate(kls), np.concatenate(nlls), np.concatenate(nll_refs)
     dp = np.exp(-nll) - np.exp(-nll_ref)
-    by_text = {}
-    names_arr = np.array(names)
-    for name in dict.fromkeys(names):
-        m = names_arr == name
-        by_text[name] = {"tokens": int(m.sum()), "ppl": math.exp(float(nll[m].mean())),
-                         "kl_mean": float(kl[m].mean())}
+    agree = np.concatenate(same)
+
+    def groups(keys: list[str]) -> dict[str, dict]:
+        arr, out = np.array(keys), {}
+        for k in dict.fromkeys(keys):
+            m = arr == k
+            out[k] = {"tokens": int(m.sum()), "ppl": math.exp(float(nll[m].mean())),
+                      "kl_mean": float(kl[m].mean()), "top1_agreement": float(agree[m].mean())}
+        return out
+
     ppl, ppl_ref = math.exp(float(nll.mean())), math.exp(float(nll_ref.mean()))
     return Quality(
         tokens=int(kl.size), ppl=ppl, ppl_ref=ppl_ref, ln_ppl_ratio=math.log(ppl / ppl_ref),
         kl_mean=float(kl.mean()), kl_median=float(np.percentile(kl, 50)),
         kl_p99=float(np.percentile(kl, 99)), kl_max=float(kl.max()),
-        top1_agreement=float(np.concatenate(same).mean()),
+        top1_agreement=float(agree.mean()),
         delta_p_mean=float(dp.mean()), delta_p_rms=float(np.sqrt((dp**2).mean())),
-        by_text=by_text,
+        by_text=groups(names), by_category=groups(cats),
     )

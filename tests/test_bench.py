@@ -220,3 +220,13 @@ def test_help_lists_the_options(capsys):
     out = capsys.readouterr().out
     for opt in ("--levels", "--recipes", "--reference", "--out", "--tasks", "--bandwidth"):
         assert opt in out
+
+
+def test_quality_is_broken_down_by_category(two_levels):
+    report, _out, stdout = two_levels
+    q3 = report["variants"][1]["quality"]
+    assert set(q3["by_category"]) == {"prose", "reasoning"}
+    assert sum(c["tokens"] for c in q3["by_category"].values()) == q3["tokens"]
+    weighted = sum(c["kl_mean"] * c["tokens"] for c in q3["by_category"].values()) / q3["tokens"]
+    assert weighted == pytest.approx(q3["kl_mean"])
+    assert "by category" in stdout
