@@ -90,14 +90,15 @@ def find_model(model: str | None) -> ModelEntry:
     """The registry entry for ``model`` (name, alias, hub id); None: the default model.
 
     Raises:
-        PullError: unknown, or an entry with nothing to download.
+        PullError: unknown, or a local-only entry whose directory is missing.
     """
     reg = load_registry()
     entry = find_entry(reg, model) if model else default_model(reg)
     if entry is None:
         raise PullError(f"unknown model {model!r}: pull a registry name (see `magimac models`)")
-    if not entry.hub_id and not entry.mlx:
-        raise PullError(f"{entry.name} is not on the hub (it is bundled with magimac)")
+    local = entry.local_path()
+    if not entry.hub_id and not entry.mlx and not (local is not None and store.is_model_dir(local)):
+        raise PullError(f"{entry.name} is not on the hub and its directory {local} is missing")
     return entry
 
 
@@ -223,6 +224,9 @@ def pull(model: str | None = None, level: str = "4bit", *, force: bool = False, 
 
     say = say or (lambda s: print(s, file=sys.stderr))
     entry = find_model(model)
+    if not entry.hub_id and not entry.mlx:
+        say(f"{entry.name} is bundled with magimac, nothing to download: run `magimac --model {entry.name}`")
+        return store.describe_dir(entry.local_path(), entry.name, "bundled")
     src = choose_source(entry, level)
     done = [m for m in store.installed_for(entry) if m.name == src.installed_name]
     if done and not force:

@@ -189,3 +189,21 @@ def test_rm_yes_removes_a_converted_model_and_unknown_names_fail(hub, capsys):
     assert not (paths.models_dir() / "tiny-8bit").exists()
     assert main(["rm", "tiny", "--yes"]) == 1
     assert "no installed model" in capsys.readouterr().err
+
+
+def test_pull_a_bundled_model_downloads_nothing(hub, ready_made, capsys):
+    (paths.config_dir() / "models.toml").write_text(REGISTRY + f"""
+[models.local]
+path = "{ready_made}"
+reasoning = "control"
+think_open = "[THINK]"
+think_close = "[/THINK]"
+vision = true
+context_length = 512
+temperature = 0.7
+top_p = 0.95
+system_prompt = "SYSTEM_PROMPT.txt"
+""")
+    assert main(["pull", "local"]) == 0
+    assert "nothing to download" in capsys.readouterr().err
+    assert hub.log == []
