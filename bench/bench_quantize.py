@@ -90,7 +90,7 @@ def speed_memory(layers: list[int], rounds: int, work: Path, keep: bool) -> list
         best = {t: {"wall_s": min(x["wall_s"] for x in v), "peak_rss_bytes": max(x["peak_rss_bytes"] for x in v),
                     "weights_bytes": v[0]["weights_bytes"], "runs": v} for t, v in runs.items()}
         rows.append({"layers": n, "source_bytes": sum(f.stat().st_size for f in src.glob("*.safetensors")), **best})
-        if not keep:
+        if not keep:  # a few GB each: do not leave them behind
             shutil.rmtree(src, ignore_errors=True)
     return rows
 
@@ -112,8 +112,8 @@ def sizes_table() -> list[dict]:
                      "components": e.components})
     for bits in (4, 5, 6):
         e = estimate(cfg, bits=bits, recipe="mlx-vlm")
-        repo = ready.get(f"{bits}bit", "-").split("/")[-1]
-        rows.append({"level": f"{bits}-bit, lm_head bf16 (mlx-vlm; {repo})",
+        repo = ready.get(f"{bits}bit", "-").split("/")[-1].replace("Magistral-Small-2509-", "")
+        rows.append({"level": f"{bits}-bit, lm_head bf16 (mlx-vlm, = {repo})",
                      "total_bytes": e.total_bytes, "bits_per_weight": e.bits_per_weight, "components": e.components})
     return rows
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", nargs=3, metavar=("TOOL", "SRC", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--layers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--work", type=Path, default=Path("/tmp/magimac-qbench"))
     p.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
     p.add_argument("--sizes-only", action="store_true")

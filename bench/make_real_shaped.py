@@ -4,8 +4,9 @@ Same format as `tests/checkpoint.py` (HF layout, `mistral3` + `pixtral`, bf16 sh
 index, v13 `tekken.json`), but with the real config (`magimac/data/magistral-small-2509.json`):
 hidden 5120, intermediate 32768, vocabulary 131072, the full 24-layer vision tower, and
 ``--layers`` text layers (about 4.7 GB on disk for 1 layer, +1.1 GB per layer).  Random
-weights (normal, std 0.02), generated tensor by tensor and written with magimac's streaming
-shard writer, so making it needs well under 1 GB of memory.
+weights (normal, std 0.02; one random block per tensor width, repeated down the rows, which
+is as good as fresh noise for timing a conversion and much faster to make), written with
+magimac's streaming shard writer, so making it needs well under 1 GB of memory.
 
 Usage: ``python bench/make_real_shaped.py OUT_DIR --layers 2``.
 """
@@ -46,6 +47,7 @@ def make(out: Path, layers: int, seed: int = 0) -> Path:
     groups = [[TensorSpec(n, s, mx.bfloat16)] for n, s in shapes.items()]
     shards = split_shards(groups, SHARD_BYTES)
     mx.random.seed(seed)
+    blocks: dict[tuple[int, ...], mx.array] = {}
     weight_map = {}
     for i, specs in enumerate(shards, 1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
@@ -55,11 +57,13 @@ def make(out: Path, layers: int, seed: int = 0) -> Path:
             if "norm" in spec.name:
                 w.write(spec.name, mx.ones(spec.shape, dtype=mx.bfloat16))
                 continue
+            block = blocks.get(spec.shape[1:])
+            if block is None:
+                block = blocks[spec.shape[1:]] = (mx.random.normal((ROWS, *spec.shape[1:])) * 0.02).astype(mx.bfloat16)
+                mx.eval(block)
             for r in range(0, spec.shape[0], ROWS):
                 n = min(ROWS, spec.shape[0] - r)
-                chunk = (mx.random.normal((n, *spec.shape[1:])) * 0.02).astype(mx.bfloat16)
-                mx.eval(chunk)
-                w.write(spec.name, chunk, r)
+                w.write(spec.name, block[:n], r)
         w.close()
     total = sum(s.nbytes for specs in shards for s in specs)
     (out / "model.safetensors.index.json").write_text(

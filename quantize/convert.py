@@ -7,10 +7,10 @@ predicates and recipes choose what to quantize, `mx.quantize` does the quantizat
 `mlx_lm.load` read it.
 
 What magimac adds:
-- streaming: each source tensor is read in row chunks straight from its shard (``pread``, no
-  memory map), quantized and written at its offset in a pre-planned output shard
-  (`quantize.shards`), so peak memory is one chunk, flat in the number of layers, instead of
-  a whole 5 GB output shard;
+- streaming: each source tensor is read in row chunks straight from its shard on a prefetch
+  thread that also hashes the shard (`quantize.stream`), quantized, and written at its offset
+  in a pre-planned output shard (`quantize.shards`), so peak memory is a few chunks, flat in
+  the number of layers, instead of a whole 5 GB output shard;
 - checks before any work (`quantize.source`), the exact size and the fit check
   (`quantize.sizes`), free disk space;
 - safety: output goes to a hidden temporary directory beside ``out``, is verified (headers and
@@ -26,9 +26,10 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import mlx.core as mx
 
@@ -161,34 +162,21 @@ def write_chunk(chunk: Chunk, writer: ShardWriter) -> int:
     return chunk.data.nbytes
 
 
-def _progress(enabled: bool, total: int):
-    """A rich progress bar over source bytes (elapsed time and rate) on stderr, or a no-op."""
+@contextmanager
+def progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(bytes)`` for a rich progress bar over ``total`` source bytes (bytes done,
+    rate, elapsed and remaining time) on stderr; a no-op when not ``enabled``."""
     if not enabled:
-        class _Null:
-            def __enter__(self):
-                return lambda n: None
-
-            def __exit__(self, *exc):
-                return False
-
-        return _Null()
+        yield lambda n: None
+        return
     from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
 
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(TextColumn("quantizing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                              TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-            self.p.start()
-            task = self.p.add_task("quantize", total=total)
-            return lambda n: self.p.advance(task, n)
-
-        def __exit__(self, *exc):
-            self.p.stop()
-            return False
-
-    return _Bar()
+    with Progress(TextColumn("quantizing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("quantize", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def _check_out(out: Path, ckpt: Checkpoint, force: bool) -> None:
@@ -206,8 +194,8 @@ def check_disk(parent: Path, needed: int) -> None:
     """Raise `QuantizeError` when ``parent``'s file system has under ``needed`` bytes free."""
     free = shutil.disk_usage(parent).free
     if free < needed:
-        raise QuantizeError(f"{parent}: not enough free disk space: {needed / 1e9:.2f} GB needed, "
-                            f"{free / 1e9:.2f} GB free")
+        raise QuantizeError(f"{parent}: not enough free disk space: {human_bytes(needed)} needed, "
+                            f"{human_bytes(free)} free")
 
 
 def verify_output(tmp: Path, shard_specs: list[list[TensorSpec]], config: dict) -> None:
@@ -327,7 +315,7 @@ def convert(
         writers = [ShardWriter(tmp / shard_name(i, len(shard_specs)), specs) for i, specs in enumerate(shard_specs, 1)]
         known = {p.name: h for p in ckpt.shards if (h := hf_blob_sha256(p))}
         reader = SourceReader(ckpt.shards, jobs, known=known)
-        with _progress(progress, ckpt.weight_bytes) as advance:
+        with progress_bar(progress, ckpt.weight_bytes) as advance:
             for chunk in reader:
                 advance(write_chunk(chunk, writers[owner[chunk.job.specs[0].name]]))
         hashes = reader.hashes()

@@ -58,7 +58,10 @@ class SourceReader:
         self._hashes: dict[str, str] = {}
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._hq: queue.Queue = queue.Queue(maxsize=depth + 2)  # (shard name, bytes | None = done)
+        self._hasher = threading.Thread(target=self._hash_run, name="magimac-sha256", daemon=True)
         self._thread = threading.Thread(target=self._run, name="magimac-reader", daemon=True)
+        self._hasher.start()
         self._thread.start()
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -73,37 +76,58 @@ class SourceReader:
     def hashes(self) -> dict[str, str]:
         """Shard name -> sha256 hex, complete once iteration has finished."""
         self._thread.join()
+        self._hasher.join()
         return {**self._hashes, **self.known}
 
     def close(self) -> None:
         """Stop the reader thread (after an error or Ctrl-C in the caller)."""
         self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._q.get(timeout=0.05)
-            except queue.Empty:
-                pass
+        for q, t in ((self._q, self._thread), (self._hq, self._hasher)):
+            while t.is_alive():
+                try:
+                    q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
 
-    def _put(self, item) -> bool:
+    def _put(self, item, q: queue.Queue | None = None) -> bool:
+        q = self._q if q is None else q
         while not self._stop.is_set():
             try:
-                self._q.put(item, timeout=0.1)
+                q.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
+
+    def _hash_run(self) -> None:
+        """Hash the bytes the reader hands over, in file order (runs beside the reader)."""
+        running: dict[str, object] = {}
+        while not self._stop.is_set():
+            try:
+                item = self._hq.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            name, data = item
+            if data is None:
+                self._hashes[name] = running.pop(name).hexdigest()
+            else:
+                running.setdefault(name, hashlib.sha256()).update(data)
 
     def _run(self) -> None:
         try:
             for shard in self.shards:
                 if not self._read_shard(shard, [j for j in self.jobs if j.source_file == shard]):
                     return
+            self._put(_DONE, self._hq)
             self._put(_DONE)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._put(_DONE, self._hq)
             self._put(e)
 
     def _read_shard(self, shard: Path, jobs: list) -> bool:
-        h = None if shard.name in self.known else hashlib.sha256()
+        hashing = shard.name not in self.known
         size = shard.stat().st_size
         fd = os.open(shard, os.O_RDONLY)
         try:
@@ -111,9 +135,9 @@ class SourceReader:
 
             def hash_to(end: int) -> None:
                 nonlocal hashed
-                while h is not None and hashed < end:
+                while hashing and hashed < end:
                     n = min(_BLOCK, end - hashed)
-                    h.update(_pread(fd, n, hashed, shard))
+                    self._put((shard.name, _pread(fd, n, hashed, shard)), self._hq)
                     hashed += n
 
             for job in jobs:
@@ -130,22 +154,22 @@ class SourceReader:
                     start = info.offset + r * row_bytes
                     hash_to(start)
                     buf = _pread(fd, n * row_bytes, start, shard)
-                    if h is not None and hashed == start:
-                        h.update(buf)
+                    if hashing and hashed == start:
+                        self._put((shard.name, buf), self._hq)
                         hashed = start + len(buf)
-                    data = np.frombuffer(buf, NUMPY_DTYPES[info.dtype])
+                    data = buf.view(NUMPY_DTYPES[info.dtype])
                     if not self._put(Chunk(job, r, n, data)):
                         return False
             hash_to(size)
-            if h is not None:
-                self._hashes[shard.name] = h.hexdigest()
+            if hashing:
+                self._put((shard.name, None), self._hq)
             return True
         finally:
             os.close(fd)
 
 
-def _pread(fd: int, n: int, offset: int, path: Path) -> bytearray:
-    buf = bytearray(n)
+def _pread(fd: int, n: int, offset: int, path: Path) -> np.ndarray:
+    buf = np.empty(n, np.uint8)  # not zero-filled, unlike bytearray
     view = memoryview(buf)
     got = 0
     while got < n:

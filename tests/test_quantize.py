@@ -193,11 +193,12 @@ def test_cli_prints_sizes_first_and_lists_recipes(small_checkpoint, tmp_path, ca
     assert "uniform" in listing and "mixed_4_6" in listing and "[default]" in listing
     out = tmp_path / "m"
     assert magimac_main(["quantize", str(small_checkpoint), "--out", str(out), "--bits", "5",
-                         "--target-ram", "32GB", "--quiet"]) == 0
+                         "--target-ram", "32GB"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert "lm_head" in captured.err and "bits per text weight" in captured.err and "fits in" in captured.err
-    assert captured.err.index("output size") < captured.err.index("wrote")
+    assert captured.err.index("output size") < captured.err.index("quantizing") < captured.err.index("wrote")
+    assert "MB" in captured.err  # the progress bar counts bytes
     assert read_manifest(out)["bits"] == 5
 
 
