@@ -54,8 +54,11 @@ def _bench(ckpt, eval_dir, out, *extra) -> int:
 def two_levels(ckpt, eval_dir, shared_data, tmp_path_factory):
     """One bench run at 8 and 3 bits: (report dict, out dir, stdout)."""
     out = tmp_path_factory.mktemp("out")
-    mp = pytest.MonkeyPatch()
+    mp = pytest.MonkeyPatch()  # module scope: conftest's per-test isolation is not active yet
     mp.setenv("MAGIMAC_DATA_DIR", str(shared_data))
+    for var in ("MAGIMAC_CONFIG_DIR", "MAGIMAC_MODELS_DIR", "HF_HOME"):
+        mp.setenv(var, str(tmp_path_factory.mktemp(var.lower())))
+    mp.setenv("HF_HUB_OFFLINE", "1")
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = _bench(ckpt, eval_dir, out, "--levels", "8,3", "--bandwidth", "100")
