@@ -189,7 +189,6 @@ def test_chip_table_gives_bandwidth():
 
 
 def test_task_accuracy_judges_the_answer_part_only(scripted_checkpoint):
-    pytest.importorskip("magimac.prompt")
     import mlx_lm
 
     from checkpoint import DEFAULT_SCRIPT_REASONING
@@ -233,3 +232,22 @@ def test_quality_is_broken_down_by_category(two_levels):
     weighted = sum(c["kl_mean"] * c["tokens"] for c in q3["by_category"].values()) / q3["tokens"]
     assert weighted == pytest.approx(q3["kl_mean"])
     assert "by category" in stdout
+
+
+def test_tasks_end_to_end_report_accuracy_and_reasoning_length(scripted_checkpoint, eval_dir,
+                                                               tmp_path, capsys):
+    from mlx_lm.utils import load_tokenizer
+
+    from checkpoint import DEFAULT_SCRIPT_REASONING
+
+    assert _bench(scripted_checkpoint, eval_dir, tmp_path, "--levels", "bf16", "--tasks", "2",
+                  "--task-max-tokens", "64", "--no-plots") == 0
+    row = json.loads((tmp_path / "bench.json").read_text())["variants"][0]
+    assert row["is_reference"] and row["quality"]["kl_max"] == 0.0
+    tok = load_tokenizer(scripted_checkpoint)
+    reasoning_len = len(tok.encode(DEFAULT_SCRIPT_REASONING, add_special_tokens=False))
+    # the scripted model always gives its one answer (no number): every problem is wrong
+    tasks = row["tasks"]
+    assert (tasks["problems"], tasks["correct"], tasks["accuracy"], tasks["unfinished"]) == (2, 0, 0.0, 0)
+    assert tasks["mean_reasoning_tokens"] == reasoning_len and tasks["mean_answer_tokens"] > 0
+    assert "tasks %" in capsys.readouterr().out
