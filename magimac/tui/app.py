@@ -12,6 +12,7 @@ every `SAVE_INTERVAL_S`), so Esc, a crash or a kill keeps the answer as far as i
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from pathlib import Path
 from typing import Iterable
@@ -141,32 +142,23 @@ class MagimacApp(App):
         self.generating: int | None = None  # id of the assistant message being streamed
         self._live: dict = {}  # streaming state of the current turn
         self.ui_updates = 0  # Streamed batches applied (benchmarks read it)
+        self._ui_ready = threading.Event()  # set when the UI applied the last batch
 
     # layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        # Kept as attributes (not queried): timers and late worker messages may touch them
+        # while the app shuts down.
+        self.sidebar = Sidebar(id="sidebar")
+        self.chat = ChatView(id="chat")
+        self.composer = Composer(id="composer", placeholder="Message (Enter sends, Ctrl+J new line)")
+        self.status = StatusBar(id="status")
         with Horizontal(id="main"):
-            yield Sidebar(id="sidebar")
+            yield self.sidebar
             with Vertical(id="right"):
-                yield ChatView(id="chat")
+                yield self.chat
                 yield Static("", id="attachments", markup=False)
-                yield Composer(id="composer", placeholder="Message (Enter sends, Ctrl+J new line)")
-        yield StatusBar(id="status")
-
-    @property
-    def chat(self) -> ChatView:
-        return self.query_one("#chat", ChatView)
-
-    @property
-    def composer(self) -> Composer:
-        return self.query_one("#composer", Composer)
-
-    @property
-    def status(self) -> StatusBar:
-        return self.query_one("#status", StatusBar)
-
-    @property
-    def sidebar(self) -> Sidebar:
-        return self.query_one("#sidebar", Sidebar)
+                yield self.composer
+        yield self.status
 
     async def on_mount(self) -> None:
         self.query_one("#attachments").display = False
@@ -276,9 +268,8 @@ class MagimacApp(App):
         await self.chat.show(self.messages, EMPTY_HINT)
         await self.refresh_sidebar()
         self._update_context()
-        wanted = (self.conversation.settings or {}).get("model")
-        if wanted and self.engine_model is not None:
-            self.start_engine(wanted)
+        if self.engine_model is not None:  # a conversation may name its own model
+            self.start_engine((self.conversation.settings or {}).get("model") or self.model_arg)
 
     async def action_new_conversation(self) -> None:
         """Start an empty conversation (created in history on its first message)."""
@@ -411,10 +402,15 @@ class MagimacApp(App):
     @work(thread=True, group="generate")
     def _generate_worker(self, engine, message_id: int, prompt, settings) -> None:
         batcher = DeltaBatcher()
+        ready = self._ui_ready
+        ready.set()
         try:
             engine.wait_loaded()
             for ev in engine.submit(prompt, settings):
-                if batcher.add(ev):
+                # Backpressure: a new batch only once the UI painted the previous one, so a
+                # slow UI gets fewer, larger batches and keys never queue behind stale text.
+                if batcher.add(ev) and (ready.is_set() or isinstance(ev, Done)):
+                    ready.clear()
                     self.post_message(Streamed(message_id, batcher.take()))
                 if isinstance(ev, Done):
                     return
@@ -444,6 +440,7 @@ class MagimacApp(App):
             n, dt = chunk.reasoning_tokens + chunk.answer_tokens, chunk.elapsed_s - chunk.ttft_s
             if n > 1 and dt > 0:
                 self.status.tokens_per_s = (n - 1) / dt
+        self.call_after_refresh(self._ui_ready.set)  # next batch once this one is painted
         if chunk.done is not None:
             await self._finish(chunk)
         elif time.monotonic() - live["saved"] >= SAVE_INTERVAL_S:
@@ -471,10 +468,10 @@ class MagimacApp(App):
         self.history.update_message(msg.id, content=msg.content, reasoning=live["reasoning"],
                                     stats=stats, finish_reason=done.finish_reason)
         self.messages.append(msg)
-        self.generating = None
-        self.status.generating = False
         await live["widget"].finish(msg)
         self._update_context()
+        self.status.generating = False
+        self.generating = None  # last: waiting code sees a finished turn
         if done.finish_reason == "error":
             self.notify(done.error or "generation failed", title="Engine", severity="error", timeout=15)
 

@@ -17,11 +17,25 @@ def thought_title(tokens: int, seconds: float | None) -> str:
     return f"Thought for {seconds:.0f} s · {tokens} tokens"
 
 
+LIVE_TAIL_CHARS = 2000
+"""While streaming, the block shows the last this many characters of the reasoning (so each
+update costs the same however long the reasoning grows); all of it once finished."""
+
+
+def live_tail(text: str) -> str:
+    """The end of ``text`` shown while reasoning streams, cut at a line or word boundary."""
+    if len(text) <= LIVE_TAIL_CHARS:
+        return text
+    tail = text[-LIVE_TAIL_CHARS:]
+    cut = max(tail.find("\n"), tail.find(" "))
+    return "… " + (tail[cut + 1:] if 0 <= cut < 200 else tail)
+
+
 class ReasoningBlock(Collapsible):
     """A `Collapsible` holding reasoning text; click its title (or Enter on it) to open/fold.
 
-    Live: `append` adds text and updates the "Thinking…" title; `finish` folds it under
-    "Thought for S s · N tokens".
+    Live: `append` adds text (showing its last `LIVE_TAIL_CHARS`) and updates the "Thinking…"
+    title; `finish` shows all of it and folds it under "Thought for S s · N tokens".
     """
 
     def __init__(self, reasoning: str = "", *, title: str = "Thinking…", collapsed: bool = False,
@@ -39,13 +53,13 @@ class ReasoningBlock(Collapsible):
         """Add streamed reasoning; ``tokens`` and ``seconds`` so far."""
         if text:
             self._text += text
-            self.body.update(self._text)
+            self.body.update(live_tail(self._text))
         self.title = thinking_title(tokens, seconds)
 
     def finish(self, tokens: int, seconds: float | None, text: str | None = None) -> None:
         """Fold under the final title; ``text`` replaces the streamed text when given."""
-        if text is not None and text != self._text:
+        if text is not None:
             self._text = text
-            self.body.update(text)
+        self.body.update(self._text)
         self.title = thought_title(tokens, seconds)
         self.collapsed = True
