@@ -44,7 +44,8 @@ from quantize.layout import (
 from quantize.manifest import write_manifest
 from quantize.shards import ShardWriter, shard_name, split_shards
 from quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
-from quantize.source import Checkpoint, QuantizeError, hf_blob_sha256, read_header, resolve_source, sha256_file
+from quantize.source import (Checkpoint, QuantizeError, download, fetch_config, hf_blob_sha256, load_checkpoint, locate,
+                             read_header, sha256_file)
 from quantize.stream import NUMPY_DTYPES, Chunk, SourceReader
 from quantize.tokenizer import control_token_ids, copy_tokenizer
 
@@ -179,10 +180,10 @@ def progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
-def _check_out(out: Path, ckpt: Checkpoint, force: bool) -> None:
-    src = ckpt.path.resolve()
+def _check_out(out: Path, ckpt: Checkpoint | None, force: bool) -> None:
+    src = ckpt.path.resolve() if ckpt else None
     dst = out.resolve()
-    if dst == src or src in dst.parents or dst in src.parents:
+    if src and (dst == src or src in dst.parents or dst in src.parents):
         raise QuantizeError(f"{out}: the output must be outside the source checkpoint {ckpt.path} (never modified)")
     if out.exists() and not force:
         raise QuantizeError(f"{out}: already exists; pass --force to replace it")
@@ -281,28 +282,31 @@ def convert(
     """
     say = log or (lambda s: print(s, file=sys.stderr))
     out = Path(out).expanduser().absolute()
-    ckpt = resolve_source(str(source), revision=revision)
+    where = locate(str(source))
+    ckpt = load_checkpoint(where) if isinstance(where, Path) else None
+    config = ckpt.config if ckpt else fetch_config(where, revision)  # sizes before any download
     _check_out(out, ckpt, force)
     try:
-        model, plan, params = plan_for(ckpt.config, bits=bits, group_size=group_size, mode=mode,
+        model, plan, params = plan_for(config, bits=bits, group_size=group_size, mode=mode,
                                        recipe=recipe, quantize_vision=quantize_vision)
         est = summarize(model, plan, params, recipe=recipe, quantize_vision=quantize_vision)
     except GroupSizeError as e:
-        where = _file_of(ckpt, e.path)
-        raise QuantizeError(f"{where}: {e}") from None
+        raise QuantizeError(f"{_file_of(ckpt, e.path) if ckpt else where.repo}: {e}") from None
     except ValueError as e:
-        raise QuantizeError(f"{ckpt.path / 'config.json'}: {e}") from None
+        raise QuantizeError(f"{ckpt.path / 'config.json' if ckpt else where.repo + '/config.json'}: {e}") from None
     if target_ram_bytes is None:
         import psutil
 
         target_ram_bytes = psutil.virtual_memory().total
-    f = fit(est, ckpt.config, ram_bytes=target_ram_bytes, context=context)
+    f = fit(est, config, ram_bytes=target_ram_bytes, context=context)
     say(describe(est, f))
     if not f.fits and not force:
         raise QuantizeError(
             f"{level_name(est)} needs {human_bytes(f.needed_bytes)} with a {context}-token KV cache, over the "
             f"{human_bytes(f.usable_bytes)} a Mac with {human_bytes(target_ram_bytes)} of RAM can use; pick fewer --bits, "
             f"a smaller --context, or pass --force")
+    if ckpt is None:
+        ckpt = download(where, revision)
     jobs = plan_jobs(ckpt, model, plan)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_disk(out.parent, est.total_bytes + DISK_MARGIN_BYTES)

@@ -202,15 +202,23 @@ def load_checkpoint(path: Path, *, hub_id: str | None = None, revision: str | No
     return Checkpoint(path, config, shards, tensors, tokenizer, hub_id, revision, files)
 
 
-def resolve_source(source: str, *, revision: str | None = None) -> Checkpoint:
-    """A local directory, or download a registry model / hub id, then `load_checkpoint`.
+@dataclass(frozen=True)
+class HubSource:
+    """A checkpoint to download: hub ``repo`` and the ``patterns`` of the files it needs."""
+
+    repo: str
+    patterns: tuple[str, ...]
+
+
+def locate(source: str) -> Path | HubSource:
+    """Where SOURCE is: an existing local path, or a registry name / hub id to download.
 
     Raises:
-        QuantizeError: not found locally nor in the registry, download failed (e.g. offline).
+        QuantizeError: neither a path, a registry entry nor an ``owner/name`` hub id.
     """
     p = Path(source).expanduser()
     if p.exists():
-        return load_checkpoint(p)
+        return p
     from magimac.registry import find_entry, load_registry
 
     entry = find_entry(load_registry(), source)
@@ -220,15 +228,38 @@ def resolve_source(source: str, *, revision: str | None = None) -> Checkpoint:
         repo, patterns = source, DEFAULT_ALLOW_PATTERNS
     else:
         raise QuantizeError(f"{source}: no such directory, registry model or hub id (see `magimac models`)")
-    patterns = [pat for pat in patterns if NEVER_FETCH not in pat]
+    return HubSource(repo, tuple(pat for pat in patterns if NEVER_FETCH not in pat))
+
+
+def _snapshot(hub: HubSource, patterns: list[str], revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        local = Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
+        return Path(snapshot_download(hub.repo, revision=revision, allow_patterns=patterns))
     except Exception as e:  # network, auth, offline, missing repo: all one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise QuantizeError(f"{repo}: download failed: {msg}") from None
-    return load_checkpoint(local, hub_id=repo, revision=local.name)
+        raise QuantizeError(f"{hub.repo}: download failed: {msg}") from None
+
+
+def fetch_config(hub: HubSource, revision: str | None = None) -> dict:
+    """Download only ``config.json`` of ``hub`` (for the size and fit check before the weights)."""
+    return read_config(_snapshot(hub, ["config.json"], revision))
+
+
+def download(hub: HubSource, revision: str | None = None) -> Checkpoint:
+    """Download the files ``hub.patterns`` name (never consolidated.safetensors) and validate them."""
+    local = _snapshot(hub, list(hub.patterns), revision)
+    return load_checkpoint(local, hub_id=hub.repo, revision=local.name)
+
+
+def resolve_source(source: str, *, revision: str | None = None) -> Checkpoint:
+    """`load_checkpoint` of a local directory, or `download` of a registry model / hub id.
+
+    Raises:
+        QuantizeError: not found locally nor in the registry, download failed (e.g. offline).
+    """
+    where = locate(source)
+    return load_checkpoint(where) if isinstance(where, Path) else download(where, revision)
 
 
 def hf_blob_sha256(path: Path) -> str | None:

@@ -180,13 +180,13 @@ def test_unknown_source_and_offline_hub_id_are_one_line_errors(capsys, tmp_path)
     assert not (tmp_path / "o").exists()
 
 
-def test_registry_name_downloads_only_needed_files(capsys, tmp_path, tiny_source, monkeypatch):
+def test_registry_name_downloads_config_first_then_only_needed_files(capsys, tmp_path, tiny_source, monkeypatch):
     import huggingface_hub
 
-    seen = {}
+    calls = []
 
     def fake_snapshot_download(repo_id, revision=None, allow_patterns=None, **kw):
-        seen.update(repo_id=repo_id, allow_patterns=allow_patterns)
+        calls.append((repo_id, list(allow_patterns)))
         snap = tmp_path / "hub" / "snapshots" / "0123abcd"
         if not snap.exists():
             shutil.copytree(tiny_source, snap, ignore=shutil.ignore_patterns("consolidated.safetensors", "params.json"))
@@ -195,7 +195,24 @@ def test_registry_name_downloads_only_needed_files(capsys, tmp_path, tiny_source
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     rc, _ = _quantize(capsys, "magistral-small-1.2", "--out", str(tmp_path / "o"))
     assert rc == 0
-    assert seen["repo_id"] == "mistralai/Magistral-Small-2509"
-    assert not any("consolidated" in p or p in ("*", "*.safetensors") for p in seen["allow_patterns"])
+    assert calls[0] == ("mistralai/Magistral-Small-2509", ["config.json"])  # sizes and fit check first
+    repo, patterns = calls[1]
+    assert repo == "mistralai/Magistral-Small-2509" and "tekken.json" in patterns
+    assert not any("consolidated" in p or p in ("*", "*.safetensors") for p in patterns)
     manifest = json.loads((tmp_path / "o" / "magimac-manifest.json").read_text())
     assert manifest["source"] == "mistralai/Magistral-Small-2509" and manifest["revision"] == "0123abcd"
+
+
+def test_a_level_too_big_is_refused_before_downloading_weights(capsys, tmp_path, tiny_source, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, revision=None, allow_patterns=None, **kw):
+        calls.append(list(allow_patterns))
+        return str(tiny_source)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    rc, msg = _quantize(capsys, "mistralai/Magistral-Small-2509", "--out", str(tmp_path / "o"), "--target-ram", "1MB")
+    assert rc == 1 and "pass --force" in msg
+    assert calls == [["config.json"]] and not (tmp_path / "o").exists()
