@@ -589,7 +589,6 @@ class Engine:
         if len(self._cache_keys) != offset:  # cancelled mid-prefill in an unknown place
             self._cache, self._cache_keys = None, []
 
-        n_gen = len(yielded) - (1 if finish == "cancelled" and yielded else 0)
         prefilled = len(tokens) - common
         ttft = (t_first - t_request) if t_first is not None else 0.0
         decode_s = (t_end - t_first) if t_first is not None else 0.0
@@ -604,7 +603,6 @@ class Engine:
             peak_memory_bytes=int(mx.get_peak_memory()),
             context_length=ctx,
         )
-        del n_gen
         turn._put(stats)
         turn._put(Done(finish, None, stats))
 
