@@ -232,7 +232,7 @@ async def test_an_engine_that_fails_to_load_becomes_a_notification(tmp_path):
     (bad / "model.safetensors").write_bytes(b"not safetensors")
     app = MagimacApp(str(bad))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.status.loading == "load failed")
+        await wait_until(pilot, lambda: app.status.load_state == "load failed")
         assert any(n.severity == "error" for n in app._notifications)
         app.composer.text = "Hi"
         await pilot.press("enter")
@@ -240,3 +240,15 @@ async def test_an_engine_that_fails_to_load_becomes_a_notification(tmp_path):
                          and app.messages[-1].role == "assistant")
         assert app.messages[-1].finish_reason == "error"
         assert app.is_running
+
+
+async def test_ctrl_j_adds_a_new_line_and_enter_sends(engine, scripted_checkpoint):
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        await pilot.press(*"one", "ctrl+j", *"two")
+        assert app.composer.text == "one\ntwo" and app.messages == []
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.generating is None and app.messages
+                         and app.messages[-1].role == "assistant")
+        assert app.messages[0].content == "one\ntwo"

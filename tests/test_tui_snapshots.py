@@ -51,7 +51,7 @@ def pinned(*keys: str):
     async def run_before(pilot) -> None:
         app = pilot.app
         for _ in range(400):
-            if app.loaded is not None or app.status.loading == "load failed" or app.engine is None:
+            if app.loaded is not None or app.status.load_state == "load failed" or app.engine is None:
                 break
             await pilot.pause(0.05)
         app.memory_timer.stop()

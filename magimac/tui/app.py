@@ -193,14 +193,14 @@ class MagimacApp(App):
         self.loaded = None
         self.engine_model = str(path)
         self.status.model = path.name
-        self.status.loading = "loading…"
+        self.status.load_state = "loading…"
         try:
             self.engine = self.engine_factory(path)
             if self._owns_engine:
                 self.engine.start()
         except Exception as e:
             self.engine = None
-            self.status.loading = "load failed"
+            self.status.load_state = "load failed"
             self.notify(f"cannot load {path}: {e}", severity="error", timeout=10)
             return
         self._load_worker(self.engine)
@@ -224,16 +224,16 @@ class MagimacApp(App):
     def on_load_event(self, message: LoadEvent) -> None:
         ev = message.event
         if isinstance(ev, LoadProgress):
-            self.status.loading = f"loading {ev.fraction:.0%}"
+            self.status.load_state = f"loading {ev.fraction:.0%}"
         elif isinstance(ev, Loaded):
             self.loaded = ev
             q = f" · {ev.quantization}" if ev.quantization else ""
             self.status.model = f"{ev.model}{q}"
-            self.status.loading = ""
+            self.status.load_state = ""
             self.status.context_limit = ev.context_length
             self._update_context()
         elif isinstance(ev, EngineError):
-            self.status.loading = "load failed"
+            self.status.load_state = "load failed"
             self.notify(ev.message, title="Model", severity="error", timeout=15)
 
     def _update_context(self) -> None:

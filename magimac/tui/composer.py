@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from textual import events
-from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
@@ -14,7 +13,7 @@ class Composer(TextArea):
     Ctrl+J (and Shift+Enter, in terminals that report it) inserts a new line.
     """
 
-    BINDINGS = [Binding("ctrl+j,shift+enter", "newline", "New line", show=False)]
+    NEWLINE_KEYS = ("ctrl+j", "shift+enter")
 
     class Submitted(Message):
         """The person pressed Enter; ``text`` is the composer's content."""
@@ -29,13 +28,16 @@ class Composer(TextArea):
                          compact=True, highlight_cursor_line=False, **kwargs)
 
     async def _on_key(self, event: events.Key) -> None:
+        # Handled here, not as bindings: a binding runs after the key bubbles up, by which
+        # time the next typed characters may already be in (seen with tmux send-keys).
         if event.key == "enter":
             event.stop()
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
             return
+        if event.key in self.NEWLINE_KEYS:
+            event.stop()
+            event.prevent_default()
+            self._replace_via_keyboard("\n", *self.selection)  # as TextArea does for Enter
+            return
         await super()._on_key(event)
-
-    def action_newline(self) -> None:
-        """Insert a line break at the cursor."""
-        self.insert("\n")

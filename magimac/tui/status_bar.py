@@ -23,7 +23,7 @@ class StatusBar(Static):
     """One line of facts; set the reactive attributes and it redraws."""
 
     model = reactive("no model")
-    loading = reactive("")  # e.g. "loading 40%"; empty once loaded
+    load_state = reactive("")  # e.g. "loading 40%"; empty once loaded (Widget.loading is taken)
     context_used = reactive(0)
     context_limit = reactive(0)
     ttft_s: reactive[float | None] = reactive(None)
@@ -33,8 +33,8 @@ class StatusBar(Static):
 
     def render(self) -> str:
         parts = [self.model]
-        if self.loading:
-            parts.append(self.loading)
+        if self.load_state:
+            parts.append(self.load_state)
         if self.context_limit:
             parts.append(f"ctx {human_tokens(self.context_used)}/{human_tokens(self.context_limit)}")
         if self.ttft_s is not None:
