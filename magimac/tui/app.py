@@ -28,7 +28,9 @@ from textual.widgets import Static
 from magimac import store
 from magimac.engine import Engine, EngineLoadError
 from magimac.events import Done, EngineError, Loaded, LoadProgress, Stats
+from magimac.documents import DocumentError, describe, load_document_cached
 from magimac.history import Attachment, ConversationInfo, History, StoredMessage
+from magimac.retrieval import attach_for_engine, context_report, context_summary
 from magimac.tui.chat import AssistantMessage, ChatView, UserMessage, code_blocks
 from magimac.tui.composer import Composer
 from magimac.tui.export import write_export
@@ -49,6 +51,15 @@ class LoadEvent(Message):
     def __init__(self, event: LoadProgress | Loaded | EngineError) -> None:
         super().__init__()
         self.event = event
+
+
+class DocumentsUsed(Message):
+    """What of the attached documents a turn sends (`retrieval.Context`), from the worker."""
+
+    def __init__(self, message_id: int, context) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self.context = context
 
 
 class Streamed(Message):
@@ -75,6 +86,17 @@ def parse_composer(text: str) -> tuple[str, list[str]]:
         else:
             keep.append(line)
     return "\n".join(keep).strip(), images
+
+
+def split_file_commands(text: str) -> tuple[str, list[str]]:
+    """Split ``/file PATH`` lines (attach a document) from a message: (text, paths as typed)."""
+    keep, files = [], []
+    for line in text.splitlines():
+        if line.strip().startswith("/file "):
+            files.append(line.strip()[len("/file "):].strip())
+        else:
+            keep.append(line)
+    return "\n".join(keep), files
 
 
 def plan_recommendations() -> list[str]:
@@ -138,6 +160,7 @@ class MagimacApp(App):
         self.conversation: ConversationInfo | None = None
         self.messages: list[StoredMessage] = []
         self.pending_images: list[Path] = []
+        self.pending_documents: dict[Path, str] = {}  # path -> "name (kind, pages, tokens)"
         self.editing_from: int | None = None
         self.generating: int | None = None  # id of the assistant message being streamed
         self._live: dict = {}  # streaming state of the current turn
@@ -349,11 +372,15 @@ class MagimacApp(App):
     # sending ----------------------------------------------------------------------------
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
-        text, typed_images = parse_composer(event.text)
-        for raw in typed_images:
+        text, typed_files = split_file_commands(event.text)
+        text, typed_images = parse_composer(text)
+        for raw in typed_images + typed_files:
             if not self._attach(Path(raw)):
                 return
-        if not text and not self.pending_images:
+        if typed_files and not text:  # attached: now type the question about it
+            self.composer.clear()
+            return
+        if not text and not self.pending_images and not self.pending_documents:
             if typed_images:
                 self.composer.clear()
             return
@@ -364,9 +391,10 @@ class MagimacApp(App):
             self.notify("No model loaded: see `magimac pull` (F1 for help)", severity="error")
             return
         self.composer.clear()
-        await self.send(text, list(self.pending_images))
+        await self.send(text, list(self.pending_images), list(self.pending_documents))
 
-    async def send(self, text: str, images: list[Path] | None = None) -> None:
+    async def send(self, text: str, images: list[Path] | None = None,
+                   documents: list[Path] | None = None) -> None:
         """Add a user message (replacing the last one when editing) and generate an answer."""
         if self.conversation is None:
             self.conversation = self.history.new_conversation(title_from(text or "Image"), {})
@@ -376,9 +404,11 @@ class MagimacApp(App):
             self.messages = self.history.messages(self.conversation.id)
             await self.chat.show(self.messages, EMPTY_HINT)
         atts = [Attachment("image", str(p)) for p in images or []]
+        atts += [Attachment("document", str(p)) for p in documents or []]
         user = self.history.add_message(self.conversation.id, "user", text, attachments=atts)
         self.messages.append(user)
         self.pending_images.clear()
+        self.pending_documents.clear()
         self._show_pending()
         await self.chat.add(UserMessage(user))
         await self.refresh_sidebar()
@@ -406,6 +436,9 @@ class MagimacApp(App):
         ready.set()
         try:
             engine.wait_loaded()
+            prompt, documents = attach_for_engine(engine, prompt, settings)
+            if documents.passages or any(m.documents for m in prompt):
+                self.post_message(DocumentsUsed(message_id, documents))
             for ev in engine.submit(prompt, settings):
                 # Backpressure: a new batch only once the UI painted the previous one, so a
                 # slow UI gets fewer, larger batches and keys never queue behind stale text.
@@ -415,11 +448,23 @@ class MagimacApp(App):
                 if isinstance(ev, Done):
                     return
             batcher.add(Done("error", "the engine ended the turn without finishing it"))
-        except EngineLoadError as e:
+        except (EngineLoadError, DocumentError) as e:
             batcher.add(Done("error", str(e)))
         except Exception as e:  # engine errors become notifications, never crashes
             batcher.add(Done("error", f"{type(e).__name__}: {e}"))
         self.post_message(Streamed(message_id, batcher.take()))
+
+    async def on_documents_used(self, message: DocumentsUsed) -> None:
+        """Show which passages of the attached documents the turn sends; kept with the answer."""
+        live = self._live
+        if message.message_id != self.generating or not live:
+            return
+        report = context_report(message.context)
+        for p in report["passages"]:
+            p.pop("text", None)
+        live["documents"] = {"summary": context_summary(message.context), "passages": report["passages"]}
+        await live["widget"].mount(Static(f"📄 {live['documents']['summary']}", classes="attachment",
+                                          markup=False), before=0)
 
     async def on_streamed(self, message: Streamed) -> None:
         live = self._live
@@ -462,6 +507,8 @@ class MagimacApp(App):
             stats["thinking_s"] = round(chunk.elapsed_s - (chunk.ttft_s or 0.0), 2)
         if done.error:
             stats["error"] = done.error
+        if live.get("documents"):
+            stats["documents"] = live["documents"]
         msg: StoredMessage = live["message"]
         msg.content, msg.reasoning = live["answer"], live["reasoning"] or None
         msg.stats, msg.finish_reason = stats, done.finish_reason
@@ -507,6 +554,10 @@ class MagimacApp(App):
             return
         self.editing_from = last.id
         self.pending_images = [Path(a.path) for a in last.attachments if a.kind == "image"]
+        self.pending_documents = {}
+        for a in last.attachments:
+            if a.kind == "document":
+                self._attach(Path(a.path))
         self._show_pending()
         self.composer.text = last.content
         self.composer.focus()
@@ -519,16 +570,31 @@ class MagimacApp(App):
             self.notify(f"{path}: no such file", severity="error")
             return False
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            self.notify(f"{path}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))})", severity="error")
-            return False
+            return self._attach_document(path)
         self.pending_images.append(path.resolve())
+        self._show_pending()
+        return True
+
+    def _attach_document(self, path: Path) -> bool:
+        """Read a document (`documents.load_document_cached`) and list it with its pages and
+        token count; an unreadable one is refused with its one-line reason."""
+        try:
+            doc = load_document_cached(path)
+            tokens = self.engine.count_tokens(doc.text) if self.engine is not None else None
+        except DocumentError as e:
+            self.notify(str(e), severity="error", timeout=10)
+            return False
+        except Exception:  # no tokenizer (model failed to load): show the document without a count
+            tokens = None
+        self.pending_documents[path.resolve()] = describe(doc, tokens)
         self._show_pending()
         return True
 
     def _show_pending(self) -> None:
         bar = self.query_one("#attachments", Static)
-        bar.update("  ".join(f"📎 {p.name}" for p in self.pending_images))
-        bar.display = bool(self.pending_images)
+        bar.update("  ".join([f"📎 {p.name}" for p in self.pending_images]
+                             + [f"📄 {label}" for label in self.pending_documents.values()]))
+        bar.display = bool(self.pending_images or self.pending_documents)
 
     def action_attach(self) -> None:
         def done(path: Path | None) -> None:

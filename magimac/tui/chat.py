@@ -77,6 +77,9 @@ class AssistantMessage(Vertical):
             self._set_note(message.finish_reason, (message.stats or {}).get("error"))
 
     def compose(self) -> ComposeResult:
+        documents = (self.message.stats or {}).get("documents")
+        if documents:  # the passages of attached documents this answer was given
+            yield Static(f"📄 {documents['summary']}", classes="attachment", markup=False)
         yield self.reasoning
         yield self.markdown
         yield self.note

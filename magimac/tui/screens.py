@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Markdown, Static
 
+from magimac.documents import SUPPORTED_SUFFIXES
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 
 HELP = """\
@@ -124,7 +126,7 @@ class MissingModel(ModalScreen[None]):
 class _ImageTree(DirectoryTree):
     def filter_paths(self, paths):
         return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES)]
+                and (p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES | SUPPORTED_SUFFIXES)]
 
 
 class AttachImage(ModalScreen[Path | None]):
@@ -138,7 +140,7 @@ class AttachImage(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="attach", classes="dialog"):
-            yield Label("Attach an image: pick one, or type a path and press Enter")
+            yield Label("Attach an image or a document: pick one, or type a path and press Enter")
             yield Input(placeholder="path/to/image.png", id="attach-path")
             yield _ImageTree(self.start, id="attach-tree")
             yield Static("Esc cancels", classes="dialog-hint")
