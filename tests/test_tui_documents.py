@@ -3,29 +3,11 @@ passages used, and attachments kept in history (scripted checkpoint, Textual's P
 
 from __future__ import annotations
 
-import pytest
+from test_tui import engine, wait_until  # noqa: F401  (a loaded scripted engine; Pilot helper)
 
-from magimac.engine import Engine
 from magimac.history import History
 from magimac.tui.app import MagimacApp
 from magimac.tui.chat import AssistantMessage, UserMessage
-
-
-@pytest.fixture(scope="module")
-def engine(scripted_checkpoint):
-    e = Engine(scripted_checkpoint)
-    e.start()
-    e.wait_loaded()
-    yield e
-    e.close()
-
-
-async def wait_until(pilot, cond, steps: int = 600) -> None:
-    for _ in range(steps):
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the app did not reach the expected state")
 
 
 def texts(widget) -> list[str]:

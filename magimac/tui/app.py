@@ -77,26 +77,16 @@ def title_from(text: str) -> str:
     return line if len(line) <= 40 else line[:39] + "…"
 
 
-def parse_composer(text: str) -> tuple[str, list[str]]:
-    """Split ``/image PATH`` lines from a message: returns (text, image paths as typed)."""
-    keep, images = [], []
+def parse_composer(text: str, command: str = "/image") -> tuple[str, list[str]]:
+    """Split ``/image PATH`` lines (or another ``command``, e.g. ``/file``) from a message:
+    returns (text, paths as typed)."""
+    keep, paths = [], []
     for line in text.splitlines():
-        if line.strip().startswith("/image "):
-            images.append(line.strip()[len("/image "):].strip())
+        if line.strip().startswith(command + " "):
+            paths.append(line.strip()[len(command) + 1:].strip())
         else:
             keep.append(line)
-    return "\n".join(keep).strip(), images
-
-
-def split_file_commands(text: str) -> tuple[str, list[str]]:
-    """Split ``/file PATH`` lines (attach a document) from a message: (text, paths as typed)."""
-    keep, files = [], []
-    for line in text.splitlines():
-        if line.strip().startswith("/file "):
-            files.append(line.strip()[len("/file "):].strip())
-        else:
-            keep.append(line)
-    return "\n".join(keep), files
+    return "\n".join(keep).strip(), paths
 
 
 def plan_recommendations() -> list[str]:
@@ -372,7 +362,7 @@ class MagimacApp(App):
     # sending ----------------------------------------------------------------------------
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
-        text, typed_files = split_file_commands(event.text)
+        text, typed_files = parse_composer(event.text, "/file")
         text, typed_images = parse_composer(text)
         for raw in typed_images + typed_files:
             if not self._attach(Path(raw)):
@@ -476,15 +466,17 @@ class MagimacApp(App):
         live["answer"] += chunk.answer
         live["chunk"] = chunk
         at_end = self.chat.at_end
-        await live["widget"].add(chunk)
-        self.chat.follow(at_end)
-        if chunk.stats is not None:
-            live["stats"] = chunk.stats
-        if chunk.ttft_s is not None:
-            self.status.ttft_s = chunk.ttft_s
-            n, dt = chunk.reasoning_tokens + chunk.answer_tokens, chunk.elapsed_s - chunk.ttft_s
-            if n > 1 and dt > 0:
-                self.status.tokens_per_s = (n - 1) / dt
+        with self.batch_update():  # one repaint for the text, the scroll and the status bar
+            await live["widget"].add(chunk)
+            self.chat.follow(at_end)
+            if chunk.stats is not None:
+                live["stats"] = chunk.stats
+            if chunk.ttft_s is not None and (chunk.elapsed_s - live.get("status_at", -1.0) >= 0.5):
+                live["status_at"] = chunk.elapsed_s  # live TTFT and tokens/s, twice a second
+                self.status.ttft_s = chunk.ttft_s
+                n, dt = chunk.reasoning_tokens + chunk.answer_tokens, chunk.elapsed_s - chunk.ttft_s
+                if n > 1 and dt > 0:
+                    self.status.tokens_per_s = (n - 1) / dt
         self.call_after_refresh(self._ui_ready.set)  # next batch once this one is painted
         if chunk.done is not None:
             await self._finish(chunk)
