@@ -471,7 +471,7 @@ def table(rows: list[Row], reference: str):
                  _fmt(r.decode_tps, ".1f"),
                  _fmt(r.ceiling_share * 100 if r.ceiling_share else None, ".3g"),
                  _fmt(q.get("kl_mean"), ".3g"), _fmt(q.get("kl_p99"), ".3g"),
-                 _fmt(q.get("top1_agreement", 0) * 100, ".1f"), _fmt(q.get("ppl"), ".2f")]
+                 _fmt(q.get("top1_agreement", 0) * 100, ".1f"), _fmt(q.get("ppl"), ".5g")]
         if has_tasks:
             tk = r.tasks or {}
             cells += [_fmt(tk.get("accuracy", 0) * 100 if tk else None, ".0f"),
