@@ -3,9 +3,10 @@
 `mx.load` + evaluation (what mlx-vlm/mlx-lm do) reads a whole tensor at a time and leaves the
 file reading and the MLX compute in series.  Here one thread reads the next chunks (``pread``
 into NumPy buffers; no memory map, so nothing stays resident) while the caller quantizes the
-current one, and the same bytes feed the shard's sha256 for the manifest, so the source is read
-exactly once.  Jobs are taken in file order; bytes no job reads (headers, tensors mlx-vlm's
-sanitize transforms, which the caller evaluates lazily) are read for the hash only.
+current one.  A second thread computes each shard's sha256 for the manifest, in file order,
+from the chunks the reader hands it when it keeps up (so the source is read once) and by
+reading the rest itself (headers, tensors the caller evaluates lazily, chunks it had no room
+for), so hashing never holds the conversion back and never holds more than a few chunks.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ class SourceReader:
         self.shards, self.jobs, self.chunk_bytes = shards, jobs, chunk_bytes
         self.known = dict(known or {})
         self._hashes: dict[str, str] = {}
+        self._hash_error: BaseException | None = None
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._hq: queue.Queue = queue.Queue(maxsize=depth + 2)  # (shard name, bytes | None = done)
+        self._hq: queue.Queue = queue.Queue(maxsize=depth + 2)  # (shard, offset, bytes | None = end)
         self._hasher = threading.Thread(target=self._hash_run, name="magimac-sha256", daemon=True)
         self._thread = threading.Thread(target=self._run, name="magimac-reader", daemon=True)
         self._hasher.start()
@@ -77,6 +79,8 @@ class SourceReader:
         """Shard name -> sha256 hex, complete once iteration has finished."""
         self._thread.join()
         self._hasher.join()
+        if self._hash_error is not None:
+            raise self._hash_error
         return {**self._hashes, **self.known}
 
     def close(self) -> None:
@@ -100,20 +104,48 @@ class SourceReader:
         return False
 
     def _hash_run(self) -> None:
-        """Hash the bytes the reader hands over, in file order (runs beside the reader)."""
-        running: dict[str, object] = {}
-        while not self._stop.is_set():
-            try:
-                item = self._hq.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is _DONE:
-                return
-            name, data = item
-            if data is None:
-                self._hashes[name] = running.pop(name).hexdigest()
-            else:
-                running.setdefault(name, hashlib.sha256()).update(data)
+        """Hash every shard in file order: chunks handed over where they fit, the rest read here."""
+        pos: dict[Path, int] = {}
+        running: dict[Path, object] = {}
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self._hq.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _DONE:
+                    return
+                shard, offset, data = item
+                h = running.setdefault(shard, hashlib.sha256())
+                self._hash_file(shard, h, pos.get(shard, 0), offset)
+                end = offset if data is None else offset + len(data)
+                if data is not None and end > max(pos.get(shard, 0), offset):
+                    h.update(memoryview(data)[max(pos.get(shard, 0), offset) - offset:])
+                pos[shard] = max(pos.get(shard, 0), end)
+                if data is None:
+                    self._hashes[shard.name] = running.pop(shard).hexdigest()
+        except BaseException as e:  # noqa: BLE001 - reported by hashes()
+            self._hash_error = e
+
+    @staticmethod
+    def _hash_file(shard: Path, h, start: int, end: int) -> None:
+        if start >= end:
+            return
+        fd = os.open(shard, os.O_RDONLY)
+        try:
+            while start < end:
+                n = min(_BLOCK, end - start)
+                h.update(_pread(fd, n, start, shard))
+                start += n
+        finally:
+            os.close(fd)
+
+    def _offer(self, shard: Path, offset: int, data: np.ndarray) -> None:
+        """Hand a chunk to the hasher if it has room; if not, it reads those bytes itself."""
+        try:
+            self._hq.put_nowait((shard, offset, data))
+        except queue.Full:
+            pass
 
     def _run(self) -> None:
         try:
@@ -128,18 +160,8 @@ class SourceReader:
 
     def _read_shard(self, shard: Path, jobs: list) -> bool:
         hashing = shard.name not in self.known
-        size = shard.stat().st_size
         fd = os.open(shard, os.O_RDONLY)
         try:
-            hashed = 0
-
-            def hash_to(end: int) -> None:
-                nonlocal hashed
-                while hashing and hashed < end:
-                    n = min(_BLOCK, end - hashed)
-                    self._put((shard.name, _pread(fd, n, hashed, shard)), self._hq)
-                    hashed += n
-
             for job in jobs:
                 info = job.info
                 if info is None:
@@ -152,17 +174,13 @@ class SourceReader:
                 for r in range(0, rows_total, step):
                     n = min(step, rows_total - r)
                     start = info.offset + r * row_bytes
-                    hash_to(start)
                     buf = _pread(fd, n * row_bytes, start, shard)
-                    if hashing and hashed == start:
-                        self._put((shard.name, buf), self._hq)
-                        hashed = start + len(buf)
-                    data = buf.view(NUMPY_DTYPES[info.dtype])
-                    if not self._put(Chunk(job, r, n, data)):
+                    if hashing:
+                        self._offer(shard, start, buf)
+                    if not self._put(Chunk(job, r, n, buf.view(NUMPY_DTYPES[info.dtype]))):
                         return False
-            hash_to(size)
-            if hashing:
-                self._put((shard.name, None), self._hq)
+            if hashing:  # end of shard: the hasher reads what is left and finishes
+                return self._put((shard, shard.stat().st_size, None), self._hq)
             return True
         finally:
             os.close(fd)
