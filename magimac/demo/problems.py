@@ -1,7 +1,7 @@
 """Synthetic word problems for the demo model, each with its step-by-step reasoning.
 
-Kinds: addition and subtraction of whole numbers of 1-3 digits, worked column by column
-with carries / borrows; comparison of two numbers of 1-4 digits; unit conversions to a
+Kinds: addition and subtraction of two-digit numbers, worked column by column with the
+carry / borrow; comparison of two numbers of 2-3 digits; unit conversions to a
 smaller metric unit (km -> m, m -> cm, kg -> g, ...).  Each is phrased in English or in
 French, and the reasoning and answer are in the language of the question (as Magistral's
 system prompt asks).
@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 KINDS = ("add", "sub", "cmp", "unit")
+KIND_WEIGHTS = (4, 4, 2, 1)  # the column-arithmetic kinds need the most examples
 HELD_OUT_PERCENT = 10
 
 # (from unit, to unit, factor, English name of the target unit, French name)
@@ -82,39 +83,24 @@ def _digits(n: int) -> list[int]:
 
 
 def _add(a: int, b: int, lang: str, q: str) -> Problem:
-    cols = _COLUMNS[lang]
-    da, db = _digits(a), _digits(b)
-    steps, carry = [], 0
-    carry_word = "carry" if lang == "en" else "retenue"
-    for i in range(max(len(da), len(db))):
-        x, y = (da[i] if i < len(da) else 0), (db[i] if i < len(db) else 0)
-        s = x + y + carry
-        steps.append(f"{cols[i]}: {x} + {y} + {carry} = {s}, {carry_word} {s // 10}.")
-        carry = s // 10
-    so = "So" if lang == "en" else "Donc"
-    intro = ("Add column by column from the right." if lang == "en"
-             else "J'additionne colonne par colonne depuis la droite.")
-    reasoning = f"{a} + {b}. {intro}\n" + "\n".join(steps) + f"\n{so} {a} + {b} = {a + b}."
+    cols, x, y = _COLUMNS[lang], _digits(a), _digits(b)
+    carry_word, so = ("carry", "So") if lang == "en" else ("retenue", "Donc")
+    s1 = x[0] + y[0]
+    steps = [f"{cols[0]}: {x[0]} + {y[0]} = {s1}, {carry_word} {s1 // 10}.",
+             f"{cols[1]}: {x[1]} + {y[1]} + {s1 // 10} = {x[1] + y[1] + s1 // 10}."]
+    reasoning = f"{a} + {b}.\n" + "\n".join(steps) + f"\n{so} {a} + {b} = {a + b}."
     return Problem("add", lang, q, reasoning, f"{a} + {b} = **{a + b}**", str(a + b))
 
 
 def _sub(a: int, b: int, lang: str, q: str) -> Problem:
-    cols = _COLUMNS[lang]
-    da, db = _digits(a), _digits(b)
-    steps, borrow = [], 0
-    borrow_word = "borrow" if lang == "en" else "emprunt"
-    for i in range(len(da)):
-        x, y = da[i], (db[i] if i < len(db) else 0)
-        if x - y - borrow < 0:
-            steps.append(f"{cols[i]}: 1{x} - {y} - {borrow} = {10 + x - y - borrow}, {borrow_word} 1.")
-            borrow = 1
-        else:
-            steps.append(f"{cols[i]}: {x} - {y} - {borrow} = {x - y - borrow}, {borrow_word} 0.")
-            borrow = 0
-    so = "So" if lang == "en" else "Donc"
-    intro = ("Subtract column by column from the right." if lang == "en"
-             else "Je soustrais colonne par colonne depuis la droite.")
-    reasoning = f"{a} - {b}. {intro}\n" + "\n".join(steps) + f"\n{so} {a} - {b} = {a - b}."
+    cols, x, y = _COLUMNS[lang], _digits(a), _digits(b)
+    borrow_word, so = ("borrow", "So") if lang == "en" else ("emprunt", "Donc")
+    if x[0] < y[0]:
+        first, borrow = f"{cols[0]}: 1{x[0]} - {y[0]} = {10 + x[0] - y[0]}, {borrow_word} 1.", 1
+    else:
+        first, borrow = f"{cols[0]}: {x[0]} - {y[0]} = {x[0] - y[0]}, {borrow_word} 0.", 0
+    steps = [first, f"{cols[1]}: {x[1]} - {y[1]} - {borrow} = {x[1] - y[1] - borrow}."]
+    reasoning = f"{a} - {b}.\n" + "\n".join(steps) + f"\n{so} {a} - {b} = {a - b}."
     return Problem("sub", lang, q, reasoning, f"{a} - {b} = **{a - b}**", str(a - b))
 
 
@@ -153,17 +139,14 @@ def _unit(x: int, unit: tuple, lang: str, q: str) -> Problem:
 def _operands(kind: str, rng: random.Random) -> tuple[int, int]:
     if kind == "unit":
         return rng.randrange(len(UNITS)), rng.choice((rng.randint(1, 9), rng.randint(10, 99), rng.randint(100, 999)))
-    width = 4 if kind == "cmp" else 3
-    la, lb = rng.randint(1, width), rng.randint(1, width)
-    if kind == "cmp" and rng.random() < 0.5:
-        lb = la  # same length: the digit-by-digit case
-    a = rng.randint(0 if la == 1 else 10 ** (la - 1), 10 ** la - 1)
-    b = rng.randint(0 if lb == 1 else 10 ** (lb - 1), 10 ** lb - 1)
-    if kind == "sub" and a < b:
-        a, b = b, a
-    if kind == "cmp" and a == b:
-        b = a + 1 if a < 10 ** la - 1 else a - 1
-    return a, b
+    if kind in ("add", "sub"):
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        return (max(a, b), min(a, b)) if kind == "sub" else (a, b)
+    la = rng.randint(2, 3)
+    lb = la if rng.random() < 0.5 else 5 - la  # same length half the time: digit by digit
+    a = rng.randint(10 ** (la - 1), 10 ** la - 1)
+    b = rng.randint(10 ** (lb - 1), 10 ** lb - 1)
+    return (a, b) if a != b else (a, b + 1 if b < 10 ** lb - 1 else b - 1)
 
 
 def is_held_out(kind: str, a: int, b: int) -> bool:
@@ -181,7 +164,7 @@ def sample_problem(rng: random.Random, held_out: bool = False, lang: str | None 
         lang: ``"en"``, ``"fr"``, or None for either (equal odds).
     """
     while True:
-        kind = rng.choice(KINDS)
+        kind = rng.choices(KINDS, weights=KIND_WEIGHTS)[0]
         a, b = _operands(kind, rng)
         if is_held_out(kind, a, b) == held_out:
             break

