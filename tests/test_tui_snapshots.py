@@ -90,5 +90,8 @@ def test_settings_screen(snap_compare, engine, scripted_checkpoint):
     assert snap_compare(app, terminal_size=(100, 40), run_before=pinned("f2"))
 
 
-def test_missing_model_screen(snap_compare):
+def test_missing_model_screen(snap_compare, monkeypatch):
+    # the planner's advice depends on the machine; pin it
+    monkeypatch.setattr("magimac.tui.app.plan_recommendations",
+                        lambda: ["`magimac pull magistral-small-2509 --quant 4bit`: fits this Mac"])
     assert snap_compare(MagimacApp("no-such-model"), terminal_size=(80, 24), run_before=pinned())

@@ -90,19 +90,19 @@ def parse_composer(text: str, command: str = "/image") -> tuple[str, list[str]]:
 
 
 def plan_recommendations() -> list[str]:
-    """Lines from `magimac.plan` saying which model fits this Mac, when that module offers them."""
+    """What `magimac plan` recommends for this machine (default model), as lines; [] when the
+    planner cannot say (it must never stop the app from explaining how to get a model)."""
     try:
-        from magimac import plan  # noqa: PLC0415  (optional helper module)
-    except ImportError:
+        from magimac.plan import make_plan  # noqa: PLC0415
+
+        rec = make_plan().recommendation
+    except Exception:
         return []
-    fn = getattr(plan, "recommendations", None) or getattr(plan, "recommend", None)
-    if fn is None:
-        return []
-    try:
-        out = fn()
-    except Exception:  # a planning problem must not stop the app from explaining what to do
-        return []
-    return [str(x) for x in (out if isinstance(out, (list, tuple)) else [out])]
+    if rec is None:
+        return ["`magimac plan` finds no quantization of the default model that fits this machine."]
+    return [f"`{rec.pull_command}`: {rec.reason}",
+            f"weights {rec.weights_bytes / 1e9:.1f} GB + KV cache {rec.kv_bytes / 1e9:.1f} GB "
+            f"for {rec.context} tokens at {rec.kv_bits}-bit KV"]
 
 
 class MagimacApp(App):

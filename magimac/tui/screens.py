@@ -114,10 +114,10 @@ class MissingModel(ModalScreen[None]):
             "magimac plan                       # what fits",
             "```",
             "",
-            "Then start `magimac` again, or `magimac --model DIR` for a converted directory.",
         ]
         if self.recommendations:
-            text += ["", "## For this Mac", ""] + [f"- {r}" for r in self.recommendations]
+            text += ["For this Mac (`magimac plan`):", ""] + [f"- {r}" for r in self.recommendations] + [""]
+        text += ["Then start `magimac` again, or `magimac --model DIR` for a converted directory."]
         with VerticalScroll(id="missing-model", classes="dialog"):
             yield Markdown("\n".join(text))
             yield Static("Esc: read your history without a model · Ctrl+Q: quit", classes="dialog-hint")
