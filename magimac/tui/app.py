@@ -69,6 +69,7 @@ class Streamed(Message):
         super().__init__()
         self.message_id = message_id
         self.chunk = chunk
+        self.posted = time.monotonic()
 
 
 def title_from(text: str) -> str:
@@ -155,7 +156,8 @@ class MagimacApp(App):
         self.generating: int | None = None  # id of the assistant message being streamed
         self._live: dict = {}  # streaming state of the current turn
         self.ui_updates = 0  # Streamed batches applied (benchmarks read it)
-        self._ui_ready = threading.Event()  # set when the UI applied the last batch
+        self._ui_ready = threading.Event()  # set when the UI painted the last batch
+        self._ui_cost = 0.0  # seconds the UI took to apply and paint the last batch
 
     # layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -424,17 +426,24 @@ class MagimacApp(App):
         batcher = DeltaBatcher()
         ready = self._ui_ready
         ready.set()
+        self._ui_cost = 0.0
+        posted = 0.0
         try:
             engine.wait_loaded()
             prompt, documents = attach_for_engine(engine, prompt, settings)
             if documents.passages or any(m.documents for m in prompt):
                 self.post_message(DocumentsUsed(message_id, documents))
             for ev in engine.submit(prompt, settings):
-                # Backpressure: a new batch only once the UI painted the previous one, so a
-                # slow UI gets fewer, larger batches and keys never queue behind stale text.
-                if batcher.add(ev) and (ready.is_set() or isinstance(ev, Done)):
+                # Backpressure: a new batch only once the UI painted the previous one, and
+                # not before as long again has passed, so a slow UI (a long answer) gets
+                # fewer, larger batches and stays idle at least half the time for keys.
+                due = batcher.add(ev)
+                if isinstance(ev, Done) or (due and ready.is_set()
+                                            and time.monotonic() - posted >= 2 * self._ui_cost):
                     ready.clear()
-                    self.post_message(Streamed(message_id, batcher.take()))
+                    message = Streamed(message_id, batcher.take())
+                    posted = message.posted
+                    self.post_message(message)
                 if isinstance(ev, Done):
                     return
             batcher.add(Done("error", "the engine ended the turn without finishing it"))
@@ -477,12 +486,16 @@ class MagimacApp(App):
                 n, dt = chunk.reasoning_tokens + chunk.answer_tokens, chunk.elapsed_s - chunk.ttft_s
                 if n > 1 and dt > 0:
                     self.status.tokens_per_s = (n - 1) / dt
-        self.call_after_refresh(self._ui_ready.set)  # next batch once this one is painted
+        self.call_after_refresh(self._painted, message.posted)  # next batch once this one is painted
         if chunk.done is not None:
             await self._finish(chunk)
         elif time.monotonic() - live["saved"] >= SAVE_INTERVAL_S:
             live["saved"] = time.monotonic()
             self.history.update_message(message.message_id, content=live["answer"], reasoning=live["reasoning"])
+
+    def _painted(self, posted: float) -> None:
+        self._ui_cost = time.monotonic() - posted  # seconds from post to painted
+        self._ui_ready.set()
 
     async def _finish(self, chunk: Chunk) -> None:
         live, self._live = self._live, {}
