@@ -42,7 +42,7 @@ from quantize.layout import (
     quantized_specs,
 )
 from quantize.manifest import write_manifest
-from quantize.shards import ShardWriter, shard_name, split_shards
+from quantize.shards import BackgroundWrites, ShardWriter, shard_name, split_shards
 from quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
 from quantize.source import (Checkpoint, QuantizeError, download, fetch_config, hf_blob_sha256, load_checkpoint, locate,
                              read_header, sha256_file)
@@ -143,9 +143,9 @@ def _convert_chunk(x: mx.array, quant: dict | None) -> list[mx.array]:
     return list(mx.quantize(x, group_size=quant["group_size"], bits=quant["bits"], mode=quant["mode"]))
 
 
-def write_chunk(chunk: Chunk, writer: ShardWriter) -> int:
-    """Quantize (or cast to bf16) one chunk of a source tensor and write it at its rows in
-    ``writer``; returns the source bytes it covered."""
+def write_chunk(chunk: Chunk, writer: ShardWriter, writes: BackgroundWrites) -> int:
+    """Quantize (or cast to bf16) one chunk of a source tensor and queue it for ``writer`` at
+    its rows on ``writes``; returns the source bytes it covered."""
     job = chunk.job
     if chunk.data is None:
         x = job.lazy
@@ -156,7 +156,7 @@ def write_chunk(chunk: Chunk, writer: ShardWriter) -> int:
     outs = _convert_chunk(x, job.quant)
     mx.eval(outs)
     for spec, a in zip(job.specs, outs):
-        writer.write(spec.name, a, chunk.row)
+        writes.write(writer, spec.name, a, chunk.row)
     if chunk.data is None:
         job.lazy = None
         return job.info.nbytes if job.info else sum(s.nbytes for s in job.specs)
@@ -312,16 +312,18 @@ def convert(
     check_disk(out.parent, est.total_bytes + DISK_MARGIN_BYTES)
 
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    reader = None
+    reader = writes = None
     try:
         shard_specs = split_shards([j.specs for j in jobs])
         owner = {s.name: i for i, specs in enumerate(shard_specs) for s in specs}
         writers = [ShardWriter(tmp / shard_name(i, len(shard_specs)), specs) for i, specs in enumerate(shard_specs, 1)]
         known = {p.name: h for p in ckpt.shards if (h := hf_blob_sha256(p))}
         reader = SourceReader(ckpt.shards, jobs, known=known)
+        writes = BackgroundWrites()
         with progress_bar(progress, ckpt.weight_bytes) as advance:
             for chunk in reader:
-                advance(write_chunk(chunk, writers[owner[chunk.job.specs[0].name]]))
+                advance(write_chunk(chunk, writers[owner[chunk.job.specs[0].name]], writes))
+        writes.close()
         hashes = reader.hashes()
         hashes.update({p.name: sha256_file(p) for p in ckpt.files if p not in ckpt.shards})
         for w in writers:
@@ -348,6 +350,8 @@ def convert(
         verify_output(tmp, shard_specs, ckpt.config)
         _place(tmp, out)
     except BaseException:
+        if writes is not None:
+            writes.abort()
         if reader is not None:
             reader.close()
         shutil.rmtree(tmp, ignore_errors=True)

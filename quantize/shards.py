@@ -78,7 +78,6 @@ class ShardWriter:
         self.size = base + pos
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(self.fd, len(raw).to_bytes(8, "little") + raw)
-        os.ftruncate(self.fd, self.size)
 
     def write(self, name: str, array: mx.array, row: int = 0) -> int:
         """Write ``array`` (evaluated; dtype and trailing shape as the spec) as rows
@@ -110,3 +109,48 @@ class ShardWriter:
                     raise RuntimeError(f"{self.path.name}: {slot.spec.name} has {slot.written} of {slot.spec.nbytes} bytes")
         finally:
             os.close(self.fd)
+
+
+class BackgroundWrites:
+    """Write evaluated arrays to `ShardWriter`s on a thread, so disk writes overlap the next
+    chunk's quantization (``pwrite`` releases the GIL).  At most ``depth`` writes wait.
+
+    Usage: ``bg.write(writer, name, array, row)``; ``bg.close()`` waits and re-raises the
+    first error; ``bg.abort()`` stops without waiting for the queue.
+    """
+
+    def __init__(self, depth: int = 3):
+        import queue
+        import threading
+
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="magimac-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, writer: ShardWriter, name: str, array: mx.array, row: int = 0) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put((writer, name, array, row))
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    item[0].write(*item[1:])
+                except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+                    self._error = e
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")
+        self._q.put(None)
+        self._thread.join()

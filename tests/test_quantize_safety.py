@@ -148,11 +148,11 @@ def test_ctrl_c_leaves_nothing_that_looks_complete(capsys, tmp_path, source, mon
     calls = []
     real = convert_mod.write_chunk
 
-    def interrupted(chunk, writer):
+    def interrupted(chunk, *args):
         calls.append(chunk.job.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(chunk, writer)
+        return real(chunk, *args)
 
     monkeypatch.setattr(convert_mod, "write_chunk", interrupted)
     out_parent = tmp_path / "outputs"
