@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 OUT = ROOT / "bench" / "out"
 OUT_JSON = OUT / "engine.json"
 SIZE = dict(hidden=1024, layers=4, intermediate=3072, heads=8, kv_heads=2, head_dim=128, vocab=32768)
+# what the scripted bench model says each turn (a bigram chain in the 32768-id vocabulary)
+SCRIPT = ("The user greets me; reply warmly in French, with a café.", "Hello! Ça va?")
 WORDS = ("river mountain quantum ledger violet harbor engine lantern orbit canvas meadow signal "
          "copper whisper glacier pixel saffron tundra anchor mosaic").split()
 
@@ -53,7 +55,7 @@ def checkpoint(name: str, scripted: bool) -> Path:
     path = OUT / "models" / name
     if not (path / "config.json").is_file():
         print(f"building {path} ...", file=sys.stderr)
-        build_checkpoint(path, script=Script() if scripted else None, **SIZE)
+        build_checkpoint(path, script=Script(*SCRIPT) if scripted else None, **SIZE)
     return path
 
 
@@ -124,8 +126,6 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 
 def engine_turns(path: Path, turns: int, keep: bool) -> list[dict]:
-    from checkpoint import DEFAULT_SCRIPT_ANSWER, DEFAULT_SCRIPT_REASONING
-
     from magimac.conversation import Message
     from magimac.engine import Engine, GenerationSettings
     from magimac.events import Done
@@ -148,7 +148,7 @@ def engine_turns(path: Path, turns: int, keep: bool) -> list[dict]:
                      "prefilled": s.prompt_tokens - s.cached_tokens, "ttft_s": s.ttft_s})
         generated = engine._cache_keys[len(prompt):]  # what the turn generated (in the cache)
         prev = prompt + list(generated)
-        msgs.append(Message("assistant", DEFAULT_SCRIPT_ANSWER, reasoning=DEFAULT_SCRIPT_REASONING))
+        msgs.append(Message("assistant", SCRIPT[1], reasoning=SCRIPT[0]))
     engine.close()
     return rows
 
@@ -160,7 +160,6 @@ def mlx_lm_turns(path: Path, turns: int, reuse_cache: bool) -> list[dict]:
     from mlx_lm.models.cache import make_prompt_cache
     from mlx_lm.sample_utils import make_sampler
 
-    from checkpoint import DEFAULT_SCRIPT_ANSWER, DEFAULT_SCRIPT_REASONING
     from magimac.conversation import Message
     from magimac.engine import Engine
 
@@ -186,7 +185,7 @@ def mlx_lm_turns(path: Path, turns: int, reuse_cache: bool) -> list[dict]:
             if ttft is None:
                 ttft = time.perf_counter() - t0
         rows.append({"turn": i, "prompt": len(full), "prefilled": len(feed), "ttft_s": ttft})
-        msgs.append(Message("assistant", DEFAULT_SCRIPT_ANSWER, reasoning=DEFAULT_SCRIPT_REASONING))
+        msgs.append(Message("assistant", SCRIPT[1], reasoning=SCRIPT[0]))
     return rows
 
 
@@ -245,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-turns", action="store_true")
     a = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    result: dict = {"cpu_count": os.cpu_count()}
+    result: dict = {}
+    if OUT_JSON.is_file() and (a.skip_decode or a.skip_turns):  # keep the other part's last numbers
+        result = json.loads(OUT_JSON.read_text())
+    result["cpu_count"] = os.cpu_count()
     if not a.skip_decode:
         result["decode"] = decode_bench(a.rounds, a.decode_tokens)
         print_decode(result["decode"])
