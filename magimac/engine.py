@@ -695,11 +695,12 @@ class _ControlBudget:
 
 class _TextBudget:
     """Logits processor for ``<think>`` text markers: after ``budget`` tokens since the opening
-    marker, force the tokens of ``</think>`` one by one.  Syncs on the last token (1.0 only)."""
+    marker, force the tokens of ``</think>`` one by one.  Syncs on the last token (1.0 only).
+    Only a short tail of the text is kept, enough to spot a marker split across tokens."""
 
     def __init__(self, tekken, markers, budget: int) -> None:
         self.tekken, self.markers, self.budget = tekken, markers, budget
-        self.text = ""
+        self.tail = ""
         self.count = 0
         self.inside = False
         self.forcing: list[int] = []
@@ -710,21 +711,24 @@ class _TextBudget:
 
         if self.done:
             return logits
-        self.text += self.tekken.decode([int(tokens[-1].item())])
-        if not self.inside and self.markers.open_text in self.text:
-            self.inside = True
-        elif self.inside:
+        m = self.markers
+        self.tail = (self.tail + self.tekken.decode([int(tokens[-1].item())]))[-4 * len(m.close_text):]
+        if not self.inside:
+            if m.open_text in self.tail:
+                self.inside = True
+                self.tail = self.tail.split(m.open_text, 1)[1]
+        elif not self.forcing:
             self.count += 1
-            if self.markers.close_text in self.text.split(self.markers.open_text, 1)[-1]:
+            if m.close_text in self.tail:
                 self.done = True
                 return logits
-            if self.count >= self.budget and not self.forcing:
-                self.forcing = self.tekken.encode(self.markers.close_text, bos=False, eos=False)
+            if self.count >= self.budget:
+                self.forcing = self.tekken.encode(m.close_text, bos=False, eos=False)
         if self.forcing:
             want = self.forcing.pop(0)
-            if not self.forcing:
-                self.done = True
-            return mx.where(mx.arange(logits.shape[-1]) == want, 0.0, -float("inf")).astype(logits.dtype)
+            self.done = not self.forcing
+            only = mx.where(mx.arange(logits.shape[-1]) == want, 0.0, -float("inf"))
+            return mx.broadcast_to(only.astype(logits.dtype), logits.shape)
         return logits
 
 

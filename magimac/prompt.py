@@ -14,7 +14,9 @@ by construction.  Mapping (decisions recorded here):
   read here: the documents helper puts their text into ``content`` before the turn.
 - Assistant messages: the answer; with ``keep_reasoning`` and a reasoning, a `ThinkChunk`
   first (control kind) or ``<think>`` + reasoning + ``</think>`` text before the answer
-  (text kind, as the model wrote it).  Reasoning is dropped by default.
+  (text kind, as the model wrote it).  Reasoning is dropped by default; an assistant message
+  left with nothing (a turn cancelled while thinking) is left out, and mistral-common joins
+  the user messages around it.
 """
 
 from __future__ import annotations
@@ -172,6 +174,8 @@ def build_request(
                         content.append(TextChunk(text=m.content))
                 else:
                     content = markers.open_text + m.reasoning + markers.close_text + m.content
+            elif not m.content:
+                continue  # e.g. a turn cancelled while thinking: nothing to show the model
             else:
                 content = m.content
             out.append(AssistantMessage(content=content))

@@ -286,3 +286,35 @@ def test_splitter_text_markers_model_skips_reasoning(tekken):
     markers = ReasoningMarkers("text", "<think>", "</think>")
     r, a, _ = split(markers, tekken, tekken.encode("Just <think> an answer.", bos=False, eos=False))
     assert (r, a) == ("", "Just <think> an answer.")
+
+
+@pytest.fixture(scope="module")
+def text_marker_checkpoint(tmp_path_factory):
+    """A Magistral 1.0-like model: no [THINK] control tokens; it writes <think> text."""
+    d = build_checkpoint(tmp_path_factory.mktemp("v10") / "ckpt", system_prompt=None,
+                         script=Script(reasoning="", answer=TEXT_MARKED, think=False))
+    tk = json.loads((d / "tekken.json").read_text(encoding="utf-8"))
+    for t in tk["special_tokens"]:
+        if t["token_str"] in ("[THINK]", "[/THINK]"):
+            t["token_str"] = f"<SPECIAL_{t['rank']}>"
+    (d / "tekken.json").write_text(json.dumps(tk, ensure_ascii=False), encoding="utf-8")
+    return d
+
+
+TEXT_MARKED = "<think>\nThe user says hi; greet back.\n</think>\n\nHello! 🦊 Ça va?"
+
+
+def test_text_marker_model_splits_think_text_and_honours_the_budget(text_marker_checkpoint):
+    e = Engine(text_marker_checkpoint)
+    try:
+        e.wait_loaded()
+        assert e.markers.kind == "text"
+        r, a, stats, done = run(e, [Message("user", "Hi")])
+        assert (r, a) == ("\nThe user says hi; greet back.\n", "\n\nHello! 🦊 Ça va?")
+        assert done.finish_reason == "stop" and stats.reasoning_tokens > 5
+        # the budget forces "</think>" after ~3 tokens; then this bigram model babbles on
+        r, a, stats, done = run(e, [Message("user", "Hi")], GenerationSettings(reasoning_budget=3, max_tokens=30))
+        assert r.startswith("\nThe user") and len(r) < len("\nThe user says hi; greet back.\n")
+        assert a and stats.answer_tokens > 0
+    finally:
+        e.close()

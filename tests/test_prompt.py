@@ -196,3 +196,12 @@ def test_text_marker_model_uses_think_text_and_builtin_system_prompt(text_marker
         system, UserMessage(content="Hi"), AssistantMessage(content="<think>\nsay hi\n</think>Hello"),
         UserMessage(content="Bye")]))
     assert ids == expected.tokens
+
+
+def test_assistant_turn_cancelled_while_thinking_is_left_out(engine, ref):
+    msgs = [Message("user", "a"), Message("assistant", "", reasoning="half a thought"), Message("user", "b")]
+    ids = engine.prompt_tokens(msgs, GenerationSettings(system_prompt=None))
+    assert ids == ref(UserMessage(content="a"), UserMessage(content="b")).tokens
+    kept = engine.prompt_tokens(msgs, GenerationSettings(system_prompt=None, keep_reasoning=True))
+    assert kept == ref(UserMessage(content="a"), AssistantMessage(content=[ThinkChunk(thinking="half a thought")]),
+                       UserMessage(content="b")).tokens
