@@ -38,6 +38,8 @@ Decisions:
 - Reasoning budget: a logits processor that, after N reasoning tokens, masks every logit but
   the closing ``[/THINK]`` id (evaluated lazily in MLX, no sync per token); for text-marker
   models it forces the tokens of ``</think>`` one by one.
+- Cancel: checked after every generated token (the turn ends within one token); during a
+  long prefill it takes effect at the next 2048-token chunk (mlx-lm's prefill step).
 - Sampling defaults: the registry entry matching the model directory's name, else the
   model's generation_config.json, else temperature 0.7 / top_p 0.95 (Magistral model card).
 """
