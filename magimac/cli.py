@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from magimac import __version__
@@ -95,3 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("magimac: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`magimac chat --json ... | head -1`): stop quietly, as
+        # Python's docs advise for pipes, so the interpreter's final flush does not fail too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -150,6 +150,7 @@ def tiny_config(
         "rms_norm_eps": 1e-05,
         "rope_theta": 1000000000.0,
         "sliding_window": None,
+        "tie_word_embeddings": False,
         "use_cache": True,
         "vocab_size": vocab,
     }

@@ -69,10 +69,11 @@ def hub(original, ready_made, monkeypatch):
 
 
 def models_json(capsys) -> list[dict]:
+    """Installed models as `magimac models --json` lists them, less the bundled demo."""
     capsys.readouterr()
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    return [i for r in rows for i in r["installed"]]
+    return [i for r in rows for i in r["installed"] if r["name"] != "demo"]
 
 
 def test_pull_ready_made_installs_it_in_the_hf_cache(hub, ready_made, capsys):

@@ -9,7 +9,7 @@ from magimac.registry import RegistryError, default_model, find_entry, load_regi
 
 def test_shipped_registry_has_three_magistral_versions_with_12_default():
     reg = load_registry()
-    hub = {e.hub_id: e for e in reg.values()}
+    hub = {e.hub_id: e for e in reg.values() if e.hub_id}
     assert {"mistralai/Magistral-Small-2509", "mistralai/Magistral-Small-2507",
             "mistralai/Magistral-Small-2506"} <= set(hub)
     assert default_model(reg).hub_id == "mistralai/Magistral-Small-2509"
