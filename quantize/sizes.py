@@ -151,6 +151,11 @@ def kv_bytes_per_token(config: dict, bytes_per_value: int = 2) -> int:
     return 2 * t["num_hidden_layers"] * kv_heads * head_dim * bytes_per_value
 
 
+HEADROOM_FRACTION = 0.10
+"""Share of the GPU limit kept free for activations, the OS and other apps; `magimac plan`
+and `magimac quantize` use the same figure so they never disagree on what fits."""
+
+
 def usable_memory(ram_bytes: int) -> int:
     """Bytes the GPU may wire by default on a Mac with ``ram_bytes`` of RAM: two thirds up to
     36 GiB, three quarters above (macOS `iogpu.wired_limit_mb` = 0)."""
@@ -160,7 +165,8 @@ def usable_memory(ram_bytes: int) -> int:
 @dataclass(frozen=True)
 class Fit:
     """Whether weights plus a 16-bit KV cache fit: ``needed_bytes`` (weights + KV),
-    ``usable_bytes`` (`usable_memory` of ``ram_bytes``), ``kv_bytes``, ``context`` (tokens)."""
+    ``usable_bytes`` (`usable_memory` of ``ram_bytes`` less `HEADROOM_FRACTION`), ``kv_bytes``,
+    ``context`` (tokens)."""
 
     weights_bytes: int
     kv_bytes: int
@@ -180,7 +186,7 @@ class Fit:
 def fit(est: Estimate, config: dict, *, ram_bytes: int, context: int) -> Fit:
     """Check ``est`` against a Mac with ``ram_bytes`` of RAM and a ``context``-token KV cache."""
     kv = kv_bytes_per_token(config) * context
-    return Fit(est.total_bytes, kv, context, ram_bytes, usable_memory(ram_bytes))
+    return Fit(est.total_bytes, kv, context, ram_bytes, int(usable_memory(ram_bytes) * (1 - HEADROOM_FRACTION)))
 
 
 def describe(est: Estimate, f: Fit | None = None) -> str:
