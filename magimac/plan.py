@@ -22,8 +22,7 @@ from pathlib import Path
 
 from magimac.cli import UserError
 from magimac.hardware import Hardware
-
-from quantize.sizes import HEADROOM_FRACTION  # noqa: E402  (one figure for plan and quantize)
+from quantize.sizes import HEADROOM_FRACTION  # one figure for plan and quantize
 DEFAULT_CONTEXT = 32 * 1024  # the context the recommendation aims for, tokens
 MIN_CONTEXT = 8 * 1024  # below this a reasoning model cannot finish its thinking, tokens
 KV_BITS = (16, 8, 4)
