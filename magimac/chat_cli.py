@@ -149,7 +149,12 @@ def run(args: argparse.Namespace) -> int:
 
     messages = build_messages(args)
     settings = build_settings(args)
-    engine = Engine(args.model, context_length=args.context_length, kv_bits=args.kv_bits, force=args.force)
+    from magimac import store
+
+    path = store.resolve_model(args.model)
+    if notice := store.demo_notice(args.model, path):
+        print(f"magimac: {notice}", file=sys.stderr)
+    engine = Engine(path, context_length=args.context_length, kv_bits=args.kv_bits, force=args.force)
     try:
         messages = _attach_documents(engine, messages, settings, args.json)
         if args.show_prompt:

@@ -278,3 +278,17 @@ def resolve_model(name_or_dir: str | None) -> Path:
         if p and is_model_dir(p):
             return p
     raise ModelNotFound("no model installed: run `magimac pull magistral-small-2509`")
+
+
+def demo_notice(name_or_dir: str | None, path: Path) -> str | None:
+    """The line to show a person when ``resolve_model(name_or_dir)`` gave the bundled demo
+    model because no Magistral model is installed (None when they asked for it by name)."""
+    if name_or_dir:
+        return None
+    demo = load_registry().get("demo")
+    p = demo.local_path() if demo else None
+    if p is None or Path(path).resolve() != p.resolve():
+        return None
+    return ("no Magistral model installed: using the bundled demo model (tiny, arithmetic only); "
+            "`magimac pull magistral-small-2509` gets the real one")
+

@@ -204,6 +204,8 @@ class MagimacApp(App):
             return
         if self.engine is not None and self.engine_model == str(path):
             return
+        if notice := store.demo_notice(model, path):
+            self.notify(notice, timeout=10)
         self._close_engine()
         self.loaded = None
         self.engine_model = str(path)
