@@ -57,16 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from magimac.conversation import Message
-from magimac.events import (
-    AnswerDelta,
-    Done,
-    EngineError,
-    Event,
-    Loaded,
-    LoadProgress,
-    ReasoningDelta,
-    Stats,
-)
+from magimac.events import Done, EngineError, Event, Loaded, LoadProgress, Stats
 
 DEFAULT_TEMPERATURE = 0.7  # Magistral model card
 DEFAULT_TOP_P = 0.95

@@ -45,7 +45,7 @@ from quantize.manifest import write_manifest
 from quantize.shards import BackgroundWrites, ShardWriter, shard_name, split_shards
 from quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
 from quantize.source import (Checkpoint, QuantizeError, download, fetch_config, hf_blob_sha256, load_checkpoint, locate,
-                             read_header, sha256_file)
+                             read_header, sha256_file, TensorInfo)
 from quantize.stream import NUMPY_DTYPES, Chunk, SourceReader
 from quantize.tokenizer import control_token_ids, copy_tokenizer
 

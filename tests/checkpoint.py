@@ -120,6 +120,18 @@ def write_tekken(out: Path, vocab_size: int = 131072, image: bool = True, max_im
     return path
 
 
+def drop_think_control_tokens(ckpt: Path) -> None:
+    """Make ``ckpt/tekken.json`` like Magistral 1.0's: ids 34/35 become filler `<SPECIAL_n>`
+    tokens, so the model has no `[THINK]`/`[/THINK]` control tokens and reasons in
+    ``<think>`` … ``</think>`` text."""
+    path = Path(ckpt) / "tekken.json"
+    tk = json.loads(path.read_text(encoding="utf-8"))
+    for t in tk["special_tokens"]:
+        if t["token_str"] in ("[THINK]", "[/THINK]"):
+            t["token_str"] = f"<SPECIAL_{t['rank']}>"
+    path.write_text(json.dumps(tk, ensure_ascii=False), encoding="utf-8")
+
+
 def tiny_config(
     *,
     hidden: int = 128,

@@ -6,9 +6,6 @@ Magistral's default sampling (tests/checkpoint.py), so the text each turn stream
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ from PIL import Image
 
 from checkpoint import DEFAULT_SCRIPT_ANSWER as ANSWER
 from checkpoint import DEFAULT_SCRIPT_REASONING as REASONING
-from checkpoint import Script, build_checkpoint, script_tokens
+from checkpoint import Script, build_checkpoint, drop_think_control_tokens, script_tokens
 from magimac.conversation import Message
 from magimac.engine import Engine, EngineLoadError, GenerationSettings
 from magimac.events import AnswerDelta, Done, Loaded, LoadProgress, ReasoningDelta, Stats
@@ -289,11 +286,7 @@ def text_marker_checkpoint(tmp_path_factory):
     """A Magistral 1.0-like model: no [THINK] control tokens; it writes <think> text."""
     d = build_checkpoint(tmp_path_factory.mktemp("v10") / "ckpt", system_prompt=None,
                          script=Script(reasoning="", answer=TEXT_MARKED, think=False))
-    tk = json.loads((d / "tekken.json").read_text(encoding="utf-8"))
-    for t in tk["special_tokens"]:
-        if t["token_str"] in ("[THINK]", "[/THINK]"):
-            t["token_str"] = f"<SPECIAL_{t['rank']}>"
-    (d / "tekken.json").write_text(json.dumps(tk, ensure_ascii=False), encoding="utf-8")
+    drop_think_control_tokens(d)
     return d
 
 

@@ -6,7 +6,6 @@ Each expected prompt is an independently built `ChatCompletionRequest` encoded b
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -17,7 +16,7 @@ from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 from PIL import Image
 
-from checkpoint import SYSTEM_PROMPT
+from checkpoint import SYSTEM_PROMPT, drop_think_control_tokens
 from magimac.conversation import Message
 from magimac.engine import Engine, EngineLoadError, GenerationSettings
 from magimac.prompt import PromptError
@@ -175,11 +174,8 @@ def text_marker_model(scripted_checkpoint, tmp_path_factory):
         shutil.copy(scripted_checkpoint / name, d / name)
     for f in scripted_checkpoint.glob("model-*.safetensors"):
         (d / f.name).symlink_to(f)
-    tk = json.loads((scripted_checkpoint / "tekken.json").read_text(encoding="utf-8"))
-    for t in tk["special_tokens"]:
-        if t["token_str"] in ("[THINK]", "[/THINK]"):
-            t["token_str"] = f"<SPECIAL_{t['rank']}>"
-    (d / "tekken.json").write_text(json.dumps(tk, ensure_ascii=False), encoding="utf-8")
+    shutil.copy(scripted_checkpoint / "tekken.json", d / "tekken.json")
+    drop_think_control_tokens(d)
     return d
 
 
