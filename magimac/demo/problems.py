@@ -1,8 +1,9 @@
 """Synthetic word problems for the demo model, each with its step-by-step reasoning.
 
 Kinds: addition and subtraction of two-digit numbers, worked column by column with the
-carry / borrow; comparison of two numbers of 2-3 digits; unit conversions to a
-smaller metric unit (km -> m, m -> cm, kg -> g, ...).  Each is phrased in English or in
+carry / borrow; comparison of two two-digit numbers; conversion of 1-99 of a metric unit to
+a smaller one (km -> m, m -> cm, kg -> g, ...).  The reasoning first copies the operands,
+then works one digit at a time, so a tiny model learns to copy before it learns to compute.  Each is phrased in English or in
 French, and the reasoning and answer are in the language of the question (as Magistral's
 system prompt asks).
 
@@ -51,9 +52,9 @@ _UNIT_Q = {
     "en": ("Convert {x} {u} to {v}.", "How many {vname} are in {x} {u}?", "What is {x} {u} in {v}?"),
     "fr": ("Convertis {x} {u} en {v}.", "Combien de {vname} dans {x} {u} ?", "Combien font {x} {u} en {v} ?"),
 }
-_COLUMNS = {
-    "en": ("Units", "Tens", "Hundreds", "Thousands"),
-    "fr": ("Unités", "Dizaines", "Centaines", "Milliers"),
+_WORDS = {  # column names and step words, by language
+    "en": dict(units="units", tens="tens", write="write", carry="carry", borrow="borrow", so="So"),
+    "fr": dict(units="unités", tens="dizaines", write="j'écris", carry="retenue", borrow="emprunt", so="Donc"),
 }
 
 
@@ -77,76 +78,56 @@ class Problem:
     answer: str
 
 
-def _digits(n: int) -> list[int]:
-    """Digits of ``n`` from the units up."""
-    return [int(c) for c in reversed(str(n))]
-
-
 def _add(a: int, b: int, lang: str, q: str) -> Problem:
-    cols, x, y = _COLUMNS[lang], _digits(a), _digits(b)
-    carry_word, so = ("carry", "So") if lang == "en" else ("retenue", "Donc")
-    s1 = x[0] + y[0]
-    steps = [f"{cols[0]}: {x[0]} + {y[0]} = {s1}, {carry_word} {s1 // 10}.",
-             f"{cols[1]}: {x[1]} + {y[1]} + {s1 // 10} = {x[1] + y[1] + s1 // 10}."]
-    reasoning = f"{a} + {b}.\n" + "\n".join(steps) + f"\n{so} {a} + {b} = {a + b}."
+    """``39+11: units 9+1=10, write 0 carry 1; tens 3+1+1=5. So 39+11=50.``"""
+    w, (a1, a0), (b1, b0) = _WORDS[lang], divmod(a, 10), divmod(b, 10)
+    s0 = a0 + b0
+    reasoning = (f"{a}+{b}: {w['units']} {a0}+{b0}={s0}, {w['write']} {s0 % 10} {w['carry']} {s0 // 10}; "
+                 f"{w['tens']} {a1}+{b1}+{s0 // 10}={a1 + b1 + s0 // 10}. {w['so']} {a}+{b}={a + b}.")
     return Problem("add", lang, q, reasoning, f"{a} + {b} = **{a + b}**", str(a + b))
 
 
 def _sub(a: int, b: int, lang: str, q: str) -> Problem:
-    cols, x, y = _COLUMNS[lang], _digits(a), _digits(b)
-    borrow_word, so = ("borrow", "So") if lang == "en" else ("emprunt", "Donc")
-    if x[0] < y[0]:
-        first, borrow = f"{cols[0]}: 1{x[0]} - {y[0]} = {10 + x[0] - y[0]}, {borrow_word} 1.", 1
-    else:
-        first, borrow = f"{cols[0]}: {x[0]} - {y[0]} = {x[0] - y[0]}, {borrow_word} 0.", 0
-    steps = [first, f"{cols[1]}: {x[1]} - {y[1]} - {borrow} = {x[1] - y[1] - borrow}."]
-    reasoning = f"{a} - {b}.\n" + "\n".join(steps) + f"\n{so} {a} - {b} = {a - b}."
+    """``72-38: units 12-8=4 borrow 1; tens 7-3-1=3. So 72-38=34.`` (``a >= b``)"""
+    w, (a1, a0), (b1, b0) = _WORDS[lang], divmod(a, 10), divmod(b, 10)
+    borrow = int(a0 < b0)
+    top = a0 + 10 * borrow
+    reasoning = (f"{a}-{b}: {w['units']} {top}-{b0}={top - b0} {w['borrow']} {borrow}; "
+                 f"{w['tens']} {a1}-{b1}-{borrow}={a1 - b1 - borrow}. {w['so']} {a}-{b}={a - b}.")
     return Problem("sub", lang, q, reasoning, f"{a} - {b} = **{a - b}**", str(a - b))
 
 
 def _cmp(a: int, b: int, lang: str, q: str) -> Problem:
-    en = lang == "en"
-    big = max(a, b)
+    """``47 ? 52: tens 4<5. So 47<52.`` (units compared when the tens are equal)"""
+    w, (a1, a0), (b1, b0) = _WORDS[lang], divmod(a, 10), divmod(b, 10)
     rel = ">" if a > b else "<"
-    la, lb = len(str(a)), len(str(b))
-    digits_word = "digits" if en else "chiffres"
-    steps = [f"{a} has {la} {digits_word}, {b} has {lb} {digits_word}." if en
-             else f"{a} a {la} {digits_word}, {b} a {lb} {digits_word}."]
-    if la == lb:
-        cols = _COLUMNS[lang]
-        for i in reversed(range(la)):
-            x, y = _digits(a)[i], _digits(b)[i]
-            if x == y:
-                steps.append(f"{cols[i]}: {x} = {y}.")
-            else:
-                steps.append(f"{cols[i]}: {x} {'>' if x > y else '<'} {y}.")
-                break
-    so = "So" if en else "Donc"
-    reasoning = f"Compare {a} and {b}.\n" if en else f"Je compare {a} et {b}.\n"
-    reasoning += "\n".join(steps) + f"\n{so} {a} {rel} {b}."
-    response = (f"{a} {rel} {b}, so **{big}** is larger." if en
+    if a1 != b1:
+        steps = f"{w['tens']} {a1}{'>' if a1 > b1 else '<'}{b1}"
+    else:
+        steps = f"{w['tens']} {a1}={b1}; {w['units']} {a0}{'>' if a0 > b0 else '<'}{b0}"
+    reasoning = f"{a} ? {b}: {steps}. {w['so']} {a}{rel}{b}."
+    big = max(a, b)
+    response = (f"{a} {rel} {b}, so **{big}** is larger." if lang == "en"
                 else f"{a} {rel} {b}, donc **{big}** est le plus grand.")
     return Problem("cmp", lang, q, reasoning, response, str(big))
 
 
 def _unit(x: int, unit: tuple, lang: str, q: str) -> Problem:
+    """``1 km=1000 m; 37×1000=37000. So 37 km=37000 m.``"""
     u, v, f, _, _ = unit
-    so = "So" if lang == "en" else "Donc"
-    reasoning = f"1 {u} = {f} {v}.\n{x} × {f} = {x * f}.\n{so} {x} {u} = {x * f} {v}."
+    reasoning = f"1 {u}={f} {v}; {x}×{f}={x * f}. {_WORDS[lang]['so']} {x} {u}={x * f} {v}."
     return Problem("unit", lang, q, reasoning, f"{x} {u} = **{x * f} {v}**", str(x * f))
 
 
 def _operands(kind: str, rng: random.Random) -> tuple[int, int]:
     if kind == "unit":
-        return rng.randrange(len(UNITS)), rng.choice((rng.randint(1, 9), rng.randint(10, 99), rng.randint(100, 999)))
-    if kind in ("add", "sub"):
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        return (max(a, b), min(a, b)) if kind == "sub" else (a, b)
-    la = rng.randint(2, 3)
-    lb = la if rng.random() < 0.5 else 5 - la  # same length half the time: digit by digit
-    a = rng.randint(10 ** (la - 1), 10 ** la - 1)
-    b = rng.randint(10 ** (lb - 1), 10 ** lb - 1)
-    return (a, b) if a != b else (a, b + 1 if b < 10 ** lb - 1 else b - 1)
+        return rng.randrange(len(UNITS)), rng.randint(1, 99)
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    if kind == "sub":
+        return max(a, b), min(a, b)
+    if kind == "cmp" and a == b:
+        return a, b + 1 if b < 99 else b - 1
+    return a, b
 
 
 def is_held_out(kind: str, a: int, b: int) -> bool:
