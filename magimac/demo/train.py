@@ -21,6 +21,10 @@ sequence is exactly what the engine sends (`magimac.prompt.encode`, i.e. mistral
 `encode_chat_completion` of [the demo's system prompt, question]; a quarter of them without
 a system prompt) followed by ``[THINK]reasoning[/THINK]answer</s>``; the loss covers the
 assistant part only.
+
+The shipped model is ``python -m magimac.demo.train`` with the defaults (seed 0): it stopped
+early at step 1800 (57,600 sequences, 636 s on this project's 2-core Linux machine) when 40
+held-out problems were all answered right; 199/200 fresh held-out problems right greedily.
 """
 
 from __future__ import annotations
@@ -257,6 +261,7 @@ def save(model: Decoder, config: dict, ck, out: Path, seed: int) -> None:
     """Write the HF `mistral3` checkpoint to ``out`` (through a temp dir, then rename)."""
     out = Path(out)
     tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the model ships in the package
     try:
         ck.write_tekken(tmp, vocab_size=VOCAB, image=True, max_image_size=config["vision_config"]["image_size"])
         shapes = ck.tensor_shapes(config)
@@ -310,14 +315,15 @@ def _dims(model: Decoder) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m magimac.demo.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output checkpoint directory")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=2400, help="schedule length (cosine decay over it)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch CPU threads (1: faster than 2 on two shared cores here, 0.45 vs 1-3 s/step)")
     p.add_argument("--no-system-share", type=float, default=0.25,
                    help="share of sequences encoded without a system prompt")
-    p.add_argument("--eval-every", type=int, default=250, help="steps between held-out checks (0: none)")
+    p.add_argument("--eval-every", type=int, default=300, help="steps between held-out checks (0: none)")
     p.add_argument("--eval", type=int, default=40, help="held-out problems per check (greedy)")
     p.add_argument("--target", type=float, default=0.975, help="stop early once a check reaches this accuracy")
     a = p.parse_args(argv)
