@@ -38,13 +38,14 @@ def remove(name: str, *, yes: bool) -> int:
     """Remove one installed model after asking (stdin) unless ``yes``; 0 removed, 1 declined."""
     from magimac import store
 
-    found = [m for m in store.find_installed(name) if m.where != "bundled"]
+    found = store.find_installed(name)
     if not found:
         raise store.ModelNotFound(f"{name}: no installed model of that name (see `magimac models`)")
     if len(found) > 1:
         raise UserError(f"{name} matches {len(found)} installed models: name one of "
                         f"{', '.join(m.name for m in found)}")
     m = found[0]
+    store.check_removable(m)  # refuse before asking
     what = f"{m.name} ({m.quantization}, {m.size_bytes / GB:.2f} GB) at {m.path}"
     if not yes:
         print(f"remove {what}? [y/N] ", end="", file=sys.stderr, flush=True)

@@ -211,18 +211,36 @@ def find_installed(name_or_dir: str) -> list[InstalledModel]:
     return installed_for(entry) if entry else []
 
 
-def remove(model: InstalledModel) -> None:
-    """Delete an installed model: its directory, or every cached revision of its hub repo.
+def check_removable(model: InstalledModel) -> None:
+    """Raise unless `remove` may delete ``model``.
 
     Raises:
-        ModelNotFound: the model is bundled with magimac (not removable).
+        ModelNotFound: the model is bundled with magimac, or is a directory outside
+            `paths.models_dir()` (magimac deletes only what it installed, never a source
+            checkpoint or a folder of the person's own files).
     """
     if model.where == "bundled":
         raise ModelNotFound(f"{model.name} is bundled with magimac and cannot be removed")
     if model.where == "hf cache":
+        return
+    root = paths.models_dir().resolve()
+    target = model.path.resolve()
+    if target == root or root not in target.parents:
+        raise ModelNotFound(f"{model.path}: not in magimac's models directory ({root}); "
+                            "magimac rm only deletes models it installed, delete this one yourself")
+
+
+def remove(model: InstalledModel) -> None:
+    """Delete an installed model: its directory, or every cached revision of its hub repo.
+
+    Raises:
+        ModelNotFound: see `check_removable`.
+    """
+    check_removable(model)
+    if model.where == "hf cache":
         remove_cached_repo(model.repo_id)
         return
-    shutil.rmtree(model.path)
+    shutil.rmtree(model.path.resolve())
 
 
 def remove_cached_repo(repo_id: str) -> int:

@@ -208,3 +208,15 @@ system_prompt = "SYSTEM_PROMPT.txt"
     assert main(["pull", "local"]) == 0
     assert "nothing to download" in capsys.readouterr().err
     assert hub.log == []
+
+
+def test_rm_never_deletes_a_directory_it_did_not_install(random_checkpoint, tmp_path, capsys):
+    mine = tmp_path / "my-checkpoint"
+    shutil.copytree(random_checkpoint, mine)
+    (mine / "notes.txt").write_text("mine")
+    assert main(["rm", "--yes", str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert "not in magimac's models directory" in err and len(err.strip().splitlines()) == 1
+    assert (mine / "notes.txt").exists() and (mine / "config.json").exists()
+    assert main(["rm", "--yes", "demo"]) == 1
+    assert "bundled with magimac and cannot be removed" in capsys.readouterr().err
