@@ -87,6 +87,8 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
         if not Path(img).is_file():
             raise UserError(f"image {img}: no such file")
     files = [str(Path(f).expanduser().resolve()) for f in getattr(args, "file", [])]
+    if text is not None and not text.strip() and not args.image and not files:
+        raise UserError("empty prompt: type a message, or attach --image / --file")
     if text is not None:
         messages.append(Message("user", text, images=list(args.image), documents=files))
     elif messages and messages[-1].role == "user":
@@ -252,6 +254,8 @@ def _stream(engine, turn, args, types) -> int:
         return 1
     if interrupted or (done is not None and done.finish_reason == "cancelled"):
         return 130
+    if not args.json and done is not None and done.finish_reason == "length":
+        print("magimac: stopped at the token limit (raise --max-tokens or --context-length)", file=err)
     return 0
 
 

@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     enforce_offline(argv[0] if argv and argv[0] in COMMANDS else None)  # only pull/quantize go online
     try:
+        if len(argv) > 2 and argv[0] == "--model" and argv[2] in COMMANDS:
+            # `magimac --model X chat ...`: the app's --model given before a command
+            argv = [argv[2], "--model", argv[1], *argv[3:]]
         if argv and argv[0] in COMMANDS:
             name = argv[0]
             module = _load_command(name)

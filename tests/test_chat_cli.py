@@ -131,3 +131,18 @@ def test_as_a_process_exits_cleanly(scripted_checkpoint):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout == ANSWER + "\n"
+
+
+def test_empty_prompt_is_an_error_and_model_may_come_before_the_command(capsys, monkeypatch, scripted_checkpoint):
+    rc, out, err = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "   ")
+    assert rc == 1 and out == "" and err.strip() == "magimac: empty prompt: type a message, or attach --image / --file"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["--model", str(scripted_checkpoint), "chat", "--json", "Hi"]) == 0
+    lines = json_lines(capsys.readouterr().out)
+    assert texts(lines, "answer") == ANSWER
+
+
+def test_token_limit_is_said_in_text_mode(capsys, monkeypatch, scripted_checkpoint):
+    rc, out, err = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--max-tokens", "3", "Hi")
+    assert rc == 0 and "stopped at the token limit" in err
+

@@ -213,6 +213,21 @@ async def test_image_path_typed_in_the_composer_is_attached(engine, scripted_che
         assert (app.messages[-1].finish_reason, app.messages[-1].content) == ("stop", SCRIPT.answer)
 
 
+async def test_a_broken_image_is_refused_when_attached(engine, scripted_checkpoint, tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a picture")
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        app.composer.text = f"What is this?\n/image {fake}"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.pending_images == [] and not app.messages
+        assert any("not an image Pillow can read" in str(n.message) for n in app._notifications)
+        await send(pilot, "Hi")  # the conversation still works
+        assert app.messages[-1].content == SCRIPT.answer
+
+
 async def test_a_missing_model_explains_how_to_get_one():
     app = MagimacApp("no-such-model")
     async with app.run_test(size=(80, 24)) as pilot:

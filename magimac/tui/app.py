@@ -578,6 +578,14 @@ class MagimacApp(App):
             return False
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             return self._attach_document(path)
+        try:  # refuse a broken image now, before it becomes part of the conversation
+            from PIL import Image  # noqa: PLC0415
+
+            with Image.open(path) as im:
+                im.verify()
+        except Exception as e:  # Pillow raises many types for unreadable files
+            self.notify(f"{path.name}: not an image Pillow can read ({type(e).__name__})", severity="error")
+            return False
         self.pending_images.append(path.resolve())
         self._show_pending()
         return True
