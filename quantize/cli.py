@@ -81,6 +81,15 @@ def run(args: argparse.Namespace) -> int:
         raise QuantizeError("SOURCE is required: a checkpoint directory, registry name or hub id")
     if args.mode != "affine" and (args.bits != 4 or args.group_size != 64):
         raise QuantizeError(f"--mode {args.mode} fixes bits and group size; drop --bits/--group-size")
+    from quantize.recipes import get_recipe
+
+    try:
+        recipe = get_recipe(args.recipe)
+    except ValueError as e:
+        raise QuantizeError(str(e)) from None
+    if not recipe.uses_bits and (args.bits != 4 or args.group_size != 64 or args.mode != "affine"):
+        raise QuantizeError(f"--recipe {recipe.name} fixes its own bits (affine, group size 64); "
+                            "drop --bits/--group-size/--mode")
     from quantize.convert import convert
 
     out = args.out or default_out(args.source, args)

@@ -190,6 +190,9 @@ def load_checkpoint(path: Path, *, hub_id: str | None = None, revision: str | No
     if not path.is_dir():
         raise QuantizeError(f"{path}: not a directory")
     config = read_config(path)
+    if config.get("quantization") or config.get("quantization_config"):
+        raise QuantizeError(f"{path / 'config.json'}: already a quantized model; "
+                            "quantize the original Hugging Face checkpoint instead")
     tokenizer = find_tokenizer(path)
     shards = weight_files(path)
     tensors: dict[str, TensorInfo] = {}

@@ -42,7 +42,7 @@ def _quantize(capsys, *args: str) -> tuple[int, str]:
 def _fails_cleanly(capsys, tmp_path, src: Path, *extra: str) -> str:
     """Run quantize into tmp_path/out, expect a one-line error, no output and no temp dirs."""
     out_parent = tmp_path / "outputs"
-    out_parent.mkdir()
+    out_parent.mkdir(parents=True)
     rc, last = _quantize(capsys, str(src), "--out", str(out_parent / "out"), *extra)
     assert rc == 1 and last.startswith("magimac: ")
     assert list(out_parent.iterdir()) == [], "something was left behind"
@@ -216,3 +216,13 @@ def test_a_level_too_big_is_refused_before_downloading_weights(capsys, tmp_path,
     rc, msg = _quantize(capsys, "mistralai/Magistral-Small-2509", "--out", str(tmp_path / "o"), "--target-ram", "1MB")
     assert rc == 1 and "pass --force" in msg
     assert calls == [["config.json"]] and not (tmp_path / "o").exists()
+
+
+def test_an_already_quantized_model_and_bad_recipe_options_are_one_line_errors(capsys, tmp_path, source):
+    cfg = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**cfg, "quantization": {"group_size": 64, "bits": 4}}))
+    assert "already a quantized model" in _fails_cleanly(capsys, tmp_path / "a", source)
+    assert _fails_cleanly(capsys, tmp_path / "b", source, "--recipe", "nope") == (
+        "magimac: unknown recipe 'nope' (known: uniform, mlx-vlm, mixed_2_6, mixed_3_4, mixed_3_6, mixed_4_6; "
+        "see --list-recipes)")
+    assert "fixes its own bits" in _fails_cleanly(capsys, tmp_path / "c", source, "--recipe", "mixed_3_6", "--bits", "8")
