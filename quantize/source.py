@@ -191,7 +191,7 @@ def load_checkpoint(path: Path, *, hub_id: str | None = None, revision: str | No
         raise QuantizeError(f"{path}: not a directory")
     config = read_config(path)
     if config.get("quantization") or config.get("quantization_config"):
-        raise QuantizeError(f"{path / 'config.json'}: already a quantized model; "
+        raise QuantizeError(f"{path / 'config.json'}: already quantized; "
                             "quantize the original Hugging Face checkpoint instead")
     tokenizer = find_tokenizer(path)
     shards = weight_files(path)

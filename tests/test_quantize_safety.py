@@ -221,7 +221,7 @@ def test_a_level_too_big_is_refused_before_downloading_weights(capsys, tmp_path,
 def test_an_already_quantized_model_and_bad_recipe_options_are_one_line_errors(capsys, tmp_path, source):
     cfg = json.loads((source / "config.json").read_text())
     (source / "config.json").write_text(json.dumps({**cfg, "quantization": {"group_size": 64, "bits": 4}}))
-    assert "already a quantized model" in _fails_cleanly(capsys, tmp_path / "a", source)
+    assert "already quantized;" in _fails_cleanly(capsys, tmp_path / "a", source)
     assert _fails_cleanly(capsys, tmp_path / "b", source, "--recipe", "nope") == (
         "magimac: unknown recipe 'nope' (known: uniform, mlx-vlm, mixed_2_6, mixed_3_4, mixed_3_6, mixed_4_6; "
         "see --list-recipes)")
