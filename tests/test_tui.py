@@ -267,3 +267,19 @@ async def test_ctrl_j_adds_a_new_line_and_enter_sends(engine, scripted_checkpoin
         await wait_until(pilot, lambda: app.generating is None and app.messages
                          and app.messages[-1].role == "assistant")
         assert app.messages[0].content == "one\ntwo"
+
+
+async def test_the_demo_model_answers_a_new_problem_in_the_app():
+    """Issue 8: the bundled demo (no Magistral installed) answers a held-out problem correctly."""
+    import mlx.core as mx
+
+    from magimac.demo.problems import check_answer
+
+    mx.random.seed(1)  # the app samples at the registry's 0.7 / 0.95: make the run repeatable
+    app = MagimacApp(None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "What is 45 + 27?")  # held out from training (tests/test_demo.py)
+        [answer] = answers(app)
+        assert "45+27" in answer.message.reasoning
+        assert check_answer(answer.message.content, "72"), answer.message.content
+        assert answer.message.finish_reason == "stop"
