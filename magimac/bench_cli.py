@@ -554,13 +554,19 @@ def run(args) -> int:
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("bench", total=total)
         advance = lambda: progress.advance(task)  # noqa: E731
+
+        def stage(description: str) -> None:
+            """Name the current step on the bar; off a terminal (no live bar), as a log line."""
+            progress.update(task, description=description)
+            if not console.is_terminal:
+                console.print(f"magimac bench: {description}")
         for v in variants:
-            progress.update(task, description=f"converting {v.label}")
+            stage(f"converting {v.label}")
             v.path = ensure_variant(source, v, group_size=args.group_size, mode=args.mode,
                                     force=args.force)
             advance()
         ref_label, ref_path = pick_reference(args, source, variants)
-        progress.update(task, description=f"reference log-probs ({ref_label})")
+        stage(f"reference log-probs ({ref_label})")
         key = hashlib.sha256(json.dumps([_weights_stamp(ref_path), evaluate.chunks_digest(chunks)])
                              .encode()).hexdigest()[:16]
         ref_dir = paths.data_dir() / "bench" / "reference" / key
@@ -580,7 +586,7 @@ def run(args) -> int:
                            chunks=chunks, rows=rows)
 
         for v in variants:
-            progress.update(task, description=f"measuring {v.label}")
+            stage(f"measuring {v.label}")
             row = measure_variant(v, args=args, lengths=lengths, chunks=chunks,
                                   reference=reference, bandwidth_gbs=bandwidth,
                                   tasks_fn=tasks_fn, advance=advance)
@@ -588,7 +594,7 @@ def run(args) -> int:
             rows.append(row)
             # rewrite bench.json / bench.csv after every variant: an interrupted run keeps them
             write_outputs(out, report(rows), rows, plots=False)
-        progress.update(task, description="done")
+        stage("done")
 
     files = write_outputs(out, report(rows), rows, plots=not args.no_plots)
     stdout = Console() if Console().is_terminal else Console(width=200)

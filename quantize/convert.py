@@ -312,6 +312,9 @@ def convert(
     check_disk(out.parent, est.total_bytes + DISK_MARGIN_BYTES)
 
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the finished model is an ordinary directory
     reader = writes = None
     try:
         shard_specs = split_shards([j.specs for j in jobs])

@@ -59,11 +59,14 @@ def two_levels(ckpt, eval_dir, shared_data, tmp_path_factory):
     for var in ("MAGIMAC_CONFIG_DIR", "MAGIMAC_MODELS_DIR", "HF_HOME"):
         mp.setenv(var, str(tmp_path_factory.mktemp(var.lower())))
     mp.setenv("HF_HUB_OFFLINE", "1")
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
         rc = _bench(ckpt, eval_dir, out, "--levels", "8,3", "--bandwidth", "100")
     mp.undo()
     assert rc == 0, buf.getvalue()
+    # off a terminal there is no live bar: each step is a log line on stderr instead
+    for step in ("converting 8bit", "converting 3bit", "reference log-probs", "measuring 8bit", "done"):
+        assert f"magimac bench: {step}" in err.getvalue(), err.getvalue()
     return json.loads((out / "bench.json").read_text()), out, buf.getvalue()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def test_success_leaves_only_the_output_and_never_touches_the_source(capsys, tmp
     assert rc == 0
     assert [p.name for p in out_parent.iterdir()] == ["out"]
     assert _snapshot(source) == before
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out_parent / "out").stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
     assert "consolidated.safetensors" not in {p.name for p in (out_parent / "out").iterdir()}
 
 
