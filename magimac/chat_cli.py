@@ -3,7 +3,8 @@
 The answer goes to stdout; the reasoning goes to stderr (dimmed when stderr is a terminal
 and ``NO_COLOR`` is unset; ``--hide-reasoning`` drops it).  ``--json`` prints JSON Lines on
 stdout instead: ``{"type": "reasoning"|"answer", "text"}``, ``{"type": "stats", ...Stats}``,
-``{"type": "done", "finish_reason", "error"?}``.  ``--file PATH`` attaches a document
+``{"type": "done", "finish_reason", "error"?}`` (always the last line, also when the
+turn never starts).  ``--file PATH`` attaches a document
 (`magimac.retrieval.attach_for_engine`); the passages sent are reported first: one line on
 stderr, or a ``{"type": "documents", ...}`` line (`retrieval.context_report`) with ``--json``.
 
@@ -145,7 +146,28 @@ def _show_prompt(engine, messages, settings, as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one turn; returns the exit status."""
+    """Run one turn; returns the exit status.
+
+    With ``--json`` the stream always ends with one ``done`` line: a mistake found before the
+    turn (bad file, model, option) writes ``{"type": "done", "finish_reason": "error",
+    "error"}`` before it is raised for `magimac.cli` to print; Ctrl-C before the turn writes
+    ``finish_reason`` ``"cancelled"``.
+    """
+    if not args.json:
+        return _run(args)
+    from magimac.cli import _user_error_types
+
+    try:
+        return _run(args)
+    except _user_error_types() as e:
+        _jl({"type": "done", "finish_reason": "error", "error": str(e)})
+        raise
+    except KeyboardInterrupt:
+        _jl({"type": "done", "finish_reason": "cancelled"})
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from magimac.engine import Engine, EngineLoadError
     from magimac.events import AnswerDelta, Done, ReasoningDelta, Stats
 

@@ -146,3 +146,28 @@ def test_token_limit_is_said_in_text_mode(capsys, monkeypatch, scripted_checkpoi
     rc, out, err = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--max-tokens", "3", "Hi")
     assert rc == 0 and "stopped at the token limit" in err
 
+
+
+@pytest.mark.parametrize("name, content", [
+    ("missing.txt", None),
+    ("binary.bin", bytes(range(256)) * 8),
+])
+def test_json_run_with_a_bad_file_still_ends_with_done(capsys, monkeypatch, scripted_checkpoint, tmp_path,
+                                                       name, content):
+    """A program reading the JSON stream always sees its end: one `done` line with the error."""
+    bad = tmp_path / name
+    if content is not None:
+        bad.write_bytes(content)
+    rc, out, err = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--json", "--file", bad, "Hi")
+    assert rc == 1
+    assert err.startswith("magimac: ") and err.count("\n") == 1 and name in err
+    lines = json_lines(out)
+    assert [d["type"] for d in lines].count("done") == 1
+    assert lines[-1] == {"type": "done", "finish_reason": "error", "error": err.strip().removeprefix("magimac: ")}
+
+
+def test_json_run_with_a_bad_model_ends_with_done(capsys, monkeypatch, tmp_path):
+    rc, out, err = chat(capsys, monkeypatch, "--model", tmp_path / "nope", "--json", "Hi")
+    assert rc == 1 and "unknown model" in err
+    assert json_lines(out) == [{"type": "done", "finish_reason": "error",
+                                "error": err.strip().removeprefix("magimac: ")}]
