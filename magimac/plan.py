@@ -180,8 +180,30 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
+class Bundled:
+    """A model that ships at its own path (a registry entry with ``path``, like the demo):
+    ready to run, nothing to pull.
+
+    Attributes:
+        path: its directory; quantization: e.g. ``"bf16"`` (`store.quantization_label`);
+        weights_bytes: bytes of its safetensors files; fits: whether the engine loads it on
+        this machine without ``--force``; context_length (tokens) and kv_bits (16, 8 or 4):
+        what the engine would load it with (`check_fits`; when it does not fit, the largest
+        context asked for with a 16-bit KV cache).
+    """
+
+    path: str
+    quantization: str
+    weights_bytes: int
+    fits: bool
+    context_length: int
+    kv_bits: int
+
+
+@dataclass(frozen=True)
 class Plan:
-    """The whole plan for one model on one machine (see `make_plan`)."""
+    """The whole plan for one model on one machine (see `make_plan`).  ``recommendation`` is
+    the level to pull; None when nothing fits or when the model is ``bundled``."""
 
     model: str
     config_source: str
@@ -194,13 +216,14 @@ class Plan:
     recommendation: Recommendation | None
     installed: list[dict] = field(default_factory=list)
     in_registry: bool = True  # False for a directory: `magimac pull` cannot fetch it
+    bundled: Bundled | None = None  # the model ships at its own path: nothing to pull
 
     def to_dict(self) -> dict:
         """JSON-ready dict (bytes as integers, KV bits as string keys)."""
         d = asdict(self)
         d["hardware"] = self.hardware.to_dict()
         d["recommendation"] = asdict(self.recommendation) if self.recommendation else None
-        if self.recommendation and self.in_registry:
+        if self.recommendation and self.in_registry and self.bundled is None:
             d["recommendation"]["pull_command"] = self.recommendation.pull_command
         return json.loads(json.dumps(d))
 
@@ -232,8 +255,12 @@ def load_config(model: str | None) -> tuple[str, dict, str, list[dict]]:
     ref = entry.reference_config_path()
     if ref is not None and ref.is_file():
         return entry.name, _read_json(ref), f"packaged config of {entry.hub_id}", [_inst_dict(m) for m in installed]
-    if entry.local_path() is not None and (entry.local_path() / "config.json").is_file():
-        return entry.name, _read_json(entry.local_path() / "config.json"), str(entry.local_path()), []
+    local = entry.local_path()
+    if local is not None:
+        if not (local / "config.json").is_file():
+            raise UserError(f"{local}: no config.json for {entry.name} (its registry `path`); reinstall "
+                            "magimac, or fix the path in your models.toml")
+        return entry.name, _read_json(local / "config.json"), str(local), []
     for m in installed:
         if (m.path / "config.json").is_file():
             return entry.name, _read_json(m.path / "config.json"), str(m.path / "config.json"), \
@@ -319,13 +346,30 @@ def make_plan(model: str | None = None, *, ram: int | None = None, context: int 
     name, config, source, installed = load_config(model)
     hw = hardware.assumed_mac(ram) if ram else hardware.detect()
     rows = plan_rows(config, hw, context)
+    is_dir = bool(model and Path(model).expanduser().is_dir())
+    bundled = None if is_dir else bundled_model(name, hw)
     return Plan(
         model=name, config_source=source, hardware=hw, context=context,
         model_max_context=model_max_context(config), budget_bytes=budget_bytes(hw),
         kv_bytes_per_token={b: kv_bytes_per_token(config, b) for b in KV_BITS},
-        rows=rows, recommendation=recommend(name, config, hw, rows, context), installed=installed,
-        in_registry=not (model and Path(model).expanduser().is_dir()),
+        rows=rows, recommendation=None if bundled else recommend(name, config, hw, rows, context),
+        installed=installed, in_registry=not is_dir, bundled=bundled,
     )
+
+
+def bundled_model(name: str, hw: Hardware) -> Bundled | None:
+    """The `Bundled` model of registry entry ``name`` when the entry has its own ``path``
+    holding a model (the demo), else None.  Its fit is `check_fits` on ``hw``."""
+    from magimac import store
+    from magimac.registry import find_entry, load_registry
+
+    entry = find_entry(load_registry(), name)
+    local = entry.local_path() if entry is not None else None
+    if local is None or not store.is_model_dir(local):
+        return None
+    choice = check_fits(local, force=True, hw=hw)
+    return Bundled(str(local), store.quantization_label(local), choice.weights_bytes, choice.fits,
+                   choice.context_length, choice.kv_bits or 16)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,17 @@ def print_plan(p: plan.Plan) -> None:
     con.print(f"KV cache per token: {kv}; model maximum context {p.model_max_context} tokens")
     for m in p.installed:
         con.print(f"installed: {m['name']} ({m['quantization']}, {m['size_bytes'] / GB:.2f} GB) at {m['path']}")
+    if p.bundled is not None:
+        b = p.bundled
+        con.print(f"[bold]ready:[/bold] {p.model} is bundled at {b.path} ({b.quantization}, "
+                  f"{_gb(b.weights_bytes)} GB); nothing to download", soft_wrap=True)
+        if b.fits:
+            con.print(f"  it fits: context {b.context_length} tokens, {b.kv_bits}-bit KV cache; "
+                      f"run it with `magimac --model {p.model}`", soft_wrap=True)
+        else:
+            con.print(f"  [red]it does not fit this machine's GPU memory[/red] "
+                      f"(`magimac --model {p.model}` refuses it without --force)", soft_wrap=True)
+        return
     rec = p.recommendation
     if rec is None:
         con.print(f"[red]recommendation: {p.model} does not fit this machine even at 2-bit with a "

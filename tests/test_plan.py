@@ -162,3 +162,34 @@ def test_the_engine_uses_the_plan(conversions, monkeypatch, capsys):
         assert engine.kv_bits in (8, 4) and loaded.context_length >= 32768
     finally:
         engine.close()
+
+
+def test_a_bundled_model_is_ready_not_pulled(capsys):
+    """The demo ships inside the package: the plan says so (and whether it fits), never `pull`."""
+    from magimac.registry import find_entry, load_registry
+
+    demo_dir = find_entry(load_registry(), "demo").local_path()
+    assert main(["plan", "demo", "--ram", "32GB"]) == 0
+    out = capsys.readouterr().out
+    assert "magimac pull" not in out and "--quant" not in out
+    assert "bundled" in out and "magimac --model demo" in out
+    assert "8bit" in out and "KV cache per token" in out  # the sizes are still shown
+    p = plan_json(capsys, "demo", "--ram", "32GB")
+    assert p["recommendation"] is None
+    bundled = p["bundled"]
+    assert bundled["path"] == str(demo_dir) and bundled["quantization"] == "bf16"
+    assert bundled["fits"] and bundled["context_length"] > 0
+    assert bundled["weights_bytes"] == plan.weights_bytes_on_disk(demo_dir)
+    # a registry model that is pulled keeps its pull command and has no bundled entry
+    p = plan_json(capsys, "magistral-small-1.2", "--ram", "32GB")
+    assert p["bundled"] is None and p["recommendation"]["pull_command"].startswith("magimac pull ")
+
+
+def test_a_bundled_model_whose_directory_is_gone_is_a_one_line_error(capsys, tmp_path):
+    from magimac import paths
+
+    paths.user_registry_file().write_text(f'[models.demo]\npath = "{tmp_path / "gone"}"\n')
+    assert main(["plan", "demo"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"magimac: {tmp_path / 'gone'}: no config.json for demo") and "\n" not in err
+    assert "pull" not in err
