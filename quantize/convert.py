@@ -15,7 +15,8 @@ What magimac adds:
   (`quantize.sizes`), free disk space;
 - safety: output goes to a hidden temporary directory beside ``out``, is verified (headers and
   a strict lazy load with mlx-vlm and mlx-lm) and renamed into place only then; an existing
-  output is replaced only with ``force``; Ctrl-C or an error removes the temporary directory;
+  output is replaced only with ``force``; Ctrl-C or an error removes the temporary directory,
+  and the next run on ``out`` removes one left by a killed process (`magimac.staging`);
 - the tokenizer copied so that it works (`quantize.tokenizer`), and `magimac-manifest.json`.
 """
 
@@ -33,6 +34,7 @@ from typing import Callable, Iterator
 
 import mlx.core as mx
 
+from magimac import staging
 from quantize.layout import (
     ARCHITECTURES,
     OUTPUT_FLOAT_DTYPE,
@@ -309,9 +311,12 @@ def convert(
         ckpt = download(where, revision)
     jobs = plan_jobs(ckpt, model, plan)
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = f".{out.name}.partial-"
+    for stale in staging.sweep_stale(out.parent, partial):  # left by a run killed outright
+        say(f"removed {stale.name}, an unfinished conversion whose process is gone")
     check_disk(out.parent, est.total_bytes + DISK_MARGIN_BYTES)
 
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    tmp = staging.make(out.parent, partial)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the finished model is an ordinary directory

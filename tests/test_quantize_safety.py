@@ -230,3 +230,46 @@ def test_an_already_quantized_model_and_bad_recipe_options_are_one_line_errors(c
         "magimac: unknown recipe 'nope' (known: uniform, mlx-vlm, mixed_2_6, mixed_3_4, mixed_3_6, mixed_4_6; "
         "see --list-recipes)")
     assert "fixes its own bits" in _fails_cleanly(capsys, tmp_path / "c", source, "--recipe", "mixed_3_6", "--bits", "8")
+
+
+def test_a_new_run_sweeps_partials_of_dead_runs_of_that_output_only(capsys, tmp_path, source):
+    """A conversion killed with SIGKILL leaves `.out.partial-PID-*`; the next run on `out`
+    removes it, but never the partial of a live run, nor one of another output."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names no process
+    out_parent = tmp_path / "outputs"
+    out_parent.mkdir()
+    dead = out_parent / f".out.partial-{gone.pid}-k1lled9x"
+    live = out_parent / f".out.partial-{os.getpid()}-runn1ng0"
+    other = out_parent / f".other.partial-{gone.pid}-n0tm1ne0"
+    for d in (dead, live, other):
+        d.mkdir()
+        (d / SHARD1).write_bytes(b"half written")
+    rc, _ = _quantize(capsys, str(source), "--out", str(out_parent / "out"))
+    assert rc == 0
+    assert sorted(p.name for p in out_parent.iterdir()) == sorted(["out", live.name, other.name])
+    assert (live / SHARD1).read_bytes() == b"half written"
+
+
+def test_a_partial_whose_pid_now_names_a_newer_process_is_stale(tmp_path):
+    """After a reboot (or pid reuse) the pid in a partial's name may run again: a process that
+    started after the directory last changed is not its owner."""
+    import psutil
+
+    from magimac import staging
+
+    prefix = ".out.partial-"
+    parent = tmp_path / "outputs"
+    parent.mkdir()
+    mine = staging.make(parent, prefix)
+    assert mine.name.startswith(f"{prefix}{os.getpid()}-") and staging.owner_alive(mine, prefix)
+    before_me = psutil.Process().create_time() - 3600
+    os.utime(mine, (before_me, before_me))  # written an hour before this process started
+    assert not staging.owner_alive(mine, prefix)
+    foreign = parent / f"{prefix}somebody"  # not named by `make`: never judged stale
+    foreign.mkdir()
+    assert staging.sweep_stale(parent, prefix) == [mine]
+    assert [p.name for p in parent.iterdir()] == [foreign.name]
