@@ -182,30 +182,55 @@ class Reference:
 
 
 def open_reference(path: Path, chunks: list[Chunk]) -> Reference | None:
-    """The reference stored at ``path`` if it is complete and matches ``chunks``, else None."""
+    """The reference stored at ``path`` if it is complete and matches ``chunks``, else None
+    (the caller computes it again).
+
+    Complete: ``meta.json`` has this format and the chunks' digest, and every chunk's two
+    arrays are there with their full shapes, ``(L-1, vocab)`` and ``(L-1,)`` float32 (only the
+    ``.npy`` headers are read; a truncated file fails to map).  A directory that lost files
+    (removed half-way, or written by something other than `write_reference`) is not trusted.
+    """
     try:
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if meta.get("format") != REFERENCE_FORMAT or meta.get("digest") != chunks_digest(chunks):
+    if (not isinstance(meta, dict) or meta.get("format") != REFERENCE_FORMAT
+            or meta.get("digest") != chunks_digest(chunks) or meta.get("chunks") != len(chunks)):
         return None
-    return Reference(path, meta)
+    ref = Reference(path, meta)
+    try:
+        for i, c in enumerate(chunks):
+            lp, nll = ref.logprobs(i), np.load(path / f"nll-{i:04d}.npy", mmap_mode="r")
+            if (lp.shape, nll.shape) != ((len(c.ids) - 1, meta["vocab"]), (len(c.ids) - 1,)) \
+                    or lp.dtype != np.float32 or nll.dtype != np.float32:
+                return None
+            del lp, nll
+    except (OSError, ValueError, KeyError):
+        return None
+    return ref
 
 
 def write_reference(model, chunks: list[Chunk], path: Path, *, label: str,
                     advance: Callable[[], None] = lambda: None) -> Reference:
     """Compute and store the reference log-probabilities of ``chunks`` under ``path``.
 
-    Written into a temporary sibling directory and renamed into place, so an interrupted run
-    leaves nothing half-written. Memory: one chunk's ``(L, V)`` float32 logits at a time.
+    Written into a staging directory beside ``path`` (`magimac.staging`, named after this
+    process) and renamed into place when complete, so an interrupted run leaves nothing that
+    `open_reference` trusts: Ctrl-C or an error removes the staging directory, and one left by
+    a killed process is removed by the next call for the same ``path``. An incomplete directory
+    already at ``path`` is moved aside before the new one takes its place. Memory: one chunk's
+    ``(L, V)`` float32 logits at a time.
 
     Args:
         model: the reference model (an `mlx_lm` model); label: its name, stored in meta.
         advance: called once per chunk (progress).
     """
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    from magimac import staging
+
+    prefix = f"{path.name}.tmp-"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging.sweep_stale(path.parent, prefix)  # up to a GB each, left by killed runs
+    tmp = staging.make(path.parent, prefix)
     tokens, vocab = 0, 0
     try:
         for i, c in enumerate(chunks):
@@ -224,9 +249,13 @@ def write_reference(model, chunks: list[Chunk], path: Path, *, label: str,
     meta = {"format": REFERENCE_FORMAT, "reference": label, "digest": chunks_digest(chunks),
             "chunks": len(chunks), "tokens": tokens, "vocab": vocab, "dtype": "float32"}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+    old = None
+    if path.exists():  # incomplete (else it was used): aside in one rename, then removed
+        old = staging.make(path.parent, prefix)
+        os.replace(path, old / path.name)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return Reference(path, meta)
 
 

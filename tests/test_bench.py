@@ -254,3 +254,51 @@ def test_tasks_end_to_end_report_accuracy_and_reasoning_length(scripted_checkpoi
     assert (tasks["problems"], tasks["correct"], tasks["accuracy"], tasks["unfinished"]) == (2, 0, 0.0, 0)
     assert tasks["mean_reasoning_tokens"] == reasoning_len and tasks["mean_answer_tokens"] > 0
     assert "tasks %" in capsys.readouterr().out
+
+
+SCALARS = ("tokens", "ppl", "ppl_ref", "kl_mean", "kl_median", "kl_p99", "kl_max", "top1_agreement",
+           "delta_p_mean", "delta_p_rms")
+
+
+def test_an_interrupted_or_damaged_reference_is_computed_again(two_levels, ckpt, eval_dir, tmp_path,
+                                                               monkeypatch, capsys):
+    """Ctrl-C while the reference log-probs are computed, then a cache that lost a file and a
+    staging directory left by a killed run: each next run recomputes, with the numbers of an
+    uninterrupted run (`two_levels`, another data directory)."""
+    import subprocess
+    import sys
+
+    from magimac import paths
+
+    real, calls = evaluate.log_probs, []
+
+    def interrupted(model, ids):
+        calls.append(ids)
+        if len(calls) == 2:  # after the first chunk of the reference
+            raise KeyboardInterrupt
+        return real(model, ids)
+
+    monkeypatch.setattr(evaluate, "log_probs", interrupted)
+    assert _bench(ckpt, eval_dir, tmp_path / "a", "--levels", "8", "--no-plots") == 130
+    monkeypatch.setattr(evaluate, "log_probs", real)
+    refs = paths.data_dir() / "bench" / "reference"
+    assert list(refs.iterdir()) == []  # nothing half-written to trust
+
+    want = two_levels[0]["variants"][0]["quality"]
+
+    def run_and_check(out):
+        assert _bench(ckpt, eval_dir, out, "--levels", "8", "--no-plots") == 0
+        got = json.loads((out / "bench.json").read_text())["variants"][0]["quality"]
+        assert {k: got[k] for k in SCALARS} == pytest.approx({k: want[k] for k in SCALARS}, rel=1e-6)
+
+    run_and_check(tmp_path / "b")
+    [ref] = refs.iterdir()
+    # damage: a chunk's file gone (as a half-finished removal leaves it); a killed run's staging
+    (ref / "chunk-0001.npy").unlink()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = refs / f"{ref.name}.tmp-{gone.pid}-k1lled00"
+    stale.mkdir()
+    (stale / "chunk-0000.npy").write_bytes(b"half")
+    run_and_check(tmp_path / "c")
+    assert sorted(refs.iterdir()) == [ref] and (ref / "chunk-0001.npy").is_file()
