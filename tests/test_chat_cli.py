@@ -171,3 +171,15 @@ def test_json_run_with_a_bad_model_ends_with_done(capsys, monkeypatch, tmp_path)
     assert rc == 1 and "unknown model" in err
     assert json_lines(out) == [{"type": "done", "finish_reason": "error",
                                 "error": err.strip().removeprefix("magimac: ")}]
+
+
+def test_json_run_interrupted_before_the_turn_ends_with_done_cancelled(capsys, monkeypatch):
+    from magimac import store
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "resolve_model", interrupted)
+    rc, out, err = chat(capsys, monkeypatch, "--json", "Hi")
+    assert rc == 130 and err == "magimac: interrupted\n"
+    assert json_lines(out) == [{"type": "done", "finish_reason": "cancelled"}]
