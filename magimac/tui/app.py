@@ -41,8 +41,8 @@ from magimac.tui.status_bar import StatusBar
 from magimac.tui.streaming import Chunk, DeltaBatcher
 
 SAVE_INTERVAL_S = 1.0
-EMPTY_HINT = ("Ask Magistral anything. Enter sends · Ctrl+J new line · F3 or /image PATH "
-              "attaches an image · F1 help · Ctrl+P all commands")
+EMPTY_HINT = ("Ask Magistral anything. Enter sends · Ctrl+J new line · F3, or a line /image PATH "
+              "or /file PATH, attaches an image or a document · F1 help · Ctrl+P all commands")
 
 
 class LoadEvent(Message):
@@ -693,7 +693,7 @@ class MagimacApp(App):
             ("Search conversations", "Full-text search of all messages (Ctrl+F)", self.action_search),
             ("Toggle sidebar", "Show or hide the conversation list (Ctrl+B)", self.action_toggle_sidebar),
             ("Conversation settings", "Model, system prompt, sampling, reasoning (F2)", self.action_settings),
-            ("Attach image", "Attach an image to the next message (F3)", self.action_attach),
+            ("Attach file", "Attach an image or a document to the next message (F3)", self.action_attach),
             ("Help", "Keys and actions (F1)", self.action_help),
         ):
             yield SystemCommand(title, help_text, action)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -14,40 +15,47 @@ from magimac.documents import SUPPORTED_SUFFIXES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 
-HELP = """\
-# magimac — keys
+# (key, action): one row each, short enough that the whole list fits at 80x24.
+HELP_KEYS: list[tuple[str, str]] = [
+    ("Enter", "send the message"),
+    ("Ctrl+J / Shift+Enter", "new line in the message"),
+    ("Esc", "stop the answer (what it wrote is kept)"),
+    ("Ctrl+R", "regenerate the last answer"),
+    ("Ctrl+L", "edit and resend your last message"),
+    ("Ctrl+T", "open / fold the last reasoning (or click it)"),
+    ("F5 / F6", "copy the last answer / its last code block"),
+    ("Ctrl+S", "export to Markdown (in the current directory)"),
+    ("Ctrl+N", "new conversation"),
+    ("Ctrl+B / Ctrl+F", "hide or show the sidebar / search all chats"),
+    ("r / Delete", "rename / delete the chat picked in the sidebar"),
+    ("F2", "settings: model, prompt, sampling, reasoning"),
+    ("F3", "attach an image or a document (file picker)"),
+    ("/image PATH", "a line of your message: attach an image"),
+    ("/file PATH", "a line of your message: attach a document"),
+    ("Ctrl+P", "command palette: every action by name"),
+    ("F1 / Ctrl+Q", "this help / quit"),
+]
 
-| Key | Action |
-|---|---|
-| Enter | send the message |
-| Ctrl+J (or Shift+Enter) | new line in the message |
-| Esc | stop the answer (the part written so far is kept, marked stopped) |
-| Ctrl+R | regenerate the last answer |
-| Ctrl+L | edit and resend your last message |
-| Ctrl+T | open / fold the last answer's reasoning (or click its title) |
-| F5 | copy the last answer |
-| F6 | copy the last code block |
-| Ctrl+S | export the conversation to Markdown (current directory) |
-| Ctrl+N | new conversation |
-| Ctrl+B | show / hide the sidebar |
-| Ctrl+F | search all conversations |
-| r / Delete | rename / delete the conversation highlighted in the sidebar |
-| F2 | conversation settings (model, system prompt, sampling, reasoning) |
-| F3 | attach an image (or type `/image PATH` in the message) |
-| Ctrl+P | command palette: every action by name |
-| F1 | this help |
-| Ctrl+Q | quit |
-"""
+
+def help_table() -> Table:
+    """`HELP_KEYS` as a two-column Rich table without rules (one terminal row per key)."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, action in HELP_KEYS:
+        table.add_row(key, action)
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
-    """The list of keys."""
+    """The list of keys; scrolls when the terminal is shorter than 24 rows."""
 
     BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help", classes="dialog"):
-            yield Markdown(HELP)
+        with VerticalScroll(id="help", classes="dialog") as box:
+            box.border_title = "magimac — keys"
+            yield Static(help_table(), id="help-keys")
             yield Static("Esc closes", classes="dialog-hint")
 
 
