@@ -192,7 +192,7 @@ async def test_export_writes_the_expected_markdown(engine, scripted_checkpoint, 
         [path] = tmp_path.glob("*.md")
         assert path.name == f"magimac-hi-{app.conversation.id}.md"
         assert path.read_text(encoding="utf-8") == (
-            "# Hi\n\n## You\n\nHi\n\n## Magistral\n\n<details><summary>Reasoning</summary>\n\n"
+            "# Hi\n\n## You\n\nHi\n\n## ckpt · bf16\n\n<details><summary>Reasoning</summary>\n\n"
             f"{SCRIPT.reasoning}\n\n</details>\n\n{SCRIPT.answer}\n"
         )
 

@@ -90,6 +90,11 @@ def parse_composer(text: str, command: str = "/image") -> tuple[str, list[str]]:
     return "\n".join(keep).strip(), paths
 
 
+def model_label(loaded: Loaded) -> str:
+    """A loaded model as the status bar and exports name it: ``Magistral Small 1.2 · 4bit``."""
+    return f"{loaded.model} · {loaded.quantization}" if loaded.quantization else loaded.model
+
+
 def plan_recommendations() -> list[str]:
     """What `magimac plan` recommends for this machine (default model), as lines; [] when the
     planner cannot say (it must never stop the app from explaining how to get a model)."""
@@ -244,8 +249,7 @@ class MagimacApp(App):
             self.status.load_state = f"loading {ev.fraction:.0%}"
         elif isinstance(ev, Loaded):
             self.loaded = ev
-            q = f" · {ev.quantization}" if ev.quantization else ""
-            self.status.model = f"{ev.model}{q}"
+            self.status.model = model_label(ev)
             self.status.load_state = ""
             self.status.context_limit = ev.context_length
             self._update_context()
@@ -516,6 +520,8 @@ class MagimacApp(App):
             stats["error"] = done.error
         if live.get("documents"):
             stats["documents"] = live["documents"]
+        if self.loaded is not None:  # the model that answered, for exports
+            stats["model"] = model_label(self.loaded)
         msg: StoredMessage = live["message"]
         msg.content, msg.reasoning = live["answer"], live["reasoning"] or None
         msg.stats, msg.finish_reason = stats, done.finish_reason
@@ -643,8 +649,9 @@ class MagimacApp(App):
             self.notify("Nothing to export yet", severity="warning")
             return
         try:
+            model = model_label(self.loaded) if self.loaded else (self.conversation.settings or {}).get("model")
             path = write_export(self.export_dir or Path.cwd(), self.conversation,
-                                self.history.messages(self.conversation.id))
+                                self.history.messages(self.conversation.id), model)
         except OSError as e:
             self.notify(f"export failed: {e}", severity="error")
             return
