@@ -28,7 +28,7 @@ async def test_file_typed_in_the_composer_is_sent_reported_and_kept(engine, scri
         await wait_until(pilot, lambda: app.loaded is not None)
         app.composer.text = f"/file {doc}"
         await pilot.press("enter")
-        await pilot.pause()
+        await wait_until(pilot, lambda: " tokens)" in str(app.query_one("#attachments").render()))
         bar = str(app.query_one("#attachments").render())
         assert "notes.md (Markdown, " in bar and " tokens)" in bar
         assert not app.messages  # attaching alone sends nothing

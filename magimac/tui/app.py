@@ -62,6 +62,16 @@ class DocumentsUsed(Message):
         self.context = context
 
 
+class TokensCounted(Message):
+    """An attached document's token count (None: no tokenizer), from the counting worker."""
+
+    def __init__(self, path: Path, document, tokens: int | None) -> None:
+        super().__init__()
+        self.path = path
+        self.document = document
+        self.tokens = tokens
+
+
 class Streamed(Message):
     """A batch of a turn's output from the generation worker."""
 
@@ -597,19 +607,35 @@ class MagimacApp(App):
         return True
 
     def _attach_document(self, path: Path) -> bool:
-        """Read a document (`documents.load_document_cached`) and list it with its pages and
-        token count; an unreadable one is refused with its one-line reason."""
+        """Read a document (`documents.load_document_cached`) and list it with its pages; its
+        token count follows from a thread worker (a long document takes a while to tokenize).
+        An unreadable one is refused with its one-line reason."""
         try:
             doc = load_document_cached(path)
-            tokens = self.engine.count_tokens(doc.text) if self.engine is not None else None
         except DocumentError as e:
             self.notify(str(e), severity="error", timeout=10)
             return False
-        except Exception:  # no tokenizer (model failed to load): show the document without a count
-            tokens = None
-        self.pending_documents[path.resolve()] = describe(doc, tokens)
+        path = path.resolve()
+        if self.engine is None:
+            self.pending_documents[path] = describe(doc)
+        else:
+            self.pending_documents[path] = f"{describe(doc)} · counting tokens…"
+            self._count_worker(self.engine, path, doc)
         self._show_pending()
         return True
+
+    @work(thread=True, group="count")
+    def _count_worker(self, engine, path: Path, doc) -> None:
+        try:
+            tokens = engine.count_tokens(doc.text)
+        except Exception:  # no tokenizer (model failed to load): the document without a count
+            tokens = None
+        self.post_message(TokensCounted(path, doc, tokens))
+
+    def on_tokens_counted(self, message: TokensCounted) -> None:
+        if message.path in self.pending_documents:  # not sent or removed meanwhile
+            self.pending_documents[message.path] = describe(message.document, message.tokens)
+            self._show_pending()
 
     def _show_pending(self) -> None:
         bar = self.query_one("#attachments", Static)
