@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widgets import Button, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from magimac.history import Attachment, StoredMessage
@@ -131,8 +131,39 @@ class AssistantMessage(Vertical):
         self.live = False
 
 
+WINDOW_MESSAGES = 6
+"""Most messages mounted in the view (the newest ones; a "show earlier" button mounts more).
+
+Textual lays out every mounted widget again whenever one changes size, which a streaming answer
+does many times a second, and a finished Markdown answer is dozens of widgets (one per block):
+measured with ``bench/bench_tui.py`` (30 tokens/s, earlier answers of 31 paragraphs each), the
+UI thread's share of a core grew from 0.13 with an empty conversation to 0.27 with 5 earlier
+answers and 0.52 with 20.  Keeping the view to the newest messages while an answer streams keeps
+that cost flat however long the conversation grows; chat apps page their history the same way."""
+
+
+class EarlierMessages(Button):
+    """The button at the top of a windowed conversation: "↑ N earlier messages"."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(self.label_for(count), classes="earlier", compact=True)
+
+    @staticmethod
+    def label_for(count: int) -> str:
+        return f"↑ {count} earlier message{'s' if count != 1 else ''} (click or Enter to show)"
+
+
 class ChatView(VerticalScroll):
-    """The scrolling list of a conversation's messages."""
+    """The scrolling list of a conversation's messages.
+
+    Only the newest `WINDOW_MESSAGES` are mounted when a conversation opens or a message is
+    added; older ones wait in ``earlier`` (oldest first) behind an `EarlierMessages` button that
+    mounts them a window at a time.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.earlier: list[StoredMessage] = []
 
     def message_widget(self, message: StoredMessage, live: bool = False):
         """A widget for one stored message."""
@@ -141,18 +172,60 @@ class ChatView(VerticalScroll):
     async def show(self, messages: list[StoredMessage], empty_text: str) -> None:
         """Replace the contents with ``messages`` (or a hint when there are none)."""
         await self.remove_children()
-        widgets = [self.message_widget(m) for m in messages if m.role in ("user", "assistant")]
+        shown = [m for m in messages if m.role in ("user", "assistant")]
+        self.earlier = shown[:-WINDOW_MESSAGES] if len(shown) > WINDOW_MESSAGES else []
+        widgets = [self.message_widget(m) for m in shown[len(self.earlier):]]
         if not widgets:
             widgets = [Static(empty_text, classes="empty-hint", markup=False)]
+        if self.earlier:
+            widgets.insert(0, EarlierMessages(len(self.earlier)))
         await self.mount_all(widgets)
         self.scroll_end(animate=False)
 
     async def add(self, widget) -> None:
-        """Append a message widget (removing the empty hint) and follow the end."""
+        """Append a message widget (removing the empty hint), keep the window, follow the end."""
         for hint in self.query(".empty-hint"):
             await hint.remove()
         await self.mount(widget)
+        await self._trim()
         self.scroll_end(animate=False)
+
+    async def show_earlier(self) -> None:
+        """Mount the previous `WINDOW_MESSAGES` messages above the ones shown."""
+        if not self.earlier:
+            return
+        batch, self.earlier = self.earlier[-WINDOW_MESSAGES:], self.earlier[:-WINDOW_MESSAGES]
+        first = self._messages()[0] if self._messages() else None
+        await self.mount_all([self.message_widget(m) for m in batch], before=first)
+        await self._update_button()
+        self.scroll_home(animate=False)
+
+    def _messages(self) -> list:
+        return [w for w in self.children if isinstance(w, (UserMessage, AssistantMessage))]
+
+    async def _trim(self) -> None:
+        shown = self._messages()
+        extra = shown[:max(0, len(shown) - WINDOW_MESSAGES)]
+        if not extra:
+            return
+        self.earlier.extend(w.message for w in extra)
+        await self.remove_children(extra)
+        await self._update_button()
+
+    async def _update_button(self) -> None:
+        buttons = list(self.query(EarlierMessages))
+        if not self.earlier:
+            for b in buttons:
+                await b.remove()
+        elif buttons:
+            buttons[0].label = EarlierMessages.label_for(len(self.earlier))
+        else:
+            await self.mount(EarlierMessages(len(self.earlier)), before=0)
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        if isinstance(event.button, EarlierMessages):
+            event.stop()
+            await self.show_earlier()
 
     def follow(self, was_at_end: bool) -> None:
         """Keep the newest text in view while streaming, unless the person scrolled up."""

@@ -1,0 +1,63 @@
+"""A long conversation opens with only its newest messages mounted; earlier ones come back
+with the "↑ N earlier messages" button, and a new message trims the view again."""
+
+from __future__ import annotations
+
+from checkpoint import Script
+
+from magimac.history import History
+from magimac.tui.app import MagimacApp
+from magimac.tui.chat import WINDOW_MESSAGES, AssistantMessage, EarlierMessages, UserMessage
+
+from test_tui import engine, wait_until  # noqa: F401  (module fixture and helper)
+
+
+def shown(app) -> list[str]:
+    """The stored text of each message widget in the view, top to bottom."""
+    return [w.message.content for w in app.chat.children if isinstance(w, (UserMessage, AssistantMessage))]
+
+
+def button_label(app) -> str | None:
+    buttons = list(app.chat.query(EarlierMessages))
+    return str(buttons[0].label) if buttons else None
+
+
+async def test_long_conversation_is_windowed_and_pages_back(engine, scripted_checkpoint):
+    assert WINDOW_MESSAGES == 6
+    history = History()
+    conv = history.new_conversation("long", {})
+    texts = []
+    for i in range(8):
+        history.add_message(conv.id, "user", f"question {i}")
+        history.add_message(conv.id, "assistant", f"answer {i}", reasoning=f"thinking {i}")
+        texts += [f"question {i}", f"answer {i}"]
+    app = MagimacApp(str(scripted_checkpoint), engine_factory=lambda _p: engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        await app.open_conversation(conv.id)
+        await pilot.pause()
+        assert shown(app) == texts[-6:]
+        assert button_label(app) == "↑ 10 earlier messages (click or Enter to show)"
+
+        await pilot.click(EarlierMessages)
+        await pilot.pause()
+        assert shown(app) == texts[-12:]
+        assert button_label(app) == "↑ 4 earlier messages (click or Enter to show)"
+        app.chat.query_one(EarlierMessages).focus()
+        await pilot.pause(0.3)  # a Button ignores presses during its 0.2 s press animation
+        await pilot.press("enter")
+        await pilot.pause()
+        assert shown(app) == texts
+        assert button_label(app) is None
+
+        app.composer.focus()
+        app.composer.text = "Hi"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.generating is None and app.messages[-1].role == "assistant")
+        await pilot.pause()
+        assert shown(app) == texts[-4:] + ["Hi", Script().answer]
+        assert button_label(app) == "↑ 12 earlier messages (click or Enter to show)"
+        assert app.chat.at_end
+        # the whole conversation is still what the model is given and what history holds
+        assert [m.content for m in app.messages] == texts + ["Hi", Script().answer]
+        assert len(history.messages(conv.id)) == 18
