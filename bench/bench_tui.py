@@ -3,15 +3,18 @@
 Three measurements, each against a baseline in the same run:
 
 1. Decode tokens/s while the app streams (headless `App.run_test`) against the engine alone,
-   same model, prompt and settings (goal: ratio >= 0.95). Runs alternate (engine, app, ...)
-   so machine load drifts hit both alike; the medians are compared.
+   same model, prompt and settings (goal: ratio >= 0.95), in a new conversation and in a long
+   one (``--earlier`` exchanges whose answers are 31 paragraphs each). Runs alternate (engine,
+   app, long app, ...) so machine load drifts hit all alike; the medians are compared. Also the
+   UI (main) thread's CPU seconds per second of streaming: the share of a core the app takes
+   from the decode when cores are scarce, whatever the machine's load.
 2. UI updates and screen repaints per second when a synthetic turn emits tokens at 100, 1000,
    10000 and "as fast as possible" tokens/s: repaints must stay bounded however fast tokens come.
 3. Key latency: while an answer streams (real engine, and the fastest synthetic source), keys
    are typed into the composer; the time from the key event to the character being in the
    composer, and to the next screen repaint, is measured (goal: < 50 ms).
 
-Usage: ``python bench/bench_tui.py [--model DIR] [--tokens 200] [--repeats 3]``; without
+Usage: ``python bench/bench_tui.py [--model DIR] [--tokens 200] [--repeats 3] [--earlier 20]``; without
 ``--model`` a tiny random-weights Magistral-format checkpoint is built in a temp directory
 (it writes until ``--tokens``). Prints a table; writes ``bench/out/bench_tui.json``.
 """
@@ -118,34 +121,71 @@ async def wait_for(cond, limit_s: float = 600.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def engine_alone(engine, n: int) -> float:
+def engine_alone(engine, n: int, conv: int | None = None) -> float:
+    """Decode tokens/s of one turn on the engine alone: ``PROMPT`` after conversation ``conv``'s
+    messages (the same prompt, hence the same KV cache length, as the app's turn)."""
     from magimac.conversation import Message  # noqa: PLC0415
     from magimac.engine import GenerationSettings  # noqa: PLC0415
+    from magimac.history import History  # noqa: PLC0415
 
+    earlier = [m.to_message() for m in History().messages(conv)] if conv is not None else []
     done = None
-    for ev in engine.submit([Message("user", PROMPT)], GenerationSettings(max_tokens=n)):
+    for ev in engine.submit(earlier + [Message("user", PROMPT)], GenerationSettings(max_tokens=n)):
         done = ev
     return done.stats.decode_tps
 
 
-async def app_turn(engine, model: Path, n: int) -> tuple[float, float, float]:
-    """One turn in the headless app: (decode tokens/s, UI updates/s, repaints/s)."""
+LONG_ANSWER = "\n\n".join(
+    ["Some words of an earlier answer with `code` and **bold** text, long enough to wrap over a "
+     "line or two in the view."] * 31 + ["```python\nprint('hello')\n```"])
+
+
+def conversation(settings: dict, earlier: int = 0) -> int:
+    """A new conversation in history with ``earlier`` exchanges of long answers; its id."""
     from magimac.history import History  # noqa: PLC0415
+
+    history = History()
+    conv = history.new_conversation("bench", settings)
+    for i in range(earlier):
+        history.add_message(conv.id, "user", f"Question {i}?")
+        history.add_message(conv.id, "assistant", LONG_ANSWER, reasoning="Let me think. " * 200)
+    return conv.id
+
+
+async def app_turn(engine, model: Path, n: int, conv: int | None = None, from_first_update: bool = True) -> dict:
+    """One turn in the headless app (in conversation ``conv``, else a new one): decode tokens/s,
+    UI updates/s, repaints/s and the UI thread's CPU seconds per second (``ui_cpu``), counted
+    from the first streamed update (prefill excluded; else from Enter) to the end of the turn."""
     from magimac.tui.app import MagimacApp  # noqa: PLC0415
 
-    conv = History().new_conversation("bench", {"max_tokens": n})
+    if conv is None:
+        conv = conversation({"max_tokens": n})
     app = MagimacApp(str(model), engine_factory=lambda _p: engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(lambda: app.loaded is not None)
-        await app.open_conversation(conv.id)
+        await app.open_conversation(conv)
         repaints = count_repaints(app)
         app.composer.text = PROMPT
-        t0 = time.perf_counter()
         await pilot.press("enter")
+        await wait_for(lambda: app.ui_updates >= 1 or not from_first_update)
+        t0, cpu0 = time.perf_counter(), time.thread_time()  # the app runs on this (main) thread
+        updates0, repaints0 = app.ui_updates, repaints[0]
         await wait_for(lambda: app.generating is None and app.messages[-1].role == "assistant")
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
         stats = app.messages[-1].stats
-        return stats.get("decode_tps", 0.0), app.ui_updates / dt, repaints[0] / dt
+        history_messages(conv, drop_last=2)  # the next run answers the same prompt again
+        return {"decode_tps": stats.get("decode_tps", 0.0), "ui_updates_per_s": (app.ui_updates - updates0) / dt,
+                "repaints_per_s": (repaints[0] - repaints0) / dt, "ui_cpu": cpu / dt}
+
+
+def history_messages(conv: int, drop_last: int = 0) -> None:
+    """Delete the last ``drop_last`` messages of conversation ``conv`` from history."""
+    from magimac.history import History  # noqa: PLC0415
+
+    history = History()
+    messages = history.messages(conv)
+    if drop_last and len(messages) >= drop_last:
+        history.delete_messages_from(conv, messages[-drop_last].id)
 
 
 async def type_keys(app, keys: int) -> dict:
@@ -169,16 +209,15 @@ async def type_keys(app, keys: int) -> dict:
             "to_repaint_ms_median": statistics.median(to_paint), "to_repaint_ms_max": max(to_paint)}
 
 
-async def key_latency(engine, model: Path, keys: int = 20) -> dict:
+async def key_latency(engine, model: Path, keys: int = 20, earlier: int = 0) -> dict:
     """Key latency in an idle app (baseline), then while a long answer streams."""
-    from magimac.history import History  # noqa: PLC0415
     from magimac.tui.app import MagimacApp  # noqa: PLC0415
 
-    conv = History().new_conversation("keys", {"max_tokens": 100000})
+    conv = conversation({"max_tokens": 100000}, earlier)
     app = MagimacApp(str(model), engine_factory=lambda _p: engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(lambda: app.loaded is not None)
-        await app.open_conversation(conv.id)
+        await app.open_conversation(conv)
         idle = await type_keys(app, keys)
         app.composer.text = PROMPT
         await pilot.press("enter")
@@ -195,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, help="converted model directory (default: a tiny random one)")
     p.add_argument("--tokens", type=int, default=200, help="tokens per turn (default 200)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--earlier", type=int, default=20,
+                   help="earlier exchanges in the long conversation (default 20)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "bench_tui.json")
     a = p.parse_args(argv)
 
@@ -208,50 +249,64 @@ def main(argv: list[str] | None = None) -> int:
     engine.wait_loaded()
     engine_alone(engine, 16)  # warm-up
 
-    alone, in_app, ups, fps = [], [], [], []
+    convs = {"new conversation": conversation({"max_tokens": a.tokens}),
+             f"{a.earlier} earlier exchanges": conversation({"max_tokens": a.tokens}, a.earlier)}
+    alone = {name: [] for name in convs}
+    runs = {name: [] for name in convs}
     for _ in range(a.repeats):
-        alone.append(engine_alone(engine, a.tokens))
-        tps, u, f = asyncio.run(app_turn(engine, model, a.tokens))
-        in_app.append(tps)
-        print(f"run: engine {alone[-1]:.1f} tok/s, app {tps:.1f} tok/s", file=sys.stderr, flush=True)
-        ups.append(u)
-        fps.append(f)
-    ratio = statistics.median(in_app) / statistics.median(alone)
+        for name, conv in convs.items():
+            alone[name].append(engine_alone(engine, a.tokens, conv))
+            runs[name].append(asyncio.run(app_turn(engine, model, a.tokens, conv)))
+            print(f"run ({name}): engine {alone[name][-1]:.1f} tok/s, app {runs[name][-1]['decode_tps']:.1f} tok/s",
+                  file=sys.stderr, flush=True)
+    med = statistics.median
+    summary = {name: {"engine_alone_tps": med(alone[name]),
+                      "decode_tps": med(r["decode_tps"] for r in rows),
+                      "ratio": med(r["decode_tps"] for r in rows) / med(alone[name]),
+                      "ui_cpu": med(r["ui_cpu"] for r in rows),
+                      "ui_updates_per_s": med(r["ui_updates_per_s"] for r in rows),
+                      "repaints_per_s": med(r["repaints_per_s"] for r in rows)}
+               for name, rows in runs.items()}
 
     repaint_rows = []
     for rate in (100, 1000, 10000, 0):
         synthetic = SyntheticEngine(rate, n=max(300, int(rate * 2)) if rate else 20000)
-        _tps, u, f = asyncio.run(app_turn(synthetic, model, synthetic.n))
-        repaint_rows.append({"tokens_per_s": rate or "max", "ui_updates_per_s": u, "repaints_per_s": f})
-        print(f"synthetic {rate or 'max'} tok/s: {u:.1f} updates/s, {f:.1f} repaints/s", file=sys.stderr, flush=True)
+        r = asyncio.run(app_turn(synthetic, model, synthetic.n, from_first_update=False))
+        repaint_rows.append({"tokens_per_s": rate or "max", "ui_updates_per_s": r["ui_updates_per_s"],
+                             "repaints_per_s": r["repaints_per_s"], "ui_cpu": r["ui_cpu"]})
+        print(f"synthetic {rate or 'max'} tok/s: {r['ui_updates_per_s']:.1f} updates/s, "
+              f"{r['repaints_per_s']:.1f} repaints/s", file=sys.stderr, flush=True)
 
     latency = {"real engine": asyncio.run(key_latency(engine, model)),
+               f"real engine, {a.earlier} earlier": asyncio.run(key_latency(engine, model, earlier=a.earlier)),
                "synthetic 1000 tok/s": asyncio.run(key_latency(SyntheticEngine(1000, 10**6), model))}
     engine.close()
 
     print(f"\nDecode tokens/s, {a.tokens} tokens x {a.repeats} runs, model {model.name}")
-    print(f"{'':22}{'median':>10}{'runs':>30}")
-    print(f"{'engine alone':22}{statistics.median(alone):10.1f}{'  ' + ', '.join(f'{x:.1f}' for x in alone):>30}")
-    print(f"{'app streaming':22}{statistics.median(in_app):10.1f}{'  ' + ', '.join(f'{x:.1f}' for x in in_app):>30}")
-    print(f"{'ratio (goal >= 0.95)':22}{ratio:10.3f}")
-    print(f"{'app UI updates/s':22}{statistics.median(ups):10.1f}   repaints/s {statistics.median(fps):.1f}")
+    print(f"{'':26}{'engine':>8}{'app':>8}{'ratio':>8}{'UI cpu':>8}{'updates/s':>11}{'repaints/s':>12}"
+          "   runs (engine / app)")
+    for name, rows in runs.items():
+        r = summary[name]
+        print(f"{name:26}{r['engine_alone_tps']:8.1f}{r['decode_tps']:8.1f}{r['ratio']:8.3f}{r['ui_cpu']:8.3f}"
+              f"{r['ui_updates_per_s']:11.1f}{r['repaints_per_s']:12.1f}   "
+              + ", ".join(f"{e:.1f}/{x['decode_tps']:.1f}" for e, x in zip(alone[name], rows)))
+    print("(goal: ratio >= 0.95; UI cpu = UI thread CPU seconds per second of streaming)")
     print("\nRepaints under a synthetic token source")
-    print(f"{'tokens/s':>10}{'UI updates/s':>15}{'repaints/s':>12}")
+    print(f"{'tokens/s':>10}{'UI updates/s':>15}{'repaints/s':>12}{'UI cpu':>8}")
     for r in repaint_rows:
-        print(f"{str(r['tokens_per_s']):>10}{r['ui_updates_per_s']:15.1f}{r['repaints_per_s']:12.1f}")
+        print(f"{str(r['tokens_per_s']):>10}{r['ui_updates_per_s']:15.1f}{r['repaints_per_s']:12.1f}{r['ui_cpu']:8.3f}")
     print("\nKey typed -> in the composer / repainted (ms; goal < 50 while streaming)")
-    print(f"{'source':30}{'composer med':>13}{'max':>8}{'repaint med':>13}{'max':>8}")
+    print(f"{'source':36}{'composer med':>13}{'max':>8}{'repaint med':>13}{'max':>8}")
     for name, both in latency.items():
         for phase in ("idle", "streaming"):
             r = both[phase]
-            print(f"{name + ', ' + phase:30}{r['to_composer_ms_median']:13.1f}{r['to_composer_ms_max']:8.1f}"
+            print(f"{name + ', ' + phase:36}{r['to_composer_ms_median']:13.1f}{r['to_composer_ms_max']:8.1f}"
                   f"{r['to_repaint_ms_median']:13.1f}{r['to_repaint_ms_max']:8.1f}")
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({
         "model": str(model), "tokens": a.tokens, "repeats": a.repeats,
-        "decode_tps_engine_alone": alone, "decode_tps_app": in_app, "ratio": ratio,
-        "app_ui_updates_per_s": ups, "app_repaints_per_s": fps,
+        "decode_tps_engine_alone": alone, "app": summary, "app_runs": runs,
         "synthetic_repaints": repaint_rows, "key_latency": latency,
     }, indent=2) + "\n")
     print(f"\nwrote {a.out}")
