@@ -288,8 +288,9 @@ class MagimacApp(App):
             await self.sidebar.show_conversations(self.history.conversations(),
                                                   self.conversation.id if self.conversation else None)
 
-    async def open_conversation(self, conversation_id: int) -> None:
-        """Show a conversation from history (and load its model if it names another)."""
+    async def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
+        """Show a conversation from history (and load its model if it names another);
+        ``message_id`` (a search hit): page back until that message is shown, scrolled to."""
         if self.generating is not None:
             self.notify("Stop the answer first (Esc)", severity="warning")
             return
@@ -297,10 +298,20 @@ class MagimacApp(App):
         self.messages = self.history.messages(conversation_id)
         self.editing_from = None
         await self.chat.show(self.messages, EMPTY_HINT)
+        if message_id is not None:
+            await self._reveal(message_id)
         await self.refresh_sidebar()
         self._update_context()
         if self.engine_model is not None:  # a conversation may name its own model
             self.start_engine((self.conversation.settings or {}).get("model") or self.model_arg)
+
+    async def _reveal(self, message_id: int) -> None:
+        """Mount earlier messages until ``message_id`` is shown, then scroll it into view."""
+        while any(m.id == message_id for m in self.chat.earlier):
+            await self.chat.show_earlier()
+        widget = next((w for w in self.chat.query(".message") if w.message.id == message_id), None)
+        if widget is not None:
+            self.call_after_refresh(self.chat.scroll_to_widget, widget, animate=False, top=True)
 
     async def action_new_conversation(self) -> None:
         """Start an empty conversation (created in history on its first message)."""
@@ -317,7 +328,7 @@ class MagimacApp(App):
 
     @on(Sidebar.Open)
     async def _sidebar_open(self, event: Sidebar.Open) -> None:
-        await self.open_conversation(event.conversation_id)
+        await self.open_conversation(event.conversation_id, event.message_id)
         self.composer.focus()
 
     @on(Sidebar.Search)
@@ -385,12 +396,10 @@ class MagimacApp(App):
         for raw in typed_images + typed_files:
             if not self._attach(Path(raw)):
                 return
-        if typed_files and not text:  # attached: now type the question about it
+        if (typed_files or typed_images) and not text:  # attached: now type the question about it
             self.composer.clear()
             return
         if not text and not self.pending_images and not self.pending_documents:
-            if typed_images:
-                self.composer.clear()
             return
         if self.generating is not None:
             self.notify("Wait for the answer, or stop it with Esc", severity="warning")

@@ -73,7 +73,7 @@ class Sidebar(Vertical):
                 lv.index = i
 
     async def show_hits(self, hits: list[SearchHit]) -> None:
-        """List search results: title, then the matching snippet."""
+        """List search results: title, then the matching snippet; the first is highlighted."""
         lv = self.list
         await lv.clear()
         if not hits:
@@ -81,6 +81,7 @@ class Sidebar(Vertical):
             return
         await lv.extend(ConversationItem(h.conversation_id, f"{h.title}\n  {h.snippet}", h.message_id)
                         for h in hits)
+        lv.index = 0  # Enter in the search box, then Enter, opens the best hit
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len, set_cell_size
 from textual.reactive import reactive
 from textual.widgets import Static
+
+SEPARATOR = " │ "
+MIN_MODEL_CELLS = 12
+"""The model's name is shortened (with "…") to what the numbers leave, but not below this."""
 
 
 def human_bytes(n: int) -> str:
@@ -32,7 +37,9 @@ class StatusBar(Static):
     generating = reactive(False)
 
     def render(self) -> str:
-        parts = [self.model]
+        """One line: the model's name, shortened to leave the numbers visible (a registry
+        display name such as the demo's is longer than an 80-column terminal leaves)."""
+        parts = []
         if self.load_state:
             parts.append(self.load_state)
         if self.context_limit:
@@ -45,4 +52,9 @@ class StatusBar(Static):
             parts.append(f"mem {human_bytes(self.memory_bytes)}")
         if self.generating:
             parts.append("Esc stops")
-        return " │ ".join(parts)
+        rest = SEPARATOR.join(parts)
+        model = self.model
+        room = self.content_size.width - (cell_len(SEPARATOR + rest) if parts else 0)
+        if room > 0 and cell_len(model) > room:
+            model = set_cell_size(model, max(room, MIN_MODEL_CELLS) - 1) + "…"
+        return SEPARATOR.join([model, *parts])

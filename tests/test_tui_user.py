@@ -1,0 +1,74 @@
+"""What a new user ran into in a real terminal (tmux, 80x24), driven here with Textual's Pilot
+on the scripted checkpoint: the status bar keeps its numbers when the model's name is long,
+a search is opened with Enter, Enter and shows the message it found, and a line `/image PATH`
+on its own attaches without sending, as `/file PATH` does."""
+
+from __future__ import annotations
+
+from test_tui import app_for, engine, send, wait_until  # noqa: F401  (engine: a fixture)
+from test_tui_polish import screen_lines
+
+from magimac.history import History
+from magimac.tui.chat import UserMessage
+
+DEMO_LABEL = "magimac demo (tiny Magistral-format model, arithmetic and units) · bf16"
+
+
+async def test_status_bar_keeps_context_and_speed_visible_with_a_long_model_name(engine, scripted_checkpoint):
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "Hi")
+        app.status.model = DEMO_LABEL
+        await pilot.pause(0.2)
+        bottom = screen_lines(app)[-1]
+        assert "ctx " in bottom and "tok/s" in bottom and "mem " in bottom
+        assert bottom.lstrip().startswith("magimac demo")  # the name, shortened with "…"
+        assert "…" in bottom
+
+
+async def test_search_enter_enter_opens_the_hit_and_shows_its_message(engine, scripted_checkpoint):
+    history = History()
+    conv = history.new_conversation("long", {})
+    for i in range(8):
+        history.add_message(conv.id, "user", "zebra question" if i == 0 else f"question {i}")
+        history.add_message(conv.id, "assistant", f"answer {i}")
+    other = history.new_conversation("other", {})
+    history.add_message(other.id, "user", "unrelated")
+    history.add_message(other.id, "assistant", "reply")
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        assert app.conversation.id == other.id  # the newest opens first
+        await pilot.press("ctrl+f")
+        await pilot.press(*"zebra")
+        await pilot.pause(0.3)
+        await pilot.press("enter")  # from the search box to the results...
+        await pilot.press("enter")  # ...and open the first one
+        await wait_until(pilot, lambda: app.conversation.id == conv.id)
+        await pilot.pause(0.3)
+        [hit] = [w for w in app.chat.query(UserMessage) if w.message.content == "zebra question"]
+        assert hit.region.overlaps(app.chat.region)  # mounted (it was behind the window) and in view
+
+
+async def test_image_line_alone_attaches_without_sending_even_with_a_document_waiting(
+        engine, scripted_checkpoint, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "cat.png"
+    Image.new("RGB", (32, 32), "orange").save(img)
+    doc = tmp_path / "notes.md"
+    doc.write_text("# Notes\n\nThe meeting is on Tuesday.\n", encoding="utf-8")
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        for line in (f"/file {doc}", f"/image {img}"):
+            app.composer.text = line
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+        assert app.messages == [] and app.generating is None  # nothing sent yet
+        assert app.pending_images == [img.resolve()] and list(app.pending_documents) == [doc.resolve()]
+        assert app.composer.text == ""
+        await send(pilot, "What is on Tuesday?")
+        user = History().messages(app.conversation.id)[0]
+        assert user.content == "What is on Tuesday?"
+        assert sorted(a.kind for a in user.attachments) == ["document", "image"]
