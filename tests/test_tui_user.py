@@ -72,3 +72,45 @@ async def test_image_line_alone_attaches_without_sending_even_with_a_document_wa
         user = History().messages(app.conversation.id)[0]
         assert user.content == "What is on Tuesday?"
         assert sorted(a.kind for a in user.attachments) == ["document", "image"]
+
+
+async def settings_saved_with(pilot, **values) -> str:
+    """Open F2, type ``values`` into its inputs, press Ctrl+S; returns the error line shown
+    (empty when the screen closed)."""
+    from textual.widgets import Input, Static
+
+    from magimac.tui.settings_screen import SettingsScreen
+
+    app = pilot.app
+    await pilot.press("f2")
+    await pilot.pause(0.2)
+    screen = app.screen
+    assert isinstance(screen, SettingsScreen)
+    for key, value in values.items():
+        screen.query_one(f"#{key}", Input).value = value
+    await pilot.press("ctrl+s")
+    await pilot.pause(0.2)
+    if app.screen is not screen:
+        return ""
+    error = str(screen.query_one("#settings-error", Static).render())
+    await pilot.press("escape")
+    await pilot.pause(0.2)
+    return error
+
+
+async def test_settings_refuse_what_magimac_chat_refuses(engine, scripted_checkpoint):
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "Hi")
+        for key, value, expected in [("top_p", "5", "Top-p"), ("top_p", "0", "Top-p"),
+                                     ("temperature", "nan", "Temperature"), ("temperature", "inf", "Temperature"),
+                                     ("max_tokens", "0", "Max tokens"),
+                                     ("model", "no-such-model", "unknown model 'no-such-model'")]:
+            error = await settings_saved_with(pilot, **{key: value})
+            assert expected in error, (key, value, error)
+        assert History().conversation(app.conversation.id).settings == {}  # nothing was saved
+        assert await settings_saved_with(pilot, top_p="0.9", temperature="0", max_tokens="64") == ""
+        saved = History().conversation(app.conversation.id).settings
+        assert (saved["top_p"], saved["temperature"], saved["max_tokens"]) == (0.9, 0.0, 64)
+        await send(pilot, "Hi again")  # the model is still there and answers
+        assert app.messages[-1].finish_reason in ("stop", "length") and app.loaded is not None

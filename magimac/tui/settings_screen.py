@@ -9,21 +9,39 @@ defaults), ``keep_reasoning`` (bool).
 
 from __future__ import annotations
 
+import math
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
 
+from magimac import store
 from magimac.engine import DEFAULT, GenerationSettings
 
 PROMPT_MODES = [("the model's own", "default"), ("none", "none"), ("custom (below)", "custom")]
-NUMBERS = {  # key -> (label, type, hint)
-    "temperature": ("Temperature", float, "0.7 recommended; 0 = greedy"),
-    "top_p": ("Top-p", float, "0.95 recommended"),
-    "max_tokens": ("Max tokens", int, "empty: up to the context limit"),
-    "reasoning_budget": ("Reasoning budget (tokens)", int, "empty: unlimited"),
+NUMBERS = {  # key -> (label, type, hint, (lowest, highest, lowest allowed?)): `magimac chat`'s checks
+    "temperature": ("Temperature", float, "0.7 recommended; 0 = greedy", (0, math.inf, True)),
+    "top_p": ("Top-p", float, "0.95 recommended", (0, 1, False)),
+    "max_tokens": ("Max tokens", int, "empty: up to the context limit", (1, math.inf, True)),
+    "reasoning_budget": ("Reasoning budget (tokens)", int, "empty: unlimited", (0, math.inf, True)),
 }
+
+
+def number_error(key: str, raw: str) -> str | None:
+    """Why ``raw`` is no value for the `NUMBERS` setting ``key`` (None when it is one); the
+    ranges are those `magimac chat` enforces (finite, top-p in (0, 1], max tokens >= 1)."""
+    label, typ, _hint, (lo, hi, lo_ok) = NUMBERS[key]
+    try:
+        value = typ(raw)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value) and (lo <= value if lo_ok else lo < value) and value <= hi:
+        return None
+    kind = "a whole number" if typ is int else "a number"
+    low = f">= {lo}" if lo_ok else f"> {lo}"
+    return f"{label}: {raw!r} is not {kind} {low}" + (f" and <= {hi}" if math.isfinite(hi) else "")
 
 
 def generation_settings(settings: dict) -> GenerationSettings:
@@ -60,7 +78,7 @@ class SettingsScreen(ModalScreen[dict | None]):
             yield Select(PROMPT_MODES, value=s.get("system_prompt_mode", "default"), allow_blank=False,
                          id="system_prompt_mode", compact=True)
             yield TextArea(s.get("system_prompt", ""), id="system_prompt", soft_wrap=True)
-            for key, (label, _type, hint) in NUMBERS.items():
+            for key, (label, _type, hint, _range) in NUMBERS.items():
                 with Horizontal(classes="number-row"):
                     yield Label(label)
                     value = s.get(key)
@@ -81,26 +99,27 @@ class SettingsScreen(ModalScreen[dict | None]):
 
     def action_save(self) -> None:
         out = dict(self.settings)
+        error = self.query_one("#settings-error", Static)
         model = self.query_one("#model", Input).value.strip()
         if model:
+            try:  # refuse a model that cannot be found now, not each time the chat opens
+                store.resolve_model(model)
+            except Exception as e:  # ModelNotFound, registry errors: the one-line reason
+                error.update(f"Model: {e}")
+                return
             out["model"] = model
         else:
             out.pop("model", None)
         out["system_prompt_mode"] = self.query_one("#system_prompt_mode", Select).value
         out["system_prompt"] = self.query_one("#system_prompt", TextArea).text
-        for key, (label, typ, _hint) in NUMBERS.items():
+        for key, (_label, typ, _hint, _range) in NUMBERS.items():
             raw = self.query_one(f"#{key}", Input).value.strip()
             if not raw:
                 out.pop(key, None)
                 continue
-            try:
-                value = typ(raw)
-                if value < 0:
-                    raise ValueError
-            except ValueError:
-                kind = "a whole number" if typ is int else "a number"
-                self.query_one("#settings-error", Static).update(f"{label}: {raw!r} is not {kind} >= 0")
+            if problem := number_error(key, raw):
+                error.update(problem)
                 return
-            out[key] = value
+            out[key] = typ(raw)
         out["keep_reasoning"] = self.query_one("#keep_reasoning", Switch).value
         self.dismiss(out)
