@@ -114,3 +114,14 @@ async def test_settings_refuse_what_magimac_chat_refuses(engine, scripted_checkp
         assert (saved["top_p"], saved["temperature"], saved["max_tokens"]) == (0.9, 0.0, 64)
         await send(pilot, "Hi again")  # the model is still there and answers
         assert app.messages[-1].finish_reason in ("stop", "length") and app.loaded is not None
+
+
+async def test_hiding_the_sidebar_while_searching_sends_typing_to_the_composer(engine, scripted_checkpoint):
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        await pilot.press("ctrl+f", "ctrl+b")  # hide the sidebar while typing in its search box
+        await pilot.press(*"abc")
+        await pilot.pause(0.2)
+        assert not app.sidebar.display
+        assert app.composer.text == "abc" and app.sidebar.query_one("#search").value == ""

@@ -383,6 +383,8 @@ class MagimacApp(App):
 
     def action_toggle_sidebar(self) -> None:
         self.sidebar.display = not self.sidebar.display
+        if not self.sidebar.display and self.focused is not None and self.sidebar in self.focused.ancestors:
+            self.composer.focus()  # typing must not go on in a hidden search box
 
     def action_search(self) -> None:
         self.sidebar.display = True
