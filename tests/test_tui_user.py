@@ -125,3 +125,31 @@ async def test_hiding_the_sidebar_while_searching_sends_typing_to_the_composer(e
         await pilot.pause(0.2)
         assert not app.sidebar.display
         assert app.composer.text == "abc" and app.sidebar.query_one("#search").value == ""
+
+
+async def test_escape_drops_waiting_attachments_and_cancelling_an_edit_drops_its_own(
+        engine, scripted_checkpoint, tmp_path):
+    doc = tmp_path / "wrong.md"
+    doc.write_text("# The wrong file\n", encoding="utf-8")
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        app.composer.text = f"/file {doc}"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.query_one("#attachments").display and "Esc" in str(app.query_one("#attachments").render())
+        await pilot.press("escape")  # attached the wrong file: Esc takes it back
+        await pilot.pause(0.2)
+        assert app.pending_documents == {} and not app.query_one("#attachments").display
+        await send(pilot, "Hi")
+        assert History().messages(app.conversation.id)[0].attachments == []
+
+        await send(pilot, f"Read this\n/file {doc}")
+        await pilot.press("ctrl+l")  # edit it, then think better of it
+        await pilot.pause(0.2)
+        assert list(app.pending_documents) == [doc.resolve()]
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert app.editing_from is None and app.composer.text == "" and app.pending_documents == {}
+        await send(pilot, "Hi again")  # a new message, without the edited one's attachment
+        assert History().messages(app.conversation.id)[-2].attachments == []

@@ -426,9 +426,7 @@ class MagimacApp(App):
         atts += [Attachment("document", str(p)) for p in documents or []]
         user = self.history.add_message(self.conversation.id, "user", text, attachments=atts)
         self.messages.append(user)
-        self.pending_images.clear()
-        self.pending_documents.clear()
-        self._show_pending()
+        self._drop_pending()
         await self.chat.add(UserMessage(user))
         await self.refresh_sidebar()
         await self.generate()
@@ -557,13 +555,23 @@ class MagimacApp(App):
             self.notify(done.error or "generation failed", title="Engine", severity="error", timeout=15)
 
     def action_stop(self) -> None:
-        """Esc: stop the answer being generated (kept as far as it got, marked stopped)."""
+        """Esc: stop the answer being generated (kept as far as it got, marked stopped); else
+        cancel an edit (with the attachments it brought back); else drop waiting attachments."""
         if self.generating is not None and self.engine is not None:
             self.engine.cancel()
         elif self.editing_from is not None:
             self.editing_from = None
             self.composer.clear()
+            self._drop_pending()
             self.notify("Edit cancelled")
+        elif self.pending_images or self.pending_documents:
+            self._drop_pending()
+            self.notify("Attachments removed")
+
+    def _drop_pending(self) -> None:
+        self.pending_images.clear()
+        self.pending_documents.clear()
+        self._show_pending()
 
     async def action_regenerate(self) -> None:
         """Answer the last user message again (the previous answer is replaced)."""
@@ -651,7 +659,8 @@ class MagimacApp(App):
     def _show_pending(self) -> None:
         bar = self.query_one("#attachments", Static)
         bar.update("  ".join([f"📎 {p.name}" for p in self.pending_images]
-                             + [f"📄 {label}" for label in self.pending_documents.values()]))
+                             + [f"📄 {label}" for label in self.pending_documents.values()]
+                             + ["(Esc removes)"]))
         bar.display = bool(self.pending_images or self.pending_documents)
 
     def action_attach(self) -> None:
