@@ -153,3 +153,22 @@ async def test_escape_drops_waiting_attachments_and_cancelling_an_edit_drops_its
         assert app.editing_from is None and app.composer.text == "" and app.pending_documents == {}
         await send(pilot, "Hi again")  # a new message, without the edited one's attachment
         assert History().messages(app.conversation.id)[-2].attachments == []
+
+
+async def test_a_failed_turn_leaves_the_last_real_numbers_in_the_status_bar(engine, scripted_checkpoint):
+    history = History()
+    conv = history.new_conversation("failed", {})
+    history.add_message(conv.id, "user", "Hi")
+    history.add_message(conv.id, "assistant", "Hello", stats={"prompt_tokens": 40, "answer_tokens": 2,
+                                                             "ttft_s": 0.25, "decode_tps": 21.5},
+                        finish_reason="stop")
+    history.add_message(conv.id, "user", "a message too long for the context")
+    history.add_message(conv.id, "assistant", "", stats={"prompt_tokens": 0, "ttft_s": 0.0, "decode_tps": 0.0,
+                                                        "error": "the prompt is too long"},
+                        finish_reason="error")
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        await pilot.pause(0.2)
+        status = app.status.render()
+        assert "ctx 42/" in status and "TTFT 0.25 s" in status and "21.5 tok/s" in status

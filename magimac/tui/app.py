@@ -268,7 +268,8 @@ class MagimacApp(App):
             self.notify(ev.message, title="Model", severity="error", timeout=15)
 
     def _update_context(self) -> None:
-        last = next((m for m in reversed(self.messages) if m.role == "assistant" and m.stats), None)
+        last = next((m for m in reversed(self.messages)  # a failed turn's numbers are zeros
+                     if m.role == "assistant" and m.stats and m.finish_reason != "error"), None)
         if last is None:
             self.status.context_used = 0
             self.status.ttft_s = self.status.tokens_per_s = None
