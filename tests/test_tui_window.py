@@ -61,3 +61,27 @@ async def test_long_conversation_is_windowed_and_pages_back(engine, scripted_che
         # the whole conversation is still what the model is given and what history holds
         assert [m.content for m in app.messages] == texts + ["Hi", Script().answer]
         assert len(history.messages(conv.id)) == 18
+
+
+async def test_a_conversation_opens_at_the_end_of_its_long_last_answer(engine, scripted_checkpoint):
+    history = History()
+    conv = history.new_conversation("long answer", {})
+    history.add_message(conv.id, "user", "Tell me everything")
+    history.add_message(conv.id, "assistant", "\n\n".join(f"Paragraph {i} of a long answer." for i in range(60))
+                        + "\n\nThe very last line.")
+    app = MagimacApp(str(scripted_checkpoint), engine_factory=lambda _p: engine)
+    async with app.run_test(size=(80, 24)) as pilot:  # the app opens the latest conversation
+        await wait_until(pilot, lambda: app.loaded is not None and app.conversation is not None)
+        await pilot.pause(0.5)
+        assert app.chat.max_scroll_y > 50  # the answer is many screens long
+        last = app.chat.query(AssistantMessage).last().markdown.children[-1]
+        assert "The very last line." in str(last.render())
+        assert app.chat.at_end and app.chat.region.contains_region(last.region)
+        await pilot.resize_terminal(60, 20)  # re-wrapped: still at the end
+        await pilot.pause(0.5)
+        assert app.chat.at_end
+        app.chat.scroll_to(y=10, animate=False)  # the person scrolls up: the view stays there
+        await pilot.pause(0.2)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.5)
+        assert not app.chat.at_end

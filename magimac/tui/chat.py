@@ -164,6 +164,7 @@ class ChatView(VerticalScroll):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.earlier: list[StoredMessage] = []
+        self._stick = True  # keep the end in view as content grows or the terminal resizes
 
     def message_widget(self, message: StoredMessage, live: bool = False):
         """A widget for one stored message."""
@@ -179,8 +180,19 @@ class ChatView(VerticalScroll):
             widgets = [Static(empty_text, classes="empty-hint", markup=False)]
         if self.earlier:
             widgets.insert(0, EarlierMessages(len(self.earlier)))
+        self._stick = True
         await self.mount_all(widgets)
         self.scroll_end(animate=False)
+
+    def watch_virtual_size(self, _old, _new) -> None:
+        """Content grew or shrank (Textual builds a Markdown answer after mounting it, and a
+        resize re-wraps lines): stay at the end unless the person scrolled away from it."""
+        if self._stick:
+            self.scroll_end(animate=False)  # after the refresh that applies the new size
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._stick = new_value >= self.max_scroll_y - 1
 
     async def add(self, widget) -> None:
         """Append a message widget (removing the empty hint), keep the window, follow the end."""
