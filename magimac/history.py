@@ -133,9 +133,14 @@ class StoredMessage:
         )
 
 
+MARK_START, MARK_END = "\x02", "\x03"
+"""Around the matched terms of a `SearchHit.snippet` (control characters: never in typed text)."""
+
+
 @dataclass(frozen=True)
 class SearchHit:
-    """A full-text match: the message, its conversation's title and a snippet with [marks]."""
+    """A full-text match: the message, its conversation's title and a snippet of the message
+    around the match, each matched term between `MARK_START` and `MARK_END`."""
 
     conversation_id: int
     message_id: int
@@ -328,7 +333,7 @@ class History:
             return []
         rows = self.db.execute(
             "SELECT m.id, m.conversation_id, m.role, c.title,"
-            " snippet(messages_fts, -1, '[', ']', '…', 8) AS snip"
+            f" snippet(messages_fts, -1, '{MARK_START}', '{MARK_END}', '…', 8) AS snip"
             " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",

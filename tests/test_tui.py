@@ -13,6 +13,7 @@ from magimac.tui.app import MagimacApp
 from magimac.tui.chat import AssistantMessage, UserMessage
 from magimac.tui.screens import HelpScreen, MissingModel
 from magimac.tui.sidebar import ConversationItem
+from textual.widgets import Label
 
 SCRIPT = Script()
 
@@ -176,6 +177,10 @@ async def test_history_survives_a_restart_and_search_finds_it(engine, scripted_c
         await pilot.pause(0.2)
         hits = list(app.sidebar.query(ConversationItem))
         assert len(hits) == 1 and hits[0].message_id is not None
+        shown = hits[0].query_one(Label).render()  # the matched word in bold, no markers
+        assert str(shown).startswith("Bonjour, how are you?\n") and "café" in str(shown)
+        assert "[café]" not in str(shown) and "\x02" not in str(shown)
+        assert [str(shown)[s.start:s.end] for s in shown.spans if "bold" in str(s.style)] == ["café"]
         app.sidebar.list.focus()
         app.sidebar.list.index = 0
         await pilot.press("enter")

@@ -312,7 +312,7 @@ class MagimacApp(App):
             await self.chat.show_earlier()
         widget = next((w for w in self.chat.query(".message") if w.message.id == message_id), None)
         if widget is not None:
-            self.call_after_refresh(self.chat.scroll_to_widget, widget, animate=False, top=True)
+            self.chat.reveal(widget)
 
     async def action_new_conversation(self) -> None:
         """Start an empty conversation (created in history on its first message)."""

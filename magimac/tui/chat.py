@@ -184,6 +184,11 @@ class ChatView(VerticalScroll):
         await self.mount_all(widgets)
         self.scroll_end(animate=False)
 
+    def reveal(self, widget) -> None:
+        """Scroll ``widget`` (a message) to the top of the view and stop following the end."""
+        self._stick = False
+        self.call_after_refresh(self.scroll_to_widget, widget, animate=False, top=True)
+
     def watch_virtual_size(self, _old, _new) -> None:
         """Content grew or shrank (Textual builds a Markdown answer after mounting it, and a
         resize re-wraps lines): stay at the end unless the person scrolled away from it."""
@@ -206,6 +211,7 @@ class ChatView(VerticalScroll):
         """Mount the previous `WINDOW_MESSAGES` messages above the ones shown."""
         if not self.earlier:
             return
+        self._stick = False  # the person is reading back
         batch, self.earlier = self.earlier[-WINDOW_MESSAGES:], self.earlier[:-WINDOW_MESSAGES]
         first = self._messages()[0] if self._messages() else None
         await self.mount_all([self.message_widget(m) for m in batch], before=first)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView
 
-from magimac.history import ConversationInfo, SearchHit
+from magimac.history import MARK_END, MARK_START, ConversationInfo, SearchHit
+
+
+def highlighted(snippet: str) -> Content:
+    """A search snippet with its matched terms (between `history.MARK_START`/`MARK_END`) in bold."""
+    parts = re.split(f"{MARK_START}(.*?){MARK_END}", snippet)
+    return Content.assemble(*[(p, "bold reverse") if i % 2 else p for i, p in enumerate(parts) if p])
 
 
 class ConversationItem(ListItem):
     """One row: a conversation, or a search hit in one (``message_id`` set)."""
 
-    def __init__(self, conversation_id: int, text: str, message_id: int | None = None) -> None:
+    def __init__(self, conversation_id: int, text: str | Content, message_id: int | None = None) -> None:
         super().__init__(Label(text, markup=False))
         self.conversation_id = conversation_id
         self.message_id = message_id
@@ -79,7 +88,8 @@ class Sidebar(Vertical):
         if not hits:
             await lv.append(ListItem(Label("no matches"), disabled=True))
             return
-        await lv.extend(ConversationItem(h.conversation_id, f"{h.title}\n  {h.snippet}", h.message_id)
+        await lv.extend(ConversationItem(h.conversation_id, Content.assemble(h.title, "\n  ", highlighted(h.snippet)),
+                                         h.message_id)
                         for h in hits)
         lv.index = 0  # Enter in the search box, then Enter, opens the best hit
 
