@@ -85,3 +85,16 @@ async def test_a_conversation_opens_at_the_end_of_its_long_last_answer(engine, s
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.5)
         assert not app.chat.at_end
+
+
+async def test_an_answer_with_only_reasoning_says_so(engine, scripted_checkpoint):
+    history = History()
+    conv = history.new_conversation("thoughts only", {})
+    history.add_message(conv.id, "user", "Hmm?")
+    history.add_message(conv.id, "assistant", "", reasoning="Let me think it over.", finish_reason="stop")
+    app = MagimacApp(str(scripted_checkpoint), engine_factory=lambda _p: engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None and app.conversation is not None)
+        answer = app.chat.query(AssistantMessage).last()
+        assert answer.reasoning.display
+        assert answer.note.display and "no answer after the reasoning" in str(answer.note.render())

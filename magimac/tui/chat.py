@@ -87,6 +87,8 @@ class AssistantMessage(Vertical):
     def _set_note(self, finish_reason: str | None, error: str | None = None) -> None:
         if finish_reason == "error":
             text = f"error: {error}" if error else "error"
+        elif finish_reason == "stop" and not self.message.content.strip():
+            text = "no answer after the reasoning (regenerate with Ctrl+R)"
         else:
             text = FINISH_NOTES.get(finish_reason, "")
         self.note.update(f"⏹ {text}" if text else "")
