@@ -72,10 +72,11 @@ def test_check_answer_reads_the_last_number():
     assert not problems.check_answer("no number", "75")
 
 
-def _generate(model, mt, markers, system, question: str) -> str:
+def _generate(model, mt, markers, system, question: str | list[Message]) -> str:
     from mlx_lm.generate import generate_step
 
-    ids = encode(mt, [Message("user", question)], markers, system).tokens
+    messages = [Message("user", question)] if isinstance(question, str) else question
+    ids = encode(mt, messages, markers, system).tokens
     out = []
     for t, _ in generate_step(mx.array(ids), model, max_tokens=200):
         if int(t) == 2:
@@ -96,6 +97,31 @@ def replies(demo_dir):
     system = default_system_prompt(demo_dir, markers)
     cases = problems.make_problems(10, seed=2026) + [(README_QUESTION, README_ANSWER)]
     return [(q, a, _generate(model, mt, markers, system, q)) for q, a in cases]
+
+
+def test_answers_later_questions_of_a_conversation(demo_dir):
+    """A chat goes on after its first question: fresh held-out problems asked after 1 to 3
+    earlier exchanges (their reasoning dropped, as the engine sends them) are answered right
+    too (at least 9 of 10), and so is the README's question asked third."""
+    import mlx_lm
+
+    model, _ = mlx_lm.load(str(demo_dir))
+    mt = load_tokenizer(demo_dir)
+    markers = markers_for(mt.instruct_tokenizer.tokenizer)
+    system = default_system_prompt(demo_dir, markers)
+    rng = random.Random(2027)
+    cases = problems.make_problems(10, seed=2027) + [(README_QUESTION, README_ANSWER)]
+    good, wrong = [], []
+    for i, (question, answer) in enumerate(cases):
+        earlier = []
+        for _ in range(1 + i % 3 if i < 10 else 2):
+            e = problems.sample_problem(rng, held_out=True)
+            earlier += [Message("user", e.question), Message("assistant", e.response, reasoning=e.reasoning)]
+        text = _generate(model, mt, markers, system, earlier + [Message("user", question)])
+        good.append(problems.check_answer(text.partition("[/THINK]")[2], answer))
+        if not good[-1]:
+            wrong.append((question, answer, text))
+    assert sum(good[:-1]) >= 9 and good[-1], wrong
 
 
 def test_reasons_in_a_think_block_then_answers(replies):
