@@ -201,9 +201,10 @@ def find_installed(name_or_dir: str) -> list[InstalledModel]:
     registry name / alias (all of its conversions)."""
     p = Path(name_or_dir).expanduser()
     models = installed_models()
-    if p.is_dir():
+    if p.is_dir() and (is_model_dir(p) or any(m.path.resolve() == p.resolve() for m in models)):
         rp = p.resolve()
-        return [m for m in models if m.path.resolve() == rp] or ([describe_dir(p)] if is_model_dir(p) else [])
+        return [m for m in models if m.path.resolve() == rp] or [describe_dir(p)]
+    # else a name (a folder of the same name that holds no model does not hide it)
     exact = [m for m in models if m.name == name_or_dir or (m.repo_id and m.repo_id.lower() == name_or_dir.lower())]
     if exact:
         return exact

@@ -210,7 +210,7 @@ system_prompt = "SYSTEM_PROMPT.txt"
     assert hub.log == []
 
 
-def test_rm_never_deletes_a_directory_it_did_not_install(random_checkpoint, tmp_path, capsys):
+def test_rm_never_deletes_a_directory_it_did_not_install(random_checkpoint, tmp_path, capsys, monkeypatch):
     mine = tmp_path / "my-checkpoint"
     shutil.copytree(random_checkpoint, mine)
     (mine / "notes.txt").write_text("mine")
@@ -218,5 +218,9 @@ def test_rm_never_deletes_a_directory_it_did_not_install(random_checkpoint, tmp_
     err = capsys.readouterr().err
     assert "not in magimac's models directory" in err and len(err.strip().splitlines()) == 1
     assert (mine / "notes.txt").exists() and (mine / "config.json").exists()
+    assert main(["rm", "--yes", "demo"]) == 1
+    assert "bundled with magimac and cannot be removed" in capsys.readouterr().err
+    (tmp_path / "demo").mkdir()  # a folder named like the model, holding no model, in the cwd
+    monkeypatch.chdir(tmp_path)
     assert main(["rm", "--yes", "demo"]) == 1
     assert "bundled with magimac and cannot be removed" in capsys.readouterr().err
