@@ -264,7 +264,7 @@ def remove_cached_repo(repo_id: str) -> int:
 def resolve_model(name_or_dir: str | None) -> Path:
     """Turn ``--model`` into a converted model directory.
 
-    Order: an existing directory; an installed model by name or hub repo id; a registry name
+    Order: a model directory; an installed model by name or hub repo id; a registry name
     or alias with an installed conversion (the first of `installed_for`: models dir, then the
     Hugging Face cache); with None: the default registry model if installed, else the demo.
 
@@ -273,13 +273,13 @@ def resolve_model(name_or_dir: str | None) -> Path:
     """
     if name_or_dir:
         p = Path(name_or_dir).expanduser()
-        if p.is_dir():
-            if not is_model_dir(p):
-                raise ModelNotFound(f"{p}: not a model directory (no config.json and *.safetensors)")
+        if p.is_dir() and is_model_dir(p):
             return p
         found = find_installed(name_or_dir)
         if found:
             return found[0].path
+        if p.is_dir():  # a folder, and no model is installed under that name
+            raise ModelNotFound(f"{p}: not a model directory (no config.json and *.safetensors)")
         entry = find_entry(load_registry(), name_or_dir)
         if entry is None:
             raise ModelNotFound(

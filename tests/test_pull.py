@@ -21,6 +21,7 @@ from hub_standin import serve
 
 from magimac import hardware, paths, store
 from magimac.cli import main
+from magimac.registry import load_registry
 
 SHARD1 = "model-00001-of-00002.safetensors"
 SHARD2 = "model-00002-of-00002.safetensors"
@@ -224,3 +225,4 @@ def test_rm_never_deletes_a_directory_it_did_not_install(random_checkpoint, tmp_
     monkeypatch.chdir(tmp_path)
     assert main(["rm", "--yes", "demo"]) == 1
     assert "bundled with magimac and cannot be removed" in capsys.readouterr().err
+    assert store.resolve_model("demo") == load_registry()["demo"].local_path()  # `--model demo` too
