@@ -9,7 +9,7 @@ from magimac.history import History
 from magimac.tui.app import MagimacApp
 from magimac.tui.chat import WINDOW_MESSAGES, AssistantMessage, EarlierMessages, UserMessage
 
-from test_tui import engine, wait_until  # noqa: F401  (module fixture and helper)
+from test_tui import endless_engine, engine, wait_until  # noqa: F401  (module fixtures and helper)
 
 
 def shown(app) -> list[str]:
@@ -98,3 +98,39 @@ async def test_an_answer_with_only_reasoning_says_so(engine, scripted_checkpoint
         answer = app.chat.query(AssistantMessage).last()
         assert answer.reasoning.display
         assert answer.note.display and "no answer after the reasoning" in str(answer.note.render())
+
+
+async def test_scrolling_up_while_an_answer_streams_keeps_the_view_there(endless_engine, random_checkpoint):
+    history = History()
+    conv = history.new_conversation("reading back", {})
+    for i in range(3):
+        history.add_message(conv.id, "user", f"question {i}")
+        history.add_message(conv.id, "assistant", "\n\n".join(f"answer {i} part {j}" for j in range(10)))
+    app = MagimacApp(str(random_checkpoint), engine_factory=lambda _p: endless_engine)
+
+    async def some_batches():
+        n = app.ui_updates
+        await wait_until(pilot, lambda: app.ui_updates >= n + 5)
+        await pilot.pause(0.1)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None and app.conversation is not None)
+        app.composer.text = "Go on"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.generating is not None)
+        await some_batches()
+        assert app.chat.at_end
+        app.chat.focus()
+        await pilot.press("up")  # one line up from the end: the view stays there
+        await some_batches()
+        y = app.chat.scroll_y
+        await some_batches()  # the answer grows below
+        assert app.chat.scroll_y == y and app.chat.max_scroll_y > y + 1
+        await pilot.press("pageup")
+        await some_batches()
+        assert app.chat.scroll_y < y - 5
+        await pilot.press("end")  # back at the end: it follows the answer again
+        await some_batches()
+        assert app.chat.at_end
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.generating is None)

@@ -505,10 +505,8 @@ class MagimacApp(App):
         live["reasoning"] += chunk.reasoning
         live["answer"] += chunk.answer
         live["chunk"] = chunk
-        at_end = self.chat.at_end
-        with self.batch_update():  # one repaint for the text, the scroll and the status bar
-            await live["widget"].add(chunk)
-            self.chat.follow(at_end)
+        with self.batch_update():  # one repaint for the text and the status bar (the view
+            await live["widget"].add(chunk)  # follows the end itself unless scrolled up)
             if chunk.stats is not None:
                 live["stats"] = chunk.stats
             if chunk.ttft_s is not None and (chunk.elapsed_s - live.get("status_at", -1.0) >= 0.5):

@@ -194,12 +194,29 @@ class ChatView(VerticalScroll):
     def watch_virtual_size(self, _old, _new) -> None:
         """Content grew or shrank (Textual builds a Markdown answer after mounting it, and a
         resize re-wraps lines): stay at the end unless the person scrolled away from it."""
+        if self._stick:  # after the refresh that applies the new size, unless scrolled up by then
+            self.call_after_refresh(self._follow_end)
+
+    def _follow_end(self) -> None:
         if self._stick:
-            self.scroll_end(animate=False)  # after the refresh that applies the new size
+            self.scroll_end(animate=False, immediate=True)
+
+    def release_anchor(self) -> None:
+        """Textual calls this when the person scrolls (keys, wheel up, scrollbar), before any
+        animation: stop following the end.  (Textual's own `anchor` is not used: it scrolls a
+        view shorter than the screen to a negative offset, drawing its content at the bottom.)"""
+        super().release_anchor()
+        self._stick = False
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        self._stick = new_value >= self.max_scroll_y - 1
+        if new_value > old_value and new_value >= self.max_scroll_y - 1:  # scrolled back down
+            self._stick = True  # to the end: follow it again
+
+    def action_scroll_end(self) -> None:
+        """End: go to the end and follow it."""
+        self._stick = True
+        self.scroll_end(animate=False)
 
     async def add(self, widget) -> None:
         """Append a message widget (removing the empty hint), keep the window, follow the end."""
@@ -207,6 +224,7 @@ class ChatView(VerticalScroll):
             await hint.remove()
         await self.mount(widget)
         await self._trim()
+        self._stick = True
         self.scroll_end(animate=False)
 
     async def show_earlier(self) -> None:
@@ -246,11 +264,6 @@ class ChatView(VerticalScroll):
         if isinstance(event.button, EarlierMessages):
             event.stop()
             await self.show_earlier()
-
-    def follow(self, was_at_end: bool) -> None:
-        """Keep the newest text in view while streaming, unless the person scrolled up."""
-        if was_at_end:
-            self.scroll_end(animate=False)
 
     @property
     def at_end(self) -> bool:
