@@ -121,6 +121,9 @@ async def test_scrolling_up_while_an_answer_streams_keeps_the_view_there(endless
         await some_batches()
         assert app.chat.at_end
         app.chat.focus()
+        await pilot.press("down")  # down at the end: still following
+        await some_batches()
+        assert app.chat.at_end
         await pilot.press("up")  # one line up from the end: the view stays there
         await some_batches()
         y = app.chat.scroll_y
@@ -134,3 +137,4 @@ async def test_scrolling_up_while_an_answer_streams_keeps_the_view_there(endless
         assert app.chat.at_end
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.generating is None)
+

@@ -201,12 +201,12 @@ class ChatView(VerticalScroll):
         if self._stick:
             self.scroll_end(animate=False, immediate=True)
 
-    def release_anchor(self) -> None:
-        """Textual calls this when the person scrolls (keys, wheel up, scrollbar), before any
-        animation: stop following the end.  (Textual's own `anchor` is not used: it scrolls a
-        view shorter than the screen to a negative offset, drawing its content at the bottom.)"""
-        super().release_anchor()
-        self._stick = False
+    def watch_scroll_target_y(self, old_value: float, new_value: float) -> None:
+        """Where a scroll is headed, set before its animation: a move up to above the end (a
+        key, the wheel, the scrollbar, revealing a message) stops following the end.  (Textual
+        calls a scroll's start `release_anchor`, but also for moves down: Down at the end.)"""
+        if new_value < old_value and new_value < self.max_scroll_y:
+            self._stick = False
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
