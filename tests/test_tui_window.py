@@ -49,6 +49,10 @@ async def test_long_conversation_is_windowed_and_pages_back(engine, scripted_che
         await pilot.pause()
         assert shown(app) == texts
         assert button_label(app) is None
+        assert app.focused is app.chat  # a further Enter opens no reasoning block by accident
+        await pilot.press("enter")
+        await pilot.pause()
+        assert all(a.reasoning.collapsed for a in app.chat.query(AssistantMessage))
 
         app.composer.focus()
         app.composer.text = "Hi"

@@ -254,6 +254,8 @@ class ChatView(VerticalScroll):
         buttons = list(self.query(EarlierMessages))
         if not self.earlier:
             for b in buttons:
+                if b.has_focus:  # not onto the next reasoning block, which Enter would open
+                    self.focus()
                 await b.remove()
         elif buttons:
             buttons[0].label = EarlierMessages.label_for(len(self.earlier))
