@@ -288,3 +288,31 @@ async def test_the_demo_model_answers_a_new_problem_in_the_app():
         assert "45+27" in answer.message.reasoning
         assert check_answer(answer.message.content, "72"), answer.message.content
         assert answer.message.finish_reason == "stop"
+
+
+async def test_loading_a_model_frees_earlier_garbage_before_freezing(engine, scripted_checkpoint):
+    """gc.freeze() after a load must not pin what is already garbage (an engine closed when
+    another model replaced it, caught in a reference cycle) for the rest of the session."""
+    import gc
+    import weakref
+
+    from magimac.events import Loaded
+    from magimac.tui.app import LoadEvent
+
+    class Garbage:
+        pass
+
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        gc.disable()  # no automatic pass frees it before the load event
+        try:
+            old = Garbage()
+            old.me = old  # a cycle: only the collector frees it
+            alive = weakref.ref(old)
+            del old
+            app.on_load_event(LoadEvent(Loaded("another model", "4bit", 4096, False)))
+        finally:
+            gc.enable()
+        gc.collect()
+        assert alive() is None
