@@ -56,7 +56,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "model"
 REPO_TESTS = Path(__file__).resolve().parents[2] / "tests"
 
 VOCAB = 4096  # 1000 control ids + the first 3096 Tekken BPE ranks
-CONTEXT = 1024  # tokens (training sequences are under 100)
+CONTEXT = 1024  # tokens (training sequences are under about 250: up to 3 earlier exchanges)
 TEXT = dict(hidden=128, layers=4, intermediate=256, heads=4, kv_heads=2, head_dim=32)
 ROPE_THETA = 10000.0  # Magistral uses 1e9 for 128K positions; 1e4 suits 1K positions
 EPS = 1e-5
