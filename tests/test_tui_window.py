@@ -142,3 +142,23 @@ async def test_scrolling_up_while_an_answer_streams_keeps_the_view_there(endless
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.generating is None)
 
+
+
+async def test_page_keys_in_the_composer_scroll_the_conversation(engine, scripted_checkpoint):
+    history = History()
+    conv = history.new_conversation("long answer", {})
+    history.add_message(conv.id, "user", "Tell me everything")
+    history.add_message(conv.id, "assistant", "\n\n".join(f"Paragraph {i}." for i in range(60)))
+    app = MagimacApp(str(scripted_checkpoint), engine_factory=lambda _p: engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None and app.conversation is not None)
+        await pilot.pause(0.3)
+        app.composer.focus()
+        app.composer.text = "draft"
+        end = app.chat.scroll_y
+        await pilot.press("pageup", "pageup")
+        await pilot.pause(0.2)
+        assert app.chat.scroll_y < end - 10 and app.focused is app.composer and app.composer.text == "draft"
+        await pilot.press("pagedown", "pagedown", "pagedown")
+        await pilot.pause(0.2)
+        assert app.chat.at_end

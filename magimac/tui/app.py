@@ -400,6 +400,14 @@ class MagimacApp(App):
         self.sidebar.query_one("#search").focus()
 
     # sending ----------------------------------------------------------------------------
+    @on(Composer.PageScroll)
+    def _page_scroll(self, event: Composer.PageScroll) -> None:
+        """PageUp/PageDown while typing scroll the conversation (keys stay in the composer)."""
+        if event.pages < 0:
+            self.chat.scroll_page_up(animate=False)
+        else:
+            self.chat.scroll_page_down(animate=False)
+
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
         text, typed_files = parse_composer(event.text, "/file")

@@ -10,7 +10,9 @@ from textual.widgets import TextArea
 class Composer(TextArea):
     """`TextArea` that posts `Composer.Submitted` on Enter.
 
-    Ctrl+J (and Shift+Enter, in terminals that report it) inserts a new line.
+    Ctrl+J (and Shift+Enter, in terminals that report it) inserts a new line; PageUp/PageDown
+    post `Composer.PageScroll` (the app scrolls the conversation, as chat apps do) instead of
+    moving the cursor by a page in a message that is rarely that long.
     """
 
     NEWLINE_KEYS = ("ctrl+j", "shift+enter")
@@ -23,6 +25,15 @@ class Composer(TextArea):
             self.composer = composer
             self.text = text
 
+    class PageScroll(Message):
+        """PageUp (``pages`` -1) or PageDown (+1) in the composer."""
+
+        def __init__(self, pages: int) -> None:
+            super().__init__()
+            self.pages = pages
+
+    PAGE_KEYS = {"pageup": -1, "pagedown": 1}
+
     def __init__(self, **kwargs) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
                          compact=True, highlight_cursor_line=False, **kwargs)
@@ -34,6 +45,11 @@ class Composer(TextArea):
             event.stop()
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
+            return
+        if event.key in self.PAGE_KEYS:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.PageScroll(self.PAGE_KEYS[event.key]))
             return
         if event.key in self.NEWLINE_KEYS:
             event.stop()

@@ -23,6 +23,7 @@ HELP_KEYS: list[tuple[str, str]] = [
     ("Ctrl+R", "regenerate the last answer"),
     ("Ctrl+L", "edit and resend your last message"),
     ("Ctrl+T", "open / fold the last reasoning (or click it)"),
+    ("PageUp / PageDown", "scroll the conversation (also while typing)"),
     ("F5 / F6", "copy the last answer / its last code block"),
     ("Ctrl+S", "export to Markdown (in the current directory)"),
     ("Ctrl+N", "new conversation"),
