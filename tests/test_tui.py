@@ -316,3 +316,15 @@ async def test_loading_a_model_frees_earlier_garbage_before_freezing(engine, scr
             gc.enable()
         gc.collect()
         assert alive() is None
+        # frozen while in use (the first model's objects), garbage once that model is replaced:
+        # the next load frees it
+        used = Garbage()
+        used.me = used
+        alive = weakref.ref(used)
+        app.on_load_event(LoadEvent(Loaded("first model", "4bit", 4096, False)))
+        del used
+        gc.collect()
+        assert alive() is not None  # frozen: full passes skip it (that is what saves the pauses)
+        app.on_load_event(LoadEvent(Loaded("second model", "4bit", 4096, False)))
+        gc.collect()
+        assert alive() is None

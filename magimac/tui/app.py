@@ -267,8 +267,9 @@ class MagimacApp(App):
             # Everything loaded so far (libraries, the tokenizer's tables) lives as long as the
             # app: keep it out of the garbage collector's full passes, which otherwise pause
             # the UI for ~0.24 s each (measured in bench/bench_tui.py, 131K-token vocabulary).
-            # Collected first, once: garbage from before (a replaced engine in a reference
-            # cycle) would otherwise be frozen, never freed.
+            # Unfrozen and collected first, once per load: garbage from before (a replaced
+            # engine in a reference cycle, frozen with the previous model) is freed, not kept.
+            gc.unfreeze()
             gc.collect()
             gc.freeze()
         elif isinstance(ev, EngineError):
