@@ -102,7 +102,7 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
 
 def build_settings(args: argparse.Namespace):
     """GenerationSettings from the options."""
-    from magimac.engine import DEFAULT, GenerationSettings
+    from magimac.engine import DEFAULT, SETTING_RANGES, GenerationSettings, setting_error
 
     if args.no_system_prompt:
         system = None
@@ -115,14 +115,12 @@ def build_settings(args: argparse.Namespace):
             raise UserError(f"{args.system_file}: cannot read ({e.strerror})") from None
     else:
         system = DEFAULT
-    for name in ("max_tokens", "reasoning_budget", "context_length"):
+    if args.context_length is not None and args.context_length < 1:
+        raise UserError(f"--context-length must be a positive number of tokens, got {args.context_length}")
+    for name in SETTING_RANGES:
         v = getattr(args, name)
-        if v is not None and v < (0 if name == "reasoning_budget" else 1):
-            raise UserError(f"--{name.replace('_', '-')} must be a positive number of tokens, got {v}")
-    if args.temperature is not None and args.temperature < 0:
-        raise UserError(f"--temperature must be >= 0, got {args.temperature}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+        if v is not None and (problem := setting_error(name, v)):
+            raise UserError(f"--{name.replace('_', '-')} {problem}, got {v}")
     return GenerationSettings(
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
         seed=args.seed, max_tokens=args.max_tokens, reasoning_budget=args.reasoning_budget,

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import threading
 import weakref
 import time
@@ -118,6 +119,28 @@ class GenerationSettings:
     reasoning_budget: int | None = None
     keep_reasoning: bool = False
     system_prompt: str | None | _Default = DEFAULT
+
+
+SETTING_RANGES: dict[str, tuple[float, float, bool, str]] = {
+    "temperature": (0.0, math.inf, True, "must be a finite number >= 0"),
+    "top_p": (0.0, 1.0, False, "must be in (0, 1]"),
+    "max_tokens": (1, math.inf, True, "must be a positive number of tokens"),
+    "reasoning_budget": (0, math.inf, True, "must be a number of tokens >= 0"),
+}
+"""`GenerationSettings` field -> (lowest, highest, lowest allowed, what to say otherwise): what
+`magimac chat` and the app's settings screen accept (sampling needs finite values; top-p is a
+probability mass)."""
+
+
+def setting_error(name: str, value: float) -> str | None:
+    """Why ``value`` is not allowed for the `GenerationSettings` field ``name`` (a phrase such
+    as ``"must be in (0, 1]"``), or None when it is; fields without a `SETTING_RANGES` entry
+    take any value."""
+    if name not in SETTING_RANGES:
+        return None
+    lo, hi, lo_ok, problem = SETTING_RANGES[name]
+    ok = math.isfinite(value) and (lo <= value if lo_ok else lo < value) and value <= hi
+    return None if ok else problem
 
 
 class Turn:

@@ -9,8 +9,6 @@ defaults), ``keep_reasoning`` (bool).
 
 from __future__ import annotations
 
-import math
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -18,30 +16,26 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
 
 from magimac import store
-from magimac.engine import DEFAULT, GenerationSettings
+from magimac.engine import DEFAULT, GenerationSettings, setting_error
 
 PROMPT_MODES = [("the model's own", "default"), ("none", "none"), ("custom (below)", "custom")]
-NUMBERS = {  # key -> (label, type, hint, (lowest, highest, lowest allowed?)): `magimac chat`'s checks
-    "temperature": ("Temperature", float, "0.7 recommended; 0 = greedy", (0, math.inf, True)),
-    "top_p": ("Top-p", float, "0.95 recommended", (0, 1, False)),
-    "max_tokens": ("Max tokens", int, "empty: up to the context limit", (1, math.inf, True)),
-    "reasoning_budget": ("Reasoning budget (tokens)", int, "empty: unlimited", (0, math.inf, True)),
+NUMBERS = {  # key -> (label, type, hint); the allowed values: `engine.SETTING_RANGES`
+    "temperature": ("Temperature", float, "0.7 recommended; 0 = greedy"),
+    "top_p": ("Top-p", float, "0.95 recommended"),
+    "max_tokens": ("Max tokens", int, "empty: up to the context limit"),
+    "reasoning_budget": ("Reasoning budget (tokens)", int, "empty: unlimited"),
 }
 
 
 def number_error(key: str, raw: str) -> str | None:
-    """Why ``raw`` is no value for the `NUMBERS` setting ``key`` (None when it is one); the
-    ranges are those `magimac chat` enforces (finite, top-p in (0, 1], max tokens >= 1)."""
-    label, typ, _hint, (lo, hi, lo_ok) = NUMBERS[key]
+    """Why ``raw`` is no value for the `NUMBERS` setting ``key`` (None when it is one): not a
+    number of its type, or outside what `magimac chat` accepts (`engine.setting_error`)."""
+    label, typ, _hint = NUMBERS[key]
     try:
-        value = typ(raw)
+        problem = setting_error(key, typ(raw))
     except ValueError:
-        value = math.nan
-    if math.isfinite(value) and (lo <= value if lo_ok else lo < value) and value <= hi:
-        return None
-    kind = "a whole number" if typ is int else "a number"
-    low = f">= {lo}" if lo_ok else f"> {lo}"
-    return f"{label}: {raw!r} is not {kind} {low}" + (f" and <= {hi}" if math.isfinite(hi) else "")
+        problem = f"is not {'a whole number' if typ is int else 'a number'}"
+    return f"{label}: {raw!r} {problem}" if problem else None
 
 
 def generation_settings(settings: dict) -> GenerationSettings:
@@ -78,7 +72,7 @@ class SettingsScreen(ModalScreen[dict | None]):
             yield Select(PROMPT_MODES, value=s.get("system_prompt_mode", "default"), allow_blank=False,
                          id="system_prompt_mode", compact=True)
             yield TextArea(s.get("system_prompt", ""), id="system_prompt", soft_wrap=True)
-            for key, (label, _type, hint, _range) in NUMBERS.items():
+            for key, (label, _type, hint) in NUMBERS.items():
                 with Horizontal(classes="number-row"):
                     yield Label(label)
                     value = s.get(key)
@@ -112,7 +106,7 @@ class SettingsScreen(ModalScreen[dict | None]):
             out.pop("model", None)
         out["system_prompt_mode"] = self.query_one("#system_prompt_mode", Select).value
         out["system_prompt"] = self.query_one("#system_prompt", TextArea).text
-        for key, (_label, typ, _hint, _range) in NUMBERS.items():
+        for key, (_label, typ, _hint) in NUMBERS.items():
             raw = self.query_one(f"#{key}", Input).value.strip()
             if not raw:
                 out.pop(key, None)
