@@ -89,16 +89,17 @@ def title_from(text: str) -> str:
     return line if len(line) <= 40 else line[:39] + "…"
 
 
-def parse_composer(text: str, command: str = "/image") -> tuple[str, list[str]]:
-    """Split ``/image PATH`` lines (or another ``command``, e.g. ``/file``) from a message:
-    returns (text, paths as typed)."""
-    keep, paths = [], []
+def parse_composer(text: str) -> tuple[str, list[str], list[str]]:
+    """Split ``/image PATH`` and ``/file PATH`` lines from a message: returns (text, image
+    paths, document paths, as typed)."""
+    keep, found = [], {"/image": [], "/file": []}
     for line in text.splitlines():
-        if line.strip().startswith(command + " "):
-            paths.append(line.strip()[len(command) + 1:].strip())
+        command, _, path = line.strip().partition(" ")
+        if command in found and path.strip():
+            found[command].append(path.strip())
         else:
             keep.append(line)
-    return "\n".join(keep).strip(), paths
+    return "\n".join(keep).strip(), found["/image"], found["/file"]
 
 
 def model_label(loaded: Loaded) -> str:
@@ -411,8 +412,7 @@ class MagimacApp(App):
 
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
-        text, typed_files = parse_composer(event.text, "/file")
-        text, typed_images = parse_composer(text)
+        text, typed_images, typed_files = parse_composer(event.text)
         for raw in typed_images + typed_files:
             if not self._attach(Path(raw)):
                 return
