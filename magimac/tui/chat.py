@@ -233,8 +233,8 @@ class ChatView(VerticalScroll):
             return
         self._stick = False  # the person is reading back
         batch, self.earlier = self.earlier[-WINDOW_MESSAGES:], self.earlier[:-WINDOW_MESSAGES]
-        first = self._messages()[0] if self._messages() else None
-        await self.mount_all([self.message_widget(m) for m in batch], before=first)
+        shown = self._messages()
+        await self.mount_all([self.message_widget(m) for m in batch], before=shown[0] if shown else None)
         await self._update_button()
         self.scroll_home(animate=False)
 
