@@ -1,6 +1,6 @@
 """Benchmark the engine: decode speed against bare mlx-lm, and multi-turn prefill.
 
-1. Decode tokens/s through `magimac.engine.Engine` against bare `mlx_lm.stream_generate` on
+1. Decode tokens/s through `magimac.engine.worker.Engine` against bare `mlx_lm.stream_generate` on
    the same checkpoint, prompt, sampler and seed, alternating over ``--rounds`` (median).
    Model: a Magistral-format checkpoint with random weights, hidden 1024, 4 layers (intermediate
    3072, 8 heads, 2 KV heads, head_dim 128) and the first 32768 ids of the Tekken vocabulary
@@ -50,7 +50,7 @@ WORDS = ("river mountain quantum ledger violet harbor engine lantern orbit canva
 
 def checkpoint(name: str, scripted: bool) -> Path:
     """Build (once) a bench checkpoint under bench/out/models/."""
-    from checkpoint import Script, build_checkpoint
+    from magimac.testing.checkpoint import Script, build_checkpoint
 
     path = OUT / "models" / name
     if not (path / "config.json").is_file():
@@ -72,9 +72,9 @@ def decode_bench(rounds: int, n_tokens: int) -> dict:
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    from magimac.conversation import Message
-    from magimac.engine import Engine, GenerationSettings
-    from magimac.events import Done
+    from magimac.core.conversation import Message
+    from magimac.engine.worker import Engine, GenerationSettings
+    from magimac.core.events import Done
 
     path = checkpoint("random-h1024-l4-v32k", scripted=False)
     engine = Engine(path)
@@ -126,9 +126,9 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 
 def engine_turns(path: Path, turns: int, keep: bool) -> list[dict]:
-    from magimac.conversation import Message
-    from magimac.engine import Engine, GenerationSettings
-    from magimac.events import Done
+    from magimac.core.conversation import Message
+    from magimac.engine.worker import Engine, GenerationSettings
+    from magimac.core.events import Done
 
     engine = Engine(path)
     engine.wait_loaded()
@@ -160,8 +160,8 @@ def mlx_lm_turns(path: Path, turns: int, reuse_cache: bool) -> list[dict]:
     from mlx_lm.models.cache import make_prompt_cache
     from mlx_lm.sample_utils import make_sampler
 
-    from magimac.conversation import Message
-    from magimac.engine import Engine
+    from magimac.core.conversation import Message
+    from magimac.engine.worker import Engine
 
     model, tokenizer = load(str(path))
     tok = Engine(path)  # only for mistral-common prompt ids
@@ -190,7 +190,7 @@ def mlx_lm_turns(path: Path, turns: int, reuse_cache: bool) -> list[dict]:
 
 
 def _no_system():
-    from magimac.engine import GenerationSettings
+    from magimac.engine.worker import GenerationSettings
 
     return GenerationSettings(system_prompt=None)
 

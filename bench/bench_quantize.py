@@ -6,7 +6,7 @@
    as `mlx_vlm.convert -q` does, so both write the same tensors), each conversion in its own
    process (peak RSS = the process's ``ru_maxrss``), alternating the order over ``--rounds``.
    Ratios are magimac / mlx-vlm in the same run; goals: RSS <= 1 and flat in depth, time <= 1.10.
-2. Sizes `magimac quantize` reports (`quantize.sizes.estimate`) for the real 2509 config at
+2. Sizes `magimac quantize` reports (`magimac.quantize.sizes.estimate`) for the real 2509 config at
    each level, next to the ready-made conversions in the registry.
 
 Writes ``bench/out/quantize.json``.  Usage::
@@ -38,7 +38,7 @@ def worker(tool: str, src: str, out: str) -> None:
 
         vlm_convert(src, out, quantize=True, q_bits=4, q_group_size=64)
     else:
-        from quantize.convert import convert
+        from magimac.quantize.convert import convert
 
         recipe = "mlx-vlm" if tool == "magimac" else "uniform"
         convert(src, Path(out), recipe=recipe, progress=False, force=True, log=lambda s: None)
@@ -96,8 +96,8 @@ def speed_memory(layers: list[int], rounds: int, work: Path, keep: bool) -> list
 
 
 def sizes_table() -> list[dict]:
-    from magimac.registry import load_registry
-    from quantize.sizes import estimate
+    from magimac.models.registry import load_registry
+    from magimac.quantize.sizes import estimate
 
     cfg = json.loads((ROOT / "magimac" / "data" / "magistral-small-2509.json").read_text())
     ready = load_registry()["magistral-small-2509"].mlx

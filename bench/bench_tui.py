@@ -46,7 +46,7 @@ def setup_dirs(tmp: Path) -> None:
 
 def build_model(tmp: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
-    from checkpoint import build_checkpoint  # noqa: PLC0415  (test-model builder)
+    from magimac.testing.checkpoint import build_checkpoint  # noqa: PLC0415  (test-model builder)
 
     return build_checkpoint(tmp / "random-model")
 
@@ -60,7 +60,7 @@ class SyntheticEngine:
         self._cancel = threading.Event()
 
     def load_events(self):
-        from magimac.events import Loaded  # noqa: PLC0415
+        from magimac.core.events import Loaded  # noqa: PLC0415
 
         yield Loaded("synthetic", "", 131072, False, 0)
 
@@ -68,8 +68,8 @@ class SyntheticEngine:
         return next(iter(self.load_events()))
 
     def submit(self, messages, settings=None):
-        from magimac.engine import Turn  # noqa: PLC0415
-        from magimac.events import AnswerDelta, Done, ReasoningDelta, Stats  # noqa: PLC0415
+        from magimac.engine.worker import Turn  # noqa: PLC0415
+        from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats  # noqa: PLC0415
 
         turn = Turn()
         self._cancel.clear()
@@ -124,9 +124,9 @@ async def wait_for(cond, limit_s: float = 600.0) -> None:
 def engine_alone(engine, n: int, conv: int | None = None) -> float:
     """Decode tokens/s of one turn on the engine alone: ``PROMPT`` after conversation ``conv``'s
     messages (the same prompt, hence the same KV cache length, as the app's turn)."""
-    from magimac.conversation import Message  # noqa: PLC0415
-    from magimac.engine import GenerationSettings  # noqa: PLC0415
-    from magimac.history import History  # noqa: PLC0415
+    from magimac.core.conversation import Message  # noqa: PLC0415
+    from magimac.engine.worker import GenerationSettings  # noqa: PLC0415
+    from magimac.text.history import History  # noqa: PLC0415
 
     earlier = [m.to_message() for m in History().messages(conv)] if conv is not None else []
     done = None
@@ -142,7 +142,7 @@ LONG_ANSWER = "\n\n".join(
 
 def conversation(settings: dict, earlier: int = 0) -> int:
     """A new conversation in history with ``earlier`` exchanges of long answers; its id."""
-    from magimac.history import History  # noqa: PLC0415
+    from magimac.text.history import History  # noqa: PLC0415
 
     history = History()
     conv = history.new_conversation("bench", settings)
@@ -183,7 +183,7 @@ async def app_turn(engine, model: Path, n: int, conv: int | None = None, from_fi
 
 def history_messages(conv: int, drop_last: int = 0) -> None:
     """Delete the last ``drop_last`` messages of conversation ``conv`` from history."""
-    from magimac.history import History  # noqa: PLC0415
+    from magimac.text.history import History  # noqa: PLC0415
 
     history = History()
     messages = history.messages(conv)
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     setup_dirs(tmp)
     model = a.model or build_model(tmp)
-    from magimac.engine import Engine  # noqa: PLC0415
+    from magimac.engine.worker import Engine  # noqa: PLC0415
 
     engine = Engine(model)
     engine.start()

@@ -23,9 +23,9 @@ import mlx.core as mx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from checkpoint import BOS, EOS, SYSTEM_PROMPT, tensor_shapes, write_tekken  # noqa: E402
-from quantize.layout import TensorSpec  # noqa: E402
-from quantize.shards import ShardWriter, split_shards  # noqa: E402
+from magimac.testing.checkpoint import BOS, EOS, SYSTEM_PROMPT, tensor_shapes, write_tekken  # noqa: E402
+from magimac.quantize.layout import TensorSpec  # noqa: E402
+from magimac.quantize.shards import ShardWriter, split_shards  # noqa: E402
 
 REAL_CONFIG = ROOT / "magimac" / "data" / "magistral-small-2509.json"
 SHARD_BYTES = 2 << 30

@@ -1,3 +1,3 @@
-from magimac.cli import main
+from magimac.cli.main import main
 
 raise SystemExit(main())

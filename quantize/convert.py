@@ -8,16 +8,16 @@ predicates and recipes choose what to quantize, `mx.quantize` does the quantizat
 
 What magimac adds:
 - streaming: each source tensor is read in row chunks straight from its shard on a prefetch
-  thread that also hashes the shard (`quantize.stream`), quantized, and written at its offset
-  in a pre-planned output shard (`quantize.shards`), so peak memory is a few chunks, flat in
+  thread that also hashes the shard (`magimac.quantize.stream`), quantized, and written at its offset
+  in a pre-planned output shard (`magimac.quantize.shards`), so peak memory is a few chunks, flat in
   the number of layers, instead of a whole 5 GB output shard;
-- checks before any work (`quantize.source`), the exact size and the fit check
-  (`quantize.sizes`), free disk space;
+- checks before any work (`magimac.quantize.source`), the exact size and the fit check
+  (`magimac.quantize.sizes`), free disk space;
 - safety: output goes to a hidden temporary directory beside ``out``, is verified (headers and
   a strict lazy load with mlx-vlm and mlx-lm) and renamed into place only then; an existing
   output is replaced only with ``force``; Ctrl-C or an error removes the temporary directory,
-  and the next run on ``out`` removes one left by a killed process (`magimac.staging`);
-- the tokenizer copied so that it works (`quantize.tokenizer`), and `magimac-manifest.json`.
+  and the next run on ``out`` removes one left by a killed process (`magimac.core.staging`);
+- the tokenizer copied so that it works (`magimac.quantize.tokenizer`), and `magimac-manifest.json`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Callable, Iterator
 
 import mlx.core as mx
 
-from magimac import staging
-from quantize.layout import (
+from magimac.core import staging
+from magimac.quantize.layout import (
     ARCHITECTURES,
     OUTPUT_FLOAT_DTYPE,
     GroupSizeError,
@@ -43,13 +43,13 @@ from quantize.layout import (
     architecture,
     quantized_specs,
 )
-from quantize.manifest import write_manifest
-from quantize.shards import BackgroundWrites, ShardWriter, shard_name, split_shards
-from quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
-from quantize.source import (Checkpoint, QuantizeError, download, fetch_config, hf_blob_sha256, load_checkpoint, locate,
+from magimac.quantize.manifest import write_manifest
+from magimac.quantize.shards import BackgroundWrites, ShardWriter, shard_name, split_shards
+from magimac.quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
+from magimac.quantize.source import (Checkpoint, HubSource, QuantizeError, download, fetch_config, hf_blob_sha256, load_checkpoint, locate,
                              read_header, sha256_file, TensorInfo)
-from quantize.stream import NUMPY_DTYPES, Chunk, SourceReader
-from quantize.tokenizer import control_token_ids, copy_tokenizer
+from magimac.quantize.stream import NUMPY_DTYPES, Chunk, SourceReader
+from magimac.quantize.tokenizer import control_token_ids, copy_tokenizer
 
 DISK_MARGIN_BYTES = 256 << 20
 
@@ -245,7 +245,7 @@ def _place(tmp: Path, out: Path) -> None:
 
 
 def convert(
-    source: str | Path,
+    source: str | Path | HubSource,
     out: Path,
     *,
     bits: int = 4,
@@ -260,12 +260,12 @@ def convert(
     revision: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Convert ``source`` (checkpoint dir, registry name or hub id) to MLX weights in ``out``.
+    """Convert ``source`` (checkpoint dir, hub id or `HubSource`) to MLX weights in ``out``.
 
     Args:
         bits / group_size / mode: the level (affine 2-8 bits at group size 32/64/128, or
             ``mxfp4``/``nvfp4``/``mxfp8`` with their fixed numbers).
-        recipe: a name from `quantize.recipes.RECIPES` (default ``uniform``).
+        recipe: a name from `magimac.quantize.recipes.RECIPES` (default ``uniform``).
         quantize_vision: quantize the vision tower and projector too (default bf16).
         target_ram_bytes: RAM of the Mac that will run the model (default: this machine's).
         context: tokens of 16-bit KV cache for the fit check.
@@ -284,7 +284,7 @@ def convert(
     """
     say = log or (lambda s: print(s, file=sys.stderr))
     out = Path(out).expanduser().absolute()
-    where = locate(str(source))
+    where = locate(source)
     ckpt = load_checkpoint(where) if isinstance(where, Path) else None
     config = ckpt.config if ckpt else fetch_config(where, revision)  # sizes before any download
     _check_out(out, ckpt, force)

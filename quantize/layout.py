@@ -13,6 +13,8 @@ read (for the size estimate and the fit check), and the shapes/dtypes of the pac
 
 from __future__ import annotations
 
+from magimac.core.errors import MagimacError
+
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -32,11 +34,11 @@ OUTPUT_FLOAT_DTYPE = mx.bfloat16  # unquantized tensors, scales and biases are w
 _VISION_MARKERS = ("vision_tower", "multi_modal_projector")
 
 
-class UnknownArchitecture(ValueError):
+class UnknownArchitecture(MagimacError, ValueError):
     """config.json names a model type magimac cannot convert."""
 
 
-class GroupSizeError(ValueError):
+class GroupSizeError(MagimacError, ValueError):
     """A tensor to quantize has an input dimension not divisible by the group size.
 
     Attributes: path (module path), shape (weight shape), group_size.

@@ -16,7 +16,7 @@ from typing import Callable
 
 import mlx.nn as nn
 
-from quantize.layout import ARCHITECTURES, Predicate, architecture
+from magimac.quantize.layout import ARCHITECTURES, Predicate, architecture
 
 DEFAULT_RECIPE = "uniform"
 

@@ -2,7 +2,7 @@
 
 mlx-vlm/mlx-lm save a shard with `mx.save_safetensors`, which needs every tensor of the shard
 in memory at once (up to 5 GB).  magimac knows every output tensor's name, shape and dtype
-before computing any (`quantize.layout`), so it writes the header first and then each tensor's
+before computing any (`magimac.quantize.layout`), so it writes the header first and then each tensor's
 bytes, in row chunks, at their offsets: peak memory is one chunk, whatever the shard or model
 size.  The files are ordinary safetensors (``__metadata__ = {"format": "mlx"}``) that
 `mx.load`, mlx-vlm and mlx-lm read.
@@ -18,7 +18,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from quantize.layout import TensorSpec
+from magimac.quantize.layout import TensorSpec
 
 MAX_SHARD_BYTES = 5 << 30  # mlx-lm / mlx-vlm's MAX_FILE_SIZE_GB = 5
 SAFETENSORS_DTYPES = {mx.bfloat16: "BF16", mx.float16: "F16", mx.float32: "F32", mx.uint32: "U32",

@@ -1,8 +1,8 @@
 """Exact output size of a conversion from ``config.json`` alone, and whether it fits a Mac.
 
-`estimate` builds the lazy MLX model skeleton (`quantize.layout`), applies the recipe's
+`estimate` builds the lazy MLX model skeleton (`magimac.quantize.layout`), applies the recipe's
 quantization plan and sums the bytes of every output tensor, so the numbers are the bytes
-`quantize.convert.convert` writes (tensor data; safetensors headers add well under 0.1%).
+`magimac.quantize.convert.convert` writes (tensor data; safetensors headers add well under 0.1%).
 
 Memory arithmetic (shared/MAGISTRAL.md): KV cache per token in 16-bit is
 ``2 (K and V) x layers x kv_heads x head_dim x 2 bytes``; macOS lets the GPU wire about two
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from quantize.layout import (
+from magimac.quantize.layout import (
     architecture,
     base_params,
     build_model,
@@ -21,7 +21,7 @@ from quantize.layout import (
     output_specs,
     quant_plan,
 )
-from quantize.recipes import get_recipe
+from magimac.quantize.recipes import get_recipe
 
 COMPONENTS = ("embeddings", "layers", "norms", "lm_head", "vision_tower", "projector")
 TEXT_COMPONENTS = ("embeddings", "layers", "norms", "lm_head")

@@ -18,9 +18,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from magimac.cli import UserError
-from quantize.layout import UnknownArchitecture, architecture
-from quantize.tokenizer import files_to_copy
+from magimac.core.errors import MagimacError
+from magimac.quantize.layout import UnknownArchitecture, architecture
+from magimac.quantize.tokenizer import files_to_copy
 
 # Hub files a conversion needs when SOURCE is a hub id without a registry entry.
 DEFAULT_ALLOW_PATTERNS = ["config.json", "generation_config.json", "model-*.safetensors",
@@ -32,7 +32,7 @@ SAFETENSORS_DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2":
                            "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
-class QuantizeError(UserError):
+class QuantizeError(MagimacError):
     """A problem with the source, the output or the settings; the message is one line."""
 
 
@@ -213,25 +213,30 @@ class HubSource:
     patterns: tuple[str, ...]
 
 
-def locate(source: str) -> Path | HubSource:
-    """Where SOURCE is: an existing local path, or a registry name / hub id to download.
+def hub_source(repo: str, patterns: list[str] | tuple[str, ...] = ()) -> HubSource:
+    """A `HubSource` for hub id ``repo``: ``patterns`` (default `DEFAULT_ALLOW_PATTERNS`), never
+    one that matches ``consolidated.safetensors``."""
+    return HubSource(repo, tuple(pat for pat in (patterns or DEFAULT_ALLOW_PATTERNS) if NEVER_FETCH not in pat))
+
+
+def locate(source: str | Path | HubSource) -> Path | HubSource:
+    """Where SOURCE is: an existing local path, or a hub checkout to download.
+
+    A registry name is resolved by the app before it gets here (`magimac.models.registry.
+    quantize_source`); this library knows paths and ``owner/name`` hub ids only.
 
     Raises:
-        QuantizeError: neither a path, a registry entry nor an ``owner/name`` hub id.
+        QuantizeError: neither an existing path, a `HubSource` nor an ``owner/name`` hub id.
     """
+    if isinstance(source, HubSource):
+        return source
     p = Path(source).expanduser()
     if p.exists():
         return p
-    from magimac.registry import find_entry, load_registry
-
-    entry = find_entry(load_registry(), source)
-    if entry is not None and entry.hub_id:
-        repo, patterns = entry.hub_id, list(entry.allow_patterns) or DEFAULT_ALLOW_PATTERNS
-    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
-        repo, patterns = source, DEFAULT_ALLOW_PATTERNS
-    else:
-        raise QuantizeError(f"{source}: no such directory, registry model or hub id (see `magimac models`)")
-    return HubSource(repo, tuple(pat for pat in patterns if NEVER_FETCH not in pat))
+    text = str(source)
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        return hub_source(text)
+    raise QuantizeError(f"{text}: no such directory, registry model or hub id (see `magimac models`)")
 
 
 def _snapshot(hub: HubSource, patterns: list[str], revision: str | None) -> Path:
@@ -255,8 +260,8 @@ def download(hub: HubSource, revision: str | None = None) -> Checkpoint:
     return load_checkpoint(local, hub_id=hub.repo, revision=local.name)
 
 
-def resolve_source(source: str, *, revision: str | None = None) -> Checkpoint:
-    """`load_checkpoint` of a local directory, or `download` of a registry model / hub id.
+def resolve_source(source: str | Path | HubSource, *, revision: str | None = None) -> Checkpoint:
+    """`load_checkpoint` of a local directory, or `download` of a hub checkout.
 
     Raises:
         QuantizeError: not found locally nor in the registry, download failed (e.g. offline).

@@ -1,19 +1,17 @@
 """Shared fixtures: isolated magimac directories and small real-format checkpoints.
 
-Checkpoints are built once per session (`tests/checkpoint.py`); tests that modify a
-checkpoint copy it first.
+Checkpoints are built once per session (`magimac.testing.checkpoint`); tests that modify a
+checkpoint copy it first. Each layer's folder has a `conftest.py` of its own for what only its
+tests need.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from checkpoint import Script, build_checkpoint  # noqa: E402
+from magimac.testing.checkpoint import Script, build_checkpoint
 
 
 @pytest.fixture(autouse=True)

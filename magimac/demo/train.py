@@ -14,10 +14,10 @@ mistral-common's Tekken table (digits are single tokens), a short `SYSTEM_PROMPT
 own (with a `[THINK]` chunk, like Magistral's) and `generation_config.json`.  After saving,
 the checkpoint is loaded with mlx-lm and its logits are compared with PyTorch's (catches
 layout or RoPE mistakes).  The checkpoint writing helpers are the test suite's
-(`tests/checkpoint.py`), so the demo and the test checkpoints share one layout.
+(`magimac.testing.checkpoint`), so the demo and the test checkpoints share one layout.
 
 Training data: `problems.sample_problem` on the training side of the held-out split.  Each
-sequence is exactly what the engine sends (`magimac.prompt.encode`, i.e. mistral-common's
+sequence is exactly what the engine sends (`magimac.text.prompt.encode`, i.e. mistral-common's
 `encode_chat_completion` of [the demo's system prompt, question]; a quarter of them without
 a system prompt) followed by ``[THINK]reasoning[/THINK]answer</s>``; the loss covers the
 last assistant part only.  Half of the sequences are later turns of a chat: 1 to 3 earlier
@@ -47,13 +47,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magimac.conversation import Message
+from magimac.core.conversation import Message
 from magimac.demo.problems import Problem, check_answer, sample_problem
-from magimac.prompt import encode, load_tokenizer, system_chunks
-from magimac.reasoning import markers_for
+from magimac.text.prompt import encode, load_tokenizer, system_chunks
+from magimac.text.reasoning import markers_for
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "model"
-REPO_TESTS = Path(__file__).resolve().parents[2] / "tests"
 
 VOCAB = 4096  # 1000 control ids + the first 3096 Tekken BPE ranks
 CONTEXT = 1024  # tokens (training sequences are under about 250: up to 3 earlier exchanges)
@@ -65,11 +64,8 @@ SYSTEM_PROMPT = "Think step by step:[THINK]…[/THINK]then give the answer in th
 
 
 def _checkpoint_helpers():
-    """`tests/checkpoint.py` (write_tekken, tiny_config, tensor_shapes, ...) from the source tree."""
-    if not (REPO_TESTS / "checkpoint.py").is_file():
-        raise SystemExit("magimac.demo.train: run it from a source checkout (tests/checkpoint.py not found)")
-    sys.path.insert(0, str(REPO_TESTS))
-    import checkpoint
+    """`magimac.testing.checkpoint` (write_tekken, tiny_config, tensor_shapes, ...)."""
+    from magimac.testing import checkpoint
 
     return checkpoint
 
@@ -193,7 +189,7 @@ def conversation(rng: random.Random, question: str, earlier: int, held_out: bool
 
 
 def prompt_tokens(tok, markers, question: str | list[Message], system_prompt: str | None) -> list[int]:
-    """The engine's prompt (`magimac.prompt.encode`) for one user question or a conversation."""
+    """The engine's prompt (`magimac.text.prompt.encode`) for one user question or a conversation."""
     messages = [Message("user", question)] if isinstance(question, str) else question
     return encode(tok, messages, markers, system_prompt).tokens
 

@@ -26,15 +26,15 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
 
-from magimac import store
-from magimac.engine import Engine, EngineLoadError
-from magimac.events import Done, EngineError, Loaded, LoadProgress, Stats
-from magimac.documents import DocumentError, describe, load_document_cached
-from magimac.history import Attachment, ConversationInfo, History, StoredMessage
-from magimac.retrieval import attach_for_engine, context_report, context_summary
+from magimac.models import store
+from magimac.engine.worker import Engine, EngineLoadError
+from magimac.core.events import Done, EngineError, Loaded, LoadProgress, Stats
+from magimac.text.documents import DocumentError, describe, load_document_cached
+from magimac.text.history import Attachment, ConversationInfo, History, StoredMessage
+from magimac.text.retrieval import attach_for_engine, context_report, context_summary
 from magimac.tui.chat import AssistantMessage, ChatView, UserMessage, code_blocks
 from magimac.tui.composer import Composer
-from magimac.tui.export import write_export
+from magimac.text.export import write_export
 from magimac.tui.screens import IMAGE_SUFFIXES, AttachImage, Confirm, HelpScreen, MissingModel, TextPrompt
 from magimac.tui.settings_screen import SettingsScreen, generation_settings
 from magimac.tui.sidebar import Sidebar
@@ -111,7 +111,7 @@ def plan_recommendations() -> list[str]:
     """What `magimac plan` recommends for this machine (default model), as lines; [] when the
     planner cannot say (it must never stop the app from explaining how to get a model)."""
     try:
-        from magimac.plan import make_plan  # noqa: PLC0415
+        from magimac.models.plan import make_plan  # noqa: PLC0415
 
         rec = make_plan().recommendation
     except Exception:

@@ -10,8 +10,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Button, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
-from magimac.history import Attachment, StoredMessage
-from magimac.latex import markdown_math_to_unicode
+from magimac.text.history import Attachment, StoredMessage
+from magimac.text.latex import markdown_math_to_unicode
 from magimac.tui.reasoning import ReasoningBlock, thought_title
 from magimac.tui.streaming import Chunk
 

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView
 
-from magimac.history import MARK_END, MARK_START, ConversationInfo, SearchHit
+from magimac.text.history import MARK_END, MARK_START, ConversationInfo, SearchHit
 
 
 def highlighted(snippet: str) -> Content:

@@ -1,0 +1,195 @@
+"""One turn for any front-end: documents attached, the engine's events streamed, the answer
+record built as it streams.
+
+What this adds to the engine's own `Turn`: the documents step (`magimac.text.retrieval.
+attach_for_engine`) and its report as an event, errors before the turn (a document that cannot
+be read, a model that failed to load) turned into the same ``Done("error", ...)`` the engine
+sends, an iterator that a Ctrl-C does not end (the interrupted front-end cancels and keeps
+reading to the ``Done``), and the record a front-end stores (`AnswerRecord`), kept up to date
+as the text streams so that a killed answer keeps its reasoning and its token counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from magimac.core.conversation import Message
+from magimac.core.errors import MagimacError
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+
+
+@dataclass(frozen=True)
+class DocumentsUsed:
+    """The documents part of the turn, sent before its first token.
+
+    Attributes:
+        summary: one line for people (`magimac.text.retrieval.context_summary`).
+        report: JSON-ready data (`magimac.text.retrieval.context_report`: ``whole``, ``tokens``,
+            ``passages`` with ``document``, ``page``, ``score``, ``tokens`` and, for chosen
+            passages, ``text``).
+    """
+
+    summary: str
+    report: dict
+
+
+@dataclass
+class AnswerRecord:
+    """What to store for the answer, filled in as the events arrive.
+
+    Attributes:
+        content / reasoning: the answer and reasoning text so far.
+        reasoning_tokens / answer_tokens: tokens generated in each part (one per delta, the
+            engine's final `Stats` when it sends them).
+        finish_reason: one of `magimac.core.events.FINISH_REASONS` once the turn ended, else None.
+        error: the one-line error of a failed turn.
+        stats: the engine's `Stats` (the last one received).
+        documents: ``{"summary", "passages"}`` of the documents sent (passage text left out).
+        thinking_s: seconds from the first reasoning token to the first answer token.
+        model: the label of the model that answered (``Magistral Small 1.2 · 4bit``).
+    """
+
+    content: str = ""
+    reasoning: str = ""
+    reasoning_tokens: int = 0
+    answer_tokens: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+    stats: Stats | None = None
+    documents: dict | None = None
+    thinking_s: float | None = None
+    model: str | None = None
+    _first_token: float | None = field(default=None, repr=False)
+
+    def add(self, ev: Any, now: float | None = None) -> None:
+        """Take one event of the turn (``now``: `time.monotonic` seconds, for thinking_s)."""
+        now = time.monotonic() if now is None else now
+        if isinstance(ev, ReasoningDelta):
+            self._first_token = now if self._first_token is None else self._first_token
+            self.reasoning += ev.text
+            self.reasoning_tokens += 1
+        elif isinstance(ev, AnswerDelta):
+            if self.answer_tokens == 0 and self.reasoning_tokens and self.thinking_s is None:
+                self.thinking_s = round(now - (self._first_token or now), 2)
+            self.content += ev.text
+            self.answer_tokens += 1
+        elif isinstance(ev, Stats):
+            self.stats = ev
+        elif isinstance(ev, DocumentsUsed):
+            passages = [{k: v for k, v in p.items() if k != "text"} for p in ev.report["passages"]]
+            self.documents = {"summary": ev.summary, "passages": passages}
+        elif isinstance(ev, Done):
+            self.finish_reason, self.error = ev.finish_reason, ev.error
+            if ev.stats != Stats():
+                self.stats = ev.stats
+
+    def stored_stats(self) -> dict:
+        """The stats dict kept with the message in history (`magimac.text.history`): the
+        engine's `Stats` fields, token counts as far as the text got, ``thinking_s``,
+        ``error``, ``documents`` and ``model`` where known."""
+        stats = dataclasses.asdict(self.stats or Stats())
+        stats["reasoning_tokens"] = stats.get("reasoning_tokens") or self.reasoning_tokens
+        stats["answer_tokens"] = stats.get("answer_tokens") or self.answer_tokens
+        extra = {"thinking_s": self.thinking_s, "error": self.error, "documents": self.documents,
+                 "model": self.model}
+        stats.update({k: v for k, v in extra.items() if v is not None})
+        return stats
+
+
+def model_label(loaded) -> str:
+    """A loaded model as the status bar and exports name it: ``Magistral Small 1.2 · 4bit``."""
+    return f"{loaded.model} · {loaded.quantization}" if loaded.quantization else loaded.model
+
+
+class TurnRun:
+    """The events of one turn: `DocumentsUsed` (when documents are attached), then the engine's
+    `ReasoningDelta` / `AnswerDelta` / `Stats`, and always a `Done` last.
+
+    Iterating blocks until the next event. A `KeyboardInterrupt` raised while waiting leaves the
+    run intact: call `cancel` and iterate again to receive the rest, down to ``Done("cancelled")``.
+
+    Attributes:
+        messages: the conversation as sent (documents put into the text) once prepared.
+        answer: the `AnswerRecord`, updated with every event.
+        done: the `Done` event once received.
+    """
+
+    def __init__(self, session, messages: list[Message], settings=None) -> None:
+        self.session = session
+        self.messages = messages
+        self.settings = settings
+        self.answer = AnswerRecord()
+        self.done: Done | None = None
+        self._engine_turn = None
+        self._events = None
+        self._queued: list = []
+        self._cancelled = False
+
+    def prepare(self) -> DocumentsUsed | None:
+        """Wait for the model and put the attached documents into the messages (once).
+
+        Raises:
+            MagimacError: the model failed to load, a document cannot be read, the prompt is bad.
+        """
+        from magimac.text.retrieval import attach_for_engine, context_report, context_summary
+
+        engine = self.session.engine
+        had_documents = any(m.documents for m in self.messages)
+        self.messages, ctx = attach_for_engine(engine, self.messages, self.settings)
+        loaded = self.session.wait_loaded()
+        self.answer.model = model_label(loaded) if loaded is not None else None
+        if had_documents or ctx.passages:
+            return DocumentsUsed(context_summary(ctx), context_report(ctx))
+        return None
+
+    def cancel(self) -> None:
+        """Stop the turn within a token; the events still to come end with ``Done("cancelled")``."""
+        self._cancelled = True
+        if self._engine_turn is not None:
+            self.session.cancel()
+
+    def __iter__(self) -> "TurnRun":
+        return self
+
+    def __next__(self):
+        if self.done is not None:
+            raise StopIteration
+        if self._engine_turn is None:
+            self._start()
+        if self._queued:
+            ev = self._queued.pop(0)
+        else:
+            try:
+                ev = next(self._events)
+            except KeyboardInterrupt:
+                self._events = iter(self._engine_turn)  # that generator is spent; the queue is not
+                raise
+            except StopIteration:
+                ev = Done("error", "the engine ended the turn without finishing it")
+        self.answer.add(ev)
+        if isinstance(ev, Done):
+            self.done = ev
+        return ev
+
+    def _start(self) -> None:
+        try:
+            documents = None if self._cancelled else self.prepare()
+        except MagimacError as e:
+            self._fail(str(e))
+            return
+        if self._cancelled:
+            self._fail(None, "cancelled")
+            return
+        self._engine_turn = self.session.engine.submit(self.messages, self.settings)
+        self._events = iter(self._engine_turn)
+        if documents is not None:
+            self._queued.append(documents)
+
+    def _fail(self, error: str | None, reason: str = "error") -> None:
+        """End the run before it reached the engine: its only event is this `Done`."""
+        self._engine_turn = ()
+        self._events = iter(())
+        self._queued.append(Done(reason, error))

@@ -1,0 +1,215 @@
+"""Conversation -> prompt tokens, through `mistral-common` (Magistral's reference).
+
+The project adds only the mapping of our `Message`s to mistral-common's request objects;
+the tokens come from `MistralTokenizer.encode_chat_completion`, so they equal the reference
+by construction.  Mapping (decisions recorded here):
+
+- System prompt: `DEFAULT` -> the model's `SYSTEM_PROMPT.txt`, else for text-marker models
+  (Magistral 1.0) the built-in `data/system_prompt_text.txt`, else none.  For control-marker
+  models (1.1/1.2) the literal ``[THINK]``...``[/THINK]`` in a system prompt becomes a
+  `ThinkChunk` between `TextChunk`s, as in Mistral's own usage; a ``system`` message at the
+  head of the conversation overrides the setting.
+- User messages: the text is a `TextChunk` (so ``[INST]``/``[THINK]`` typed by a person stay
+  text), followed by one `ImageChunk` per attached image, in order.  ``documents`` are not
+  read here: the documents helper puts their text into ``content`` before the turn.
+- Assistant messages: the answer; with ``keep_reasoning`` and a reasoning, a `ThinkChunk`
+  first (control kind) or ``<think>`` + reasoning + ``</think>`` text before the answer
+  (text kind, as the model wrote it).  Reasoning is dropped by default; an assistant message
+  left with nothing (a turn cancelled while thinking) is left out, and mistral-common joins
+  the user messages around it.
+"""
+
+from __future__ import annotations
+
+from magimac.core.errors import MagimacError
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk, ThinkChunk
+from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
+from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+from magimac.core.conversation import Message
+from magimac.text.reasoning import ReasoningMarkers
+
+
+class PromptError(MagimacError, ValueError):
+    """A conversation cannot become a prompt (bad image, wrong roles, ...); one line."""
+
+
+@dataclass
+class Prompt:
+    """An encoded conversation.
+
+    Attributes:
+        tokens: prompt token ids (starting with ``<s>``), ints.
+        images: one float32 array [3, H, W] per image, normalized by mistral-common for
+            the model's vision encoder (Pixtral: patch 14, ``max_image_size`` from tekken.json).
+        image_keys: one content hash (hex) per image, in order (for prompt-cache matching).
+        text: the prompt as text with control tokens shown.
+    """
+
+    tokens: list[int]
+    images: list[Any] = field(default_factory=list)
+    image_keys: list[str] = field(default_factory=list)
+    text: str = ""
+
+
+def load_tokenizer(model_dir: Path) -> MistralTokenizer:
+    """The model's `MistralTokenizer` from ``model_dir/tekken.json``.
+
+    Raises:
+        PromptError: no tekken.json (a model converted without its tokenizer).
+    """
+    path = Path(model_dir) / "tekken.json"
+    if not path.is_file():
+        raise PromptError(f"{model_dir}: no tekken.json; convert the model with `magimac quantize` again")
+    return MistralTokenizer.from_file(str(path))
+
+
+def builtin_system_prompt(kind: str) -> str | None:
+    """The system prompt shipped with magimac for text-marker (Magistral 1.0) models, else None."""
+    if kind != "text":
+        return None
+    return (resources.files("magimac") / "data" / "system_prompt_text.txt").read_text(encoding="utf-8")
+
+
+def default_system_prompt(model_dir: Path, markers: ReasoningMarkers) -> str | None:
+    """The model's own SYSTEM_PROMPT.txt, else the built-in one for its marker kind, else None."""
+    path = Path(model_dir) / "SYSTEM_PROMPT.txt"
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    return builtin_system_prompt(markers.kind)
+
+
+def system_chunks(text: str, markers: ReasoningMarkers) -> str | list:
+    """A system prompt as mistral-common content: for control markers, each literal
+    ``[THINK]``...``[/THINK]`` span becomes a `ThinkChunk`; otherwise the plain string."""
+    if markers.kind != "control" or markers.open_text not in text:
+        return text
+    chunks: list = []
+    rest = text
+    while markers.open_text in rest:
+        before, after = rest.split(markers.open_text, 1)
+        thinking, sep, rest = after.partition(markers.close_text)
+        if before:
+            chunks.append(TextChunk(text=before))
+        chunks.append(ThinkChunk(thinking=thinking, closed=bool(sep)))
+    if rest:
+        chunks.append(TextChunk(text=rest))
+    return chunks
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise PromptError(f"image {path}: no such file") from None
+    except UnidentifiedImageError:
+        raise PromptError(f"image {path}: not an image format Pillow can read (use PNG, JPEG, WebP, GIF)") from None
+    except OSError as e:
+        raise PromptError(f"image {path}: cannot read ({e})") from None
+
+
+def _image_key(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def build_request(
+    messages: list[Message],
+    markers: ReasoningMarkers,
+    system_prompt: str | None,
+    keep_reasoning: bool = False,
+    vision: bool = True,
+) -> tuple[ChatCompletionRequest, list[str]]:
+    """Map messages to a `ChatCompletionRequest`; returns it and the image paths in order.
+
+    Args:
+        messages: the conversation; a leading ``system`` message overrides ``system_prompt``.
+        markers: the model's reasoning markers (`reasoning.markers_for`).
+        system_prompt: text of the system prompt, or None for none.
+        keep_reasoning: keep earlier assistant reasoning.
+        vision: whether the model takes images.
+
+    Raises:
+        PromptError: a system message not first, an unknown role, images on a model
+            without vision or on a non-user message, an unreadable image file.
+    """
+    msgs = list(messages)
+    if msgs and msgs[0].role == "system":
+        system_prompt = msgs.pop(0).content or None
+    out: list = []
+    if system_prompt:
+        out.append(SystemMessage(content=system_chunks(system_prompt, markers)))
+    paths: list[str] = []
+    for i, m in enumerate(msgs):
+        if m.role == "user":
+            if m.images and not vision:
+                raise PromptError(f"message {i}: this model does not take images (it has no vision encoder)")
+            if not m.images:
+                out.append(UserMessage(content=m.content))
+                continue
+            chunks: list = [TextChunk(text=m.content)] if m.content else []
+            for p in m.images:
+                chunks.append(ImageChunk(image=_open_image(p)))
+                paths.append(p)
+            out.append(UserMessage(content=chunks))
+        elif m.role == "assistant":
+            if m.images:
+                raise PromptError(f"message {i}: images go on user messages only")
+            if keep_reasoning and m.reasoning:
+                if markers.kind == "control":
+                    content: Any = [ThinkChunk(thinking=m.reasoning)]
+                    if m.content:
+                        content.append(TextChunk(text=m.content))
+                else:
+                    content = markers.open_text + m.reasoning + markers.close_text + m.content
+            elif not m.content:
+                continue  # e.g. a turn cancelled while thinking: nothing to show the model
+            else:
+                content = m.content
+            out.append(AssistantMessage(content=content))
+        else:
+            raise PromptError(f"message {i}: a {m.role!r} message may only come first")
+    return ChatCompletionRequest(messages=out), paths
+
+
+def encode(
+    tokenizer: MistralTokenizer,
+    messages: list[Message],
+    markers: ReasoningMarkers,
+    system_prompt: str | None,
+    keep_reasoning: bool = False,
+    vision: bool = True,
+) -> Prompt:
+    """Encode a conversation ending with a user message into a `Prompt`.
+
+    Raises:
+        PromptError: see `build_request`; also a conversation that does not end with a user
+            message, or one mistral-common rejects (its message, on one line).
+    """
+    if not messages or messages[-1].role != "user":
+        raise PromptError("the conversation must end with a user message")
+    request, paths = build_request(messages, markers, system_prompt, keep_reasoning, vision)
+    try:
+        tokenized = tokenizer.encode_chat_completion(request)
+    except Exception as e:  # mistral-common's validation errors
+        raise PromptError(f"cannot encode the conversation: {' '.join(str(e).split())}") from None
+    return Prompt(
+        tokens=list(tokenized.tokens),
+        images=list(tokenized.images),
+        image_keys=[_image_key(p) for p in paths],
+        text=tokenizer.decode(list(tokenized.tokens), special_token_policy=SpecialTokenPolicy.KEEP),
+    )

@@ -1,0 +1,176 @@
+"""The layer rules of docs/architecture.md, checked on every module's imports (AST scan,
+function-level imports included), and the import graph has no circle."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "magimac"
+
+# module prefix -> layer rank (longest prefix wins); keep in step with docs/architecture.md
+LAYERS: dict[str, int] = {
+    "magimac": 0, "magimac.core": 0,
+    "magimac.quantize": 1,
+    "magimac.models": 2,
+    "magimac.text": 3, "magimac.demo": 3,
+    "magimac.engine": 4,
+    "magimac.session": 5,
+    "magimac.bench": 6,
+    "magimac.cli": 7, "magimac.tui": 7, "magimac.__main__": 7,
+    "magimac.testing": 8, "magimac.demo.train": 8,
+}
+TOOLS = 8
+MLX = ("mlx", "mlx_lm", "mlx_vlm")
+MLX_ALLOWED = ("magimac.engine", "magimac.quantize", "magimac.testing", "magimac.demo.train")
+TEXTUAL_ALLOWED = ("magimac.tui",)
+MAX_LINES = 400
+
+
+def layer_of(module: str) -> tuple[str, int]:
+    best = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len)
+    return best, LAYERS[best]
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package, the `quantize` library (a link inside it) included."""
+    found = {}
+    for base, prefix in ((PKG, "magimac"), (ROOT / "quantize", "magimac.quantize")):
+        for path in sorted(base.rglob("*.py")):
+            rel = path.relative_to(base).with_suffix("")
+            if rel.parts and rel.parts[0] == "quantize" and base == PKG:
+                continue  # the link to quantize/, scanned under its own name
+            parts = [prefix, *rel.parts]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def imports(module: str, path: Path) -> set[str]:
+    """Absolute names of every module `module` imports, anywhere in the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.add(name)
+            out.update(f"{name}.{a.name}" for a in node.names)
+    return out
+
+
+def project_edges(mods: dict[str, Path]) -> dict[str, set[str]]:
+    edges = {}
+    for mod, path in mods.items():
+        targets = set()
+        for name in imports(mod, path):
+            if name.startswith("quantize.") or name == "quantize":
+                name = "magimac." + name  # the library's old top-level name counts as itself
+            while name and name not in mods:
+                name = name.rpartition(".")[0]
+            if name and name != mod:
+                targets.add(name)
+        edges[mod] = targets
+    return edges
+
+
+MODS = modules()
+EDGES = project_edges(MODS)
+
+
+def test_no_module_imports_a_higher_layer():
+    wrong = []
+    for mod, targets in EDGES.items():
+        src, rank = layer_of(mod)
+        for t in targets:
+            dst, trank = layer_of(t)
+            if trank > rank and rank != TOOLS:
+                wrong.append(f"{mod} ({src}) imports {t} ({dst})")
+            if src == "magimac.quantize" and dst not in ("magimac.quantize", "magimac.core"):
+                wrong.append(f"{mod}: the quantize library imports the app ({t})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_top_level_quantize_import():
+    wrong = [f"{m} imports {n}" for m, p in MODS.items() for n in imports(m, p)
+             if n == "quantize" or n.startswith("quantize.")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_mlx_and_textual_only_where_the_table_says():
+    wrong = []
+    for mod, path in MODS.items():
+        for name in imports(mod, path):
+            top = name.split(".")[0]
+            if top in MLX and not mod.startswith(MLX_ALLOWED):
+                wrong.append(f"{mod} imports {name}")
+            if top == "textual" and not mod.startswith(TEXTUAL_ALLOWED):
+                wrong.append(f"{mod} imports {name}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_import_graph_has_no_circle():
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(EDGES[m]):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state and (cycle := visit(t)):
+                return cycle
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(EDGES):
+        if m not in state and (cycle := visit(m)):
+            pytest.fail("import circle: " + " -> ".join(cycle))
+
+
+def test_no_module_is_too_long():
+    long = {m: n for m, p in MODS.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_scan_sees_a_forbidden_import(tmp_path):
+    """The scan itself: a function-level import of the app from the quantize library counts."""
+    f = tmp_path / "x.py"
+    f.write_text("def f():\n    from magimac.models import registry\n")
+    assert "magimac.models.registry" in imports("magimac.quantize.x", f)
+
+
+def test_the_app_and_its_missing_model_screen_leave_mlx_unimported():
+    code = (
+        "import sys, asyncio\n"
+        "import magimac.tui.app as a\n"
+        "from magimac.tui.screens import MissingModel\n"
+        "async def main():\n"
+        "    app = a.MagimacApp(model=None)\n"
+        "    async with app.run_test() as pilot:\n"
+        "        await pilot.pause()\n"
+        "        for _ in range(100):\n"
+        "            if isinstance(app.screen, MissingModel) and app.screen.recommendations is not None: break\n"
+        "            await pilot.pause(0.1)\n"
+        "        assert isinstance(app.screen, MissingModel), app.screen\n"
+        "asyncio.run(main())\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm', 'mlx_vlm'))\n"
+        "print('MLX', bad)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "MLX []" in r.stdout, r.stdout
