@@ -37,8 +37,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 OUT = ROOT / "bench" / "out"
 OUT_JSON = OUT / "engine.json"
 SIZE = dict(hidden=1024, layers=4, intermediate=3072, heads=8, kv_heads=2, head_dim=128, vocab=32768)

@@ -45,7 +45,6 @@ def setup_dirs(tmp: Path) -> None:
 
 
 def build_model(tmp: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
     from magimac.testing.checkpoint import build_checkpoint  # noqa: PLC0415  (test-model builder)
 
     return build_checkpoint(tmp / "random-model")

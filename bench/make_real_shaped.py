@@ -1,6 +1,6 @@
 """Write a real-shaped Magistral Small 1.2 checkpoint with few text layers (for bench_quantize).
 
-Same format as `tests/checkpoint.py` (HF layout, `mistral3` + `pixtral`, bf16 shards with an
+Same format as `magimac.testing.checkpoint` (HF layout, `mistral3` + `pixtral`, bf16 shards with an
 index, v13 `tekken.json`), but with the real config (`magimac/data/magistral-small-2509.json`):
 hidden 5120, intermediate 32768, vocabulary 131072, the full 24-layer vision tower, and
 ``--layers`` text layers (about 4.7 GB on disk for 1 layer, +1.1 GB per layer).  Random
@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import mlx.core as mx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from magimac.testing.checkpoint import BOS, EOS, SYSTEM_PROMPT, tensor_shapes, write_tekken  # noqa: E402
-from magimac.quantize.layout import TensorSpec  # noqa: E402
-from magimac.quantize.shards import ShardWriter, split_shards  # noqa: E402
+from magimac.testing.checkpoint import BOS, EOS, SYSTEM_PROMPT, tensor_shapes, write_tekken
+from magimac.quantize.layout import TensorSpec
+from magimac.quantize.shards import ShardWriter, split_shards
 
 REAL_CONFIG = ROOT / "magimac" / "data" / "magistral-small-2509.json"
 SHARD_BYTES = 2 << 30
