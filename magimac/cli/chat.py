@@ -17,16 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
 from magimac.core.conversation import ConversationError, Message, conversation_from_json
-
-DIM, RESET = "\x1b[2m", "\x1b[0m"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `magimac chat` (see the module doc)."""
@@ -100,44 +95,57 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
     return messages
 
 
-def build_settings(args: argparse.Namespace):
-    """GenerationSettings from the options."""
-    from magimac.engine.worker import DEFAULT, SETTING_RANGES, GenerationSettings, setting_error
+def _system_prompt(args: argparse.Namespace):
+    """The system prompt setting from ``--system`` / ``--system-file`` / ``--no-system-prompt``."""
+    from magimac.engine.worker import DEFAULT
 
     if args.no_system_prompt:
-        system = None
-    elif args.system is not None:
-        system = args.system
-    elif args.system_file is not None:
+        return None
+    if args.system is not None:
+        return args.system
+    if args.system_file is not None:
         try:
-            system = args.system_file.read_text(encoding="utf-8")
+            return args.system_file.read_text(encoding="utf-8")
         except OSError as e:
             raise MagimacError(f"{args.system_file}: cannot read ({e.strerror})") from None
-    else:
-        system = DEFAULT
+    return DEFAULT
+
+
+def build_settings(args: argparse.Namespace):
+    """GenerationSettings from the options, every number checked against the engine's one table
+    of allowed values (`SETTING_RANGES`) before anything is loaded.
+
+    Raises:
+        MagimacError: a value out of range, named with its option (``--top-p must be in (0, 1], got 2``).
+    """
+    from magimac.engine.worker import SETTING_RANGES, GenerationSettings, setting_error
+
     if args.context_length is not None and args.context_length < 1:
         raise MagimacError(f"--context-length must be a positive number of tokens, got {args.context_length}")
     for name in SETTING_RANGES:
-        v = getattr(args, name)
+        v = getattr(args, name, None)
         if v is not None and (problem := setting_error(name, v)):
             raise MagimacError(f"--{name.replace('_', '-')} {problem}, got {v}")
     return GenerationSettings(
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
         seed=args.seed, max_tokens=args.max_tokens, reasoning_budget=args.reasoning_budget,
-        keep_reasoning=args.keep_reasoning, system_prompt=system,
+        keep_reasoning=args.keep_reasoning, system_prompt=_system_prompt(args),
     )
 
 
-def _show_prompt(engine, messages, settings, as_json: bool) -> int:
-    from magimac.text.prompt import PromptError
+def _show_prompt(run, as_json: bool) -> int:
+    """Print the prompt ``run`` would send (documents included) and generate nothing."""
+    from magimac.cli.chat_output import json_line
 
-    try:
-        p = engine.encode(messages, settings)
-    except PromptError as e:
-        raise MagimacError(str(e)) from None
+    documents = run.prepare()
+    p = run.session.engine.encode(run.messages, run.settings)
     if as_json:
-        print(json.dumps({"type": "prompt", "tokens": p.tokens, "text": p.text}, ensure_ascii=False))
+        if documents is not None:
+            json_line(documents.report)
+        json_line({"type": "prompt", "tokens": p.tokens, "text": p.text})
     else:
+        if documents is not None:
+            print(documents.summary, file=sys.stderr)
         print(json.dumps(p.tokens))
         print(p.text)
     return 0
@@ -153,130 +161,55 @@ def run(args: argparse.Namespace) -> int:
     """
     if not args.json:
         return _run(args)
+    from magimac.cli.chat_output import json_line
+
     try:
         return _run(args)
     except MagimacError as e:
-        _jl({"type": "done", "finish_reason": "error", "error": str(e)})
+        json_line({"type": "done", "finish_reason": "error", "error": str(e)})
         raise
     except KeyboardInterrupt:
-        _jl({"type": "done", "finish_reason": "cancelled"})
+        json_line({"type": "done", "finish_reason": "cancelled"})
         raise
 
 
 def _run(args: argparse.Namespace) -> int:
-    from magimac.engine.worker import Engine, EngineLoadError
-    from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+    from magimac.session.model import choose_model, open_model
 
     messages = build_messages(args)
     settings = build_settings(args)
-    from magimac.models import store
-
-    path = store.resolve_model(args.model)
-    if notice := store.demo_notice(args.model, path):
-        print(f"magimac: {notice}", file=sys.stderr)
-    engine = Engine(path, context_length=args.context_length, kv_bits=args.kv_bits, force=args.force)
+    choice = choose_model(args.model)
+    if choice.notice:
+        print(f"magimac: {choice.notice}", file=sys.stderr)
+    session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
+                         force=args.force)
     try:
-        messages = _attach_documents(engine, messages, settings, args.json)
+        run_ = session.turn(messages, settings)
         if args.show_prompt:
-            try:
-                return _show_prompt(engine, messages, settings, args.json)
-            except EngineLoadError as e:
-                raise MagimacError(str(e)) from None
-        try:
-            engine.wait_loaded()
-        except EngineLoadError as e:
-            raise MagimacError(str(e)) from None
-        return _stream(engine, engine.submit(messages, settings), args, (AnswerDelta, Done, ReasoningDelta, Stats))
+            return _show_prompt(run_, args.json)
+        return _stream(run_, args)
     finally:
-        engine.close()
+        session.close()
 
 
-def _attach_documents(engine, messages, settings, as_json: bool):
-    """Put attached documents into the messages (`retrieval.attach_for_engine`) and report
-    what was sent: a ``{"type": "documents", ...}`` line with --json, else one line on stderr."""
-    if not any(m.documents for m in messages):
-        return messages
-    from magimac.text.documents import DocumentError
-    from magimac.engine.worker import EngineLoadError
-    from magimac.text.prompt import PromptError
-    from magimac.text.retrieval import attach_for_engine, context_report, context_summary
+def _stream(run_, args: argparse.Namespace) -> int:
+    """Print the turn's events as they come. Ctrl-C cancels the turn and keeps reading it to its
+    ``Done``, so the output still ends with the numbers and (``--json``) the ``done`` line."""
+    from magimac.cli.chat_output import JsonPrinter, TextPrinter
 
-    try:
-        messages, ctx = attach_for_engine(engine, messages, settings)
-    except (DocumentError, EngineLoadError, PromptError) as e:
-        raise MagimacError(str(e)) from None
-    if as_json:
-        _jl(context_report(ctx))
-    else:
-        print(context_summary(ctx), file=sys.stderr)
-    return messages
-
-
-def _stream(engine, turn, args, types) -> int:
-    AnswerDelta, Done, ReasoningDelta, Stats = types
-    out, err = sys.stdout, sys.stderr
-    dim = err.isatty() and not os.environ.get("NO_COLOR")
-    in_reasoning = False
-    answer_end = "\n"
+    printer = JsonPrinter(args.hide_reasoning) if args.json else TextPrinter(args.hide_reasoning, args.stats)
     interrupted = False
-    events = iter(turn)
     while True:
         try:
-            ev = next(events)
-        except StopIteration:
+            for ev in run_:
+                printer.show(ev)
             break
         except KeyboardInterrupt:
             interrupted = True
-            engine.cancel()
-            continue
-        if args.json:
-            if isinstance(ev, ReasoningDelta) and not args.hide_reasoning:
-                _jl({"type": "reasoning", "text": ev.text})
-            elif isinstance(ev, AnswerDelta):
-                _jl({"type": "answer", "text": ev.text})
-            elif isinstance(ev, Stats):
-                _jl({"type": "stats", **asdict(ev)})
-            elif isinstance(ev, Done):
-                d = {"type": "done", "finish_reason": ev.finish_reason}
-                if ev.error:
-                    d["error"] = ev.error
-                _jl(d)
-            continue
-        if isinstance(ev, ReasoningDelta) and not args.hide_reasoning:
-            if not in_reasoning and dim:
-                err.write(DIM)
-            in_reasoning = True
-            err.write(ev.text)
-            err.flush()
-        elif isinstance(ev, AnswerDelta):
-            if in_reasoning:
-                err.write((RESET if dim else "") + "\n\n")
-                err.flush()
-                in_reasoning = False
-            out.write(ev.text)
-            out.flush()
-            answer_end = ev.text[-1:] or answer_end
-        elif isinstance(ev, Stats) and args.stats:
-            err.write(f"[{ev.prompt_tokens} prompt tokens ({ev.cached_tokens} cached), "
-                      f"TTFT {ev.ttft_s:.2f} s, prefill {ev.prefill_tps:.1f} tok/s, decode {ev.decode_tps:.1f} tok/s, "
-                      f"{ev.reasoning_tokens} reasoning + {ev.answer_tokens} answer tokens, "
-                      f"peak {ev.peak_memory_bytes / 1e9:.2f} GB]\n")
-    if in_reasoning:
-        err.write((RESET if dim else "") + "\n")
-    done = turn.done
-    if not args.json and answer_end != "\n":
-        out.write("\n")
-    out.flush()
-    if done is not None and done.finish_reason == "error":
-        print(f"magimac: {done.error}", file=err)
+            run_.cancel()
+    done = run_.done
+    printer.finish(done, run_.answer)
+    if done.finish_reason == "error":
+        print(f"magimac: {done.error}", file=sys.stderr)
         return 1
-    if interrupted or (done is not None and done.finish_reason == "cancelled"):
-        return 130
-    if not args.json and done is not None and done.finish_reason == "length":
-        print("magimac: stopped at the token limit (raise --max-tokens or --context-length)", file=err)
-    return 0
-
-
-def _jl(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    return 130 if interrupted or done.finish_reason == "cancelled" else 0

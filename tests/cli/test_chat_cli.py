@@ -183,3 +183,58 @@ def test_json_run_interrupted_before_the_turn_ends_with_done_cancelled(capsys, m
     rc, out, err = chat(capsys, monkeypatch, "--json", "Hi")
     assert rc == 130 and err == "magimac: interrupted\n"
     assert json_lines(out) == [{"type": "done", "finish_reason": "cancelled"}]
+
+
+def _chat_process(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "magimac", "chat", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("mode", ["json", "plain"])
+def test_ctrl_c_during_a_turn_still_ends_with_stats_and_done(random_checkpoint, mode):
+    """SIGINT while the answer streams: the turn is cancelled and read to its end, so the output
+    keeps its numbers and, with --json, the promised last line."""
+    import signal
+
+    extra = ["--json"] if mode == "json" else ["--stats"]
+    p = _chat_process("--model", random_checkpoint, "--max-tokens", "5000", *extra, "Write forever")
+    first = p.stdout.readline() if mode == "json" else p.stdout.read(1)  # the turn is under way
+    assert first, p.stderr.read()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    if mode == "json":
+        lines = json_lines(first + out)
+        assert lines[-1] == {"type": "done", "finish_reason": "cancelled"}
+        assert lines[-2]["type"] == "stats" and lines[-2]["answer_tokens"] + lines[-2]["reasoning_tokens"] > 0
+    else:
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("[") and "prompt tokens" in last and "answer tokens" in last
+
+
+def test_stats_after_reasoning_only_are_on_their_own_line(capsys, monkeypatch, tmp_path):
+    from magimac.testing.checkpoint import Script, build_checkpoint
+
+    ckpt = build_checkpoint(tmp_path / "long-think", script=Script(
+        reasoning="Let me count carefully: one two three four five six seven eight nine ten eleven twelve",
+        answer="Finished"))
+    rc, out, err = chat(capsys, monkeypatch, "--model", ckpt, "--max-tokens", "8", "--stats", "Hi")
+    assert rc == 0 and out == ""
+    stats = [line for line in err.splitlines() if "prompt tokens" in line]
+    assert len(stats) == 1 and stats[0].startswith("[") and stats[0].endswith("]")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--min-p", "2", "--min-p must be"),
+    ("--top-k", "-5", "--top-k must be"),
+    ("--top-k", "999999", "--top-k must be"),
+    ("--top-p", "0", "--top-p must be in (0, 1]"),
+    ("--temperature", "nan", "--temperature must be a finite number"),
+    ("--seed", "-1", "--seed must be"),
+])
+def test_sampling_options_are_checked_before_anything_loads(capsys, monkeypatch, option, value, message):
+    """Out-of-range sampling values are refused with the option's name, before a model is
+    resolved (no model is installed here: the check must come first)."""
+    rc, out, err = chat(capsys, monkeypatch, option, value, "Hi")
+    assert rc == 1 and out == ""
+    assert err.startswith(f"magimac: {message}") and err.count("\n") == 1 and f"got {value}" in err

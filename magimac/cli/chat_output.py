@@ -1,0 +1,114 @@
+"""How `magimac chat` shows a turn: JSON Lines, or answer on stdout and reasoning on stderr.
+
+Each printer takes the events of a `magimac.session.turn.TurnRun` one by one (`show`) and
+closes the turn (`finish`), so that a turn cut short by Ctrl-C still ends with its numbers and
+its last line (``{"type": "done", ...}`` in JSON mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.session.turn import AnswerRecord, DocumentsUsed
+
+DIM, RESET = "\x1b[2m", "\x1b[0m"
+
+
+def json_line(obj: dict) -> None:
+    """One JSON Lines record on stdout, flushed."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def stats_line(s: Stats) -> str:
+    """The ``--stats`` line: ``[N prompt tokens (M cached), TTFT 0.12 s, ...]`` (no newline)."""
+    return (f"[{s.prompt_tokens} prompt tokens ({s.cached_tokens} cached), TTFT {s.ttft_s:.2f} s, "
+            f"prefill {s.prefill_tps:.1f} tok/s, decode {s.decode_tps:.1f} tok/s, "
+            f"{s.reasoning_tokens} reasoning + {s.answer_tokens} answer tokens, "
+            f"peak {s.peak_memory_bytes / 1e9:.2f} GB]")
+
+
+def final_stats(answer: AnswerRecord) -> Stats | None:
+    """The turn's `Stats` with the token counts as far as the text got (a cancelled turn's
+    engine numbers may stop before its last tokens)."""
+    if answer.stats is None and not (answer.reasoning_tokens or answer.answer_tokens):
+        return None
+    s = answer.stats or Stats()
+    return Stats(**{**asdict(s), "reasoning_tokens": s.reasoning_tokens or answer.reasoning_tokens,
+                    "answer_tokens": s.answer_tokens or answer.answer_tokens})
+
+
+class JsonPrinter:
+    """``{"type": "documents"|"reasoning"|"answer"|"stats"|"done", ...}`` lines; ``stats``
+    comes once, before ``done``, which is always last."""
+
+    def __init__(self, hide_reasoning: bool = False) -> None:
+        self.hide_reasoning = hide_reasoning
+        self._stats_sent = False
+
+    def show(self, ev) -> None:
+        if isinstance(ev, DocumentsUsed):
+            json_line(ev.report)
+        elif isinstance(ev, ReasoningDelta) and not self.hide_reasoning:
+            json_line({"type": "reasoning", "text": ev.text})
+        elif isinstance(ev, AnswerDelta):
+            json_line({"type": "answer", "text": ev.text})
+        elif isinstance(ev, Stats):
+            self._stats_sent = True
+            json_line({"type": "stats", **asdict(ev)})
+
+    def finish(self, done: Done, answer: AnswerRecord) -> None:
+        if not self._stats_sent and (s := final_stats(answer)) is not None:
+            json_line({"type": "stats", **asdict(s)})
+        d = {"type": "done", "finish_reason": done.finish_reason}
+        if done.error:
+            d["error"] = done.error
+        json_line(d)
+
+
+class TextPrinter:
+    """The answer on stdout; the reasoning on stderr (dimmed on a terminal unless
+    ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own."""
+
+    def __init__(self, hide_reasoning: bool = False, stats: bool = False) -> None:
+        self.hide_reasoning, self.stats = hide_reasoning, stats
+        self.out, self.err = sys.stdout, sys.stderr
+        self.dim = self.err.isatty() and not os.environ.get("NO_COLOR")
+        self.in_reasoning = False
+        self.answer_end = "\n"
+
+    def show(self, ev) -> None:
+        if isinstance(ev, DocumentsUsed):
+            print(ev.summary, file=self.err)
+        elif isinstance(ev, ReasoningDelta) and not self.hide_reasoning:
+            if not self.in_reasoning and self.dim:
+                self.err.write(DIM)
+            self.in_reasoning = True
+            self.err.write(ev.text)
+            self.err.flush()
+        elif isinstance(ev, AnswerDelta):
+            if self.in_reasoning:
+                self._end_reasoning("\n\n")
+            self.out.write(ev.text)
+            self.out.flush()
+            self.answer_end = ev.text[-1:] or self.answer_end
+
+    def _end_reasoning(self, gap: str) -> None:
+        self.err.write((RESET if self.dim else "") + gap)
+        self.err.flush()
+        self.in_reasoning = False
+
+    def finish(self, done: Done, answer: AnswerRecord) -> None:
+        if self.in_reasoning:
+            self._end_reasoning("\n")
+        if self.answer_end != "\n":
+            self.out.write("\n")
+        self.out.flush()
+        if self.stats and (s := final_stats(answer)) is not None:
+            print(stats_line(s), file=self.err)
+        if done.finish_reason == "length":
+            print("magimac: stopped at the token limit (raise --max-tokens or --context-length)", file=self.err)
