@@ -87,6 +87,23 @@ def default_system_prompt(model_dir: Path, markers: ReasoningMarkers) -> str | N
     return builtin_system_prompt(markers.kind)
 
 
+def with_reasoning_instructions(custom: str, instructions: str | None, markers: ReasoningMarkers) -> str:
+    """A person's own system prompt that keeps the model reasoning.
+
+    Magistral reasons because its system prompt shows the thinking template (a ``[THINK]`` ...
+    ``[/THINK]`` block); a custom prompt without one silently switches the reasoning off (the
+    fault LM Studio #699 and koboldcpp #1745 report). So when ``custom`` has no thinking block
+    and the model's own prompt ``instructions`` has one, the result is ``instructions``, a blank
+    line, then ``custom``; otherwise ``custom`` unchanged (a prompt with its own template, a
+    model without one, or the model's own text sent again).
+    """
+    if not instructions or markers.open_text in custom or markers.open_text not in instructions:
+        return custom
+    if custom.strip() == instructions.strip():
+        return custom
+    return instructions.rstrip() + "\n\n" + custom.strip()
+
+
 def system_chunks(text: str, markers: ReasoningMarkers) -> str | list:
     """A system prompt as mistral-common content: for control markers, each literal
     ``[THINK]``...``[/THINK]`` span becomes a `ThinkChunk`; otherwise the plain string."""
@@ -133,6 +150,7 @@ def build_request(
     system_prompt: str | None,
     keep_reasoning: bool = False,
     vision: bool = True,
+    instructions: str | None = None,
 ) -> tuple[ChatCompletionRequest, list[str]]:
     """Map messages to a `ChatCompletionRequest`; returns it and the image paths in order.
 
@@ -142,6 +160,8 @@ def build_request(
         system_prompt: text of the system prompt, or None for none.
         keep_reasoning: keep earlier assistant reasoning.
         vision: whether the model takes images.
+        instructions: the model's own system prompt, to keep before a custom one that has no
+            thinking block (`with_reasoning_instructions`); None: send custom prompts as they are.
 
     Raises:
         PromptError: a system message not first, an unknown role, images on a model
@@ -150,6 +170,8 @@ def build_request(
     msgs = list(messages)
     if msgs and msgs[0].role == "system":
         system_prompt = msgs.pop(0).content or None
+    if system_prompt:
+        system_prompt = with_reasoning_instructions(system_prompt, instructions, markers)
     out: list = []
     if system_prompt:
         out.append(SystemMessage(content=system_chunks(system_prompt, markers)))
@@ -193,8 +215,10 @@ def encode(
     system_prompt: str | None,
     keep_reasoning: bool = False,
     vision: bool = True,
+    instructions: str | None = None,
 ) -> Prompt:
-    """Encode a conversation ending with a user message into a `Prompt`.
+    """Encode a conversation ending with a user message into a `Prompt` (``instructions``: as
+    `build_request`).
 
     Raises:
         PromptError: see `build_request`; also a conversation that does not end with a user
@@ -202,7 +226,7 @@ def encode(
     """
     if not messages or messages[-1].role != "user":
         raise PromptError("the conversation must end with a user message")
-    request, paths = build_request(messages, markers, system_prompt, keep_reasoning, vision)
+    request, paths = build_request(messages, markers, system_prompt, keep_reasoning, vision, instructions)
     try:
         tokenized = tokenizer.encode_chat_completion(request)
     except Exception as e:  # mistral-common's validation errors
