@@ -77,17 +77,17 @@ class SyntheticEngine:
             start = time.perf_counter()
             for i in range(self.n + 20):
                 if self._cancel.is_set():
-                    turn._put(Done("cancelled"))
+                    turn.put(Done("cancelled"))
                     return
                 if self.rate:
                     delay = start + i / self.rate - time.perf_counter()
                     if delay > 0:
                         time.sleep(delay)
                 if i < 20:
-                    turn._put(ReasoningDelta(f"thought{i} "))
+                    turn.put(ReasoningDelta(f"thought{i} "))
                 else:  # Markdown-like text: a paragraph every 60 tokens
-                    turn._put(AnswerDelta(f"word{i}" + ("\n\n" if i % 60 == 0 else " ")))
-            turn._put(Done("stop", stats=Stats(answer_tokens=self.n, reasoning_tokens=20)))
+                    turn.put(AnswerDelta(f"word{i}" + ("\n\n" if i % 60 == 0 else " ")))
+            turn.put(Done("stop", stats=Stats(answer_tokens=self.n, reasoning_tokens=20)))
 
         threading.Thread(target=run, daemon=True).start()
         return turn
@@ -124,7 +124,7 @@ def engine_alone(engine, n: int, conv: int | None = None) -> float:
     """Decode tokens/s of one turn on the engine alone: ``PROMPT`` after conversation ``conv``'s
     messages (the same prompt, hence the same KV cache length, as the app's turn)."""
     from magimac.core.conversation import Message  # noqa: PLC0415
-    from magimac.engine.worker import GenerationSettings  # noqa: PLC0415
+    from magimac.engine.settings import GenerationSettings  # noqa: PLC0415
     from magimac.text.history import History  # noqa: PLC0415
 
     earlier = [m.to_message() for m in History().messages(conv)] if conv is not None else []

@@ -97,7 +97,7 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
 
 def _system_prompt(args: argparse.Namespace):
     """The system prompt setting from ``--system`` / ``--system-file`` / ``--no-system-prompt``."""
-    from magimac.engine.worker import DEFAULT
+    from magimac.engine.settings import DEFAULT
 
     if args.no_system_prompt:
         return None
@@ -118,7 +118,7 @@ def build_settings(args: argparse.Namespace):
     Raises:
         MagimacError: a value out of range, named with its option (``--top-p must be in (0, 1], got 2``).
     """
-    from magimac.engine.worker import SETTING_RANGES, GenerationSettings, setting_error
+    from magimac.engine.settings import SETTING_RANGES, GenerationSettings, setting_error
 
     if args.context_length is not None and args.context_length < 1:
         raise MagimacError(f"--context-length must be a positive number of tokens, got {args.context_length}")

@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
 
 from magimac.models import store
-from magimac.engine.worker import DEFAULT, GenerationSettings, setting_error
+from magimac.engine.settings import DEFAULT, GenerationSettings, setting_error
 
 PROMPT_MODES = [("the model's own", "default"), ("none", "none"), ("custom (below)", "custom")]
 NUMBERS = {  # key -> (label, type, hint); the allowed values: `engine.SETTING_RANGES`

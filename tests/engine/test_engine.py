@@ -16,7 +16,9 @@ from magimac.testing.checkpoint import DEFAULT_SCRIPT_ANSWER as ANSWER
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_REASONING as REASONING
 from magimac.testing.checkpoint import Script, build_checkpoint, drop_think_control_tokens, script_tokens
 from magimac.core.conversation import Message
-from magimac.engine.worker import Engine, EngineLoadError, GenerationSettings
+from magimac.engine.loading import EngineLoadError
+from magimac.engine.settings import GenerationSettings
+from magimac.engine.worker import Engine
 from magimac.core.events import AnswerDelta, Done, Loaded, LoadProgress, ReasoningDelta, Stats
 from magimac.text.reasoning import ReasoningMarkers, ReasoningSplitter, markers_for
 
@@ -67,6 +69,15 @@ def test_exact_reasoning_and_answer_with_stats(engine, scripted_checkpoint):
     assert stats.prompt_tokens == len(engine.prompt_tokens(msgs))
     assert stats.ttft_s > 0 and stats.decode_tps > 0 and stats.peak_memory_bytes > 0
     assert stats.context_length == 131072
+
+
+def test_top_k_as_large_as_the_vocabulary_keeps_every_token(engine):
+    """The largest top-k `magimac chat` accepts (131072, the Tekken vocabulary) samples as
+    top-k off does, instead of failing inside the turn with mlx-lm's wording."""
+    settings = GenerationSettings(top_k=131072, min_p=0.05, seed=3)
+    reasoning, answer, _stats, done = run(engine, [Message("user", "Hi there")], settings)
+    assert done.finish_reason == "stop" and done.error is None
+    assert (reasoning, answer) == (REASONING, ANSWER)
 
 
 def test_answer_streams_in_pieces_with_multibyte_characters_whole(engine):

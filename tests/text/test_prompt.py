@@ -18,7 +18,9 @@ from PIL import Image
 
 from magimac.testing.checkpoint import SYSTEM_PROMPT, drop_think_control_tokens
 from magimac.core.conversation import Message
-from magimac.engine.worker import Engine, EngineLoadError, GenerationSettings
+from magimac.engine.loading import EngineLoadError
+from magimac.engine.settings import GenerationSettings
+from magimac.engine.worker import Engine
 from magimac.text.prompt import PromptError
 
 INST, END_INST, THINK, END_THINK, SYS, END_SYS = 3, 4, 34, 35, 17, 18
