@@ -15,127 +15,38 @@ What magimac adds:
   (`magimac.quantize.sizes`), free disk space;
 - safety: output goes to a hidden temporary directory beside ``out``, is verified (headers and
   a strict lazy load with mlx-vlm and mlx-lm) and renamed into place only then; an existing
-  output is replaced only with ``force``; Ctrl-C or an error removes the temporary directory,
+  output is replaced only with ``force``, and only when magimac wrote it (its manifest says so,
+  `magimac.quantize.manifest.not_ours`); Ctrl-C or an error removes the temporary directory,
   and the next run on ``out`` removes one left by a killed process (`magimac.core.staging`);
 - the tokenizer copied so that it works (`magimac.quantize.tokenizer`), and `magimac-manifest.json`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import mlx.core as mx
 
 from magimac.core import staging
-from magimac.quantize.layout import (
-    ARCHITECTURES,
-    OUTPUT_FLOAT_DTYPE,
-    GroupSizeError,
-    TensorSpec,
-    architecture,
-    quantized_specs,
-)
-from magimac.quantize.manifest import write_manifest
+from magimac.quantize.jobs import Job, plan_jobs
+from magimac.quantize.layout import ARCHITECTURES, OUTPUT_FLOAT_DTYPE, GroupSizeError, TensorSpec, architecture
+from magimac.core.units import format_bytes
+from magimac.quantize.manifest import not_ours, write_manifest
 from magimac.quantize.shards import BackgroundWrites, ShardWriter, shard_name, split_shards
-from magimac.quantize.sizes import Estimate, describe, fit, human_bytes, level_name, plan_for, summarize
-from magimac.quantize.source import (Checkpoint, HubSource, QuantizeError, download, fetch_config, hf_blob_sha256, load_checkpoint, locate,
-                             read_header, sha256_file, TensorInfo)
-from magimac.quantize.stream import NUMPY_DTYPES, Chunk, SourceReader
+from magimac.quantize.sizes import Estimate, describe, fit, level_name, plan_for, summarize
+from magimac.quantize.source import (Checkpoint, HubSource, QuantizeError, download, fetch_config, hf_blob_sha256,
+                                     load_checkpoint, locate, read_header, sha256_file)
+from magimac.quantize.stream import Chunk, SourceReader
 from magimac.quantize.tokenizer import control_token_ids, copy_tokenizer
 
 DISK_MARGIN_BYTES = 256 << 20
-
-
-@dataclass
-class Job:
-    """One source tensor to convert.
-
-    ``name``: output tensor name (after sanitize); ``info``: its source bytes when sanitize
-    only renamed it (read in chunks), else ``lazy``: the sanitized lazy array (evaluated
-    whole; small tensors such as the patch convolution); ``quant``: params or None;
-    ``specs``: the output tensors it produces.
-    """
-
-    name: str
-    source_file: Path
-    shape: tuple[int, ...]
-    info: TensorInfo | None
-    lazy: mx.array | None
-    quant: dict | None
-    specs: list[TensorSpec]
-
-
-def _sanitizer(config: dict, model) -> Callable[[dict], dict]:
-    """The weight-name/layout fix-ups mlx-vlm (or mlx-lm) apply when loading ``config``'s model."""
-    if ARCHITECTURES[architecture(config)] == "mlx_lm":
-        return model.sanitize if hasattr(model, "sanitize") else (lambda w: w)
-    from mlx_vlm.utils import get_model_and_args, sanitize_weights
-
-    arch, _ = get_model_and_args(config)
-    steps = [lambda w: sanitize_weights(model, w)]
-    if hasattr(arch, "VisionModel"):
-        steps.append(lambda w: sanitize_weights(arch.VisionModel, w, model.config.vision_config))
-    if hasattr(arch, "LanguageModel"):
-        steps.append(lambda w: sanitize_weights(arch.LanguageModel, w, model.config.text_config))
-
-    def run(weights: dict) -> dict:
-        for step in steps:
-            weights = step(weights)
-        return weights
-
-    return run
-
-
-def plan_jobs(ckpt: Checkpoint, model, plan: dict[str, dict]) -> list[Job]:
-    """Match the checkpoint's (sanitized) tensors to the model's parameters.
-
-    Raises:
-        QuantizeError: a tensor the config expects is missing, has the wrong shape, or an
-            unexpected tensor is present (each message names the shard file).
-    """
-    from mlx.utils import tree_flatten
-
-    expected = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
-    sanitize = _sanitizer(ckpt.config, model)
-    jobs: list[Job] = []
-    for shard in ckpt.shards:
-        shard_jobs: list[Job] = []
-        infos = {n: t for n, t in ckpt.tensors.items() if t.file == shard}
-        try:
-            lazy = mx.load(str(shard))
-        except Exception as e:  # noqa: BLE001 - MLX raises RuntimeError/ValueError
-            raise QuantizeError(f"{shard}: cannot read safetensors: {str(e).splitlines()[0]}") from None
-        by_id = {id(v): n for n, v in lazy.items()}
-        for name, arr in sanitize(dict(lazy)).items():
-            if name not in expected:
-                raise QuantizeError(f"{shard}: unexpected tensor {name} for this config.json; is it the right checkpoint?")
-            if tuple(arr.shape) != expected[name]:
-                raise QuantizeError(f"{shard}: tensor {name} has shape {list(arr.shape)}, "
-                                    f"config.json implies {list(expected[name])}")
-            src = by_id.get(id(arr))
-            info = infos.get(src) if src is not None else None
-            if info is not None and info.dtype not in NUMPY_DTYPES:
-                info = None
-            module, _, leaf = name.rpartition(".")
-            quant = plan.get(module) if leaf == "weight" else None
-            specs = (quantized_specs(module, arr.shape, quant) if quant
-                     else [TensorSpec(name, tuple(arr.shape), OUTPUT_FLOAT_DTYPE)])
-            shard_jobs.append(Job(name, shard, tuple(arr.shape), info, None if info else arr, quant, specs))
-            expected.pop(name)
-        jobs += sorted(shard_jobs, key=lambda j: j.info.offset if j.info else float("inf"))  # file order
-    if expected:
-        missing = sorted(expected)
-        raise QuantizeError(f"{ckpt.shards[-1].parent}: checkpoint lacks {len(missing)} tensor(s) config.json "
-                            f"needs, e.g. {missing[0]}; download it again")
-    return jobs
 
 
 def _convert_chunk(x: mx.array, quant: dict | None) -> list[mx.array]:
@@ -183,22 +94,28 @@ def progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
 
 
 def _check_out(out: Path, ckpt: Checkpoint | None, force: bool) -> None:
+    """Refuse an ``out`` inside the source, an existing one without ``force``, and with
+    ``force`` one that is not a conversion magimac wrote (`manifest.not_ours`)."""
     src = ckpt.path.resolve() if ckpt else None
     dst = out.resolve()
     if src and (dst == src or src in dst.parents or dst in src.parents):
         raise QuantizeError(f"{out}: the output must be outside the source checkpoint {ckpt.path} (never modified)")
-    if out.exists() and not force:
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
         raise QuantizeError(f"{out}: already exists; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise QuantizeError(f"{out}: exists and is not a directory")
+    reason = not_ours(out)
+    if reason:
+        raise QuantizeError(f"{out}: {reason}; --force only replaces a model magimac wrote: "
+                            "choose another --out, or move it away yourself")
 
 
 def check_disk(parent: Path, needed: int) -> None:
     """Raise `QuantizeError` when ``parent``'s file system has under ``needed`` bytes free."""
     free = shutil.disk_usage(parent).free
     if free < needed:
-        raise QuantizeError(f"{parent}: not enough free disk space: {human_bytes(needed)} needed, "
-                            f"{human_bytes(free)} free")
+        raise QuantizeError(f"{parent}: not enough free disk space: {format_bytes(needed)} needed, "
+                            f"{format_bytes(free)} free")
 
 
 def verify_output(tmp: Path, shard_specs: list[list[TensorSpec]], config: dict) -> None:
@@ -233,15 +150,17 @@ def _write_config(tmp: Path, config: dict, est: Estimate) -> None:
     save_config(cfg, config_path=tmp / "config.json")
 
 
-def _place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``, replacing an existing ``out`` only after ``tmp`` is in place."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / out.name)
+def _place(tmp: Path, out: Path, force: bool) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` (checked again: `_check_out`) is moved
+    aside into a staging directory first and removed only after ``tmp`` is in place."""
+    if not (out.exists() or out.is_symlink()):
         os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+        return
+    _check_out(out, None, force)  # it may have changed while converting
+    old = staging.make(out.parent, f".{out.name}.old-")
+    os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def convert(
@@ -269,7 +188,8 @@ def convert(
         quantize_vision: quantize the vision tower and projector too (default bf16).
         target_ram_bytes: RAM of the Mac that will run the model (default: this machine's).
         context: tokens of 16-bit KV cache for the fit check.
-        force: replace an existing ``out`` and convert even when the fit check fails.
+        force: replace an existing ``out`` that magimac wrote (never any other folder), and
+            convert even when the fit check fails.
         progress: show a progress bar on stderr.
         revision: hub revision for hub sources.
         log: where the size table and notes go (default: print to stderr).
@@ -278,8 +198,10 @@ def convert(
         ``out``, a complete and verified model directory.
 
     Raises:
-        QuantizeError: bad source, settings, existing output, no fit, no disk space
-            (one line naming the file or value).
+        QuantizeError: bad source, settings, existing output (or, with ``force``, one
+            magimac did not write), no fit, no disk space (one line naming the file or value).
+        magimac.core.staging.WriteError: ``out`` cannot be written (read-only disk, a file
+            in its path); nothing is left behind.
         KeyboardInterrupt: passes through after removing the temporary directory.
     """
     say = log or (lambda s: print(s, file=sys.stderr))
@@ -288,14 +210,46 @@ def convert(
     ckpt = load_checkpoint(where) if isinstance(where, Path) else None
     config = ckpt.config if ckpt else fetch_config(where, revision)  # sizes before any download
     _check_out(out, ckpt, force)
+    model, plan, est = _plan(config, ckpt, where, bits=bits, group_size=group_size, mode=mode,
+                             recipe=recipe, quantize_vision=quantize_vision)
+    _check_fit(est, config, target_ram_bytes, context, force, say)
+    if ckpt is None:
+        ckpt = download(where, revision)
+    jobs = plan_jobs(ckpt, model, plan)
+    made, tmp = _stage(out, est.total_bytes + DISK_MARGIN_BYTES, say)
     try:
-        model, plan, params = plan_for(config, bits=bits, group_size=group_size, mode=mode,
-                                       recipe=recipe, quantize_vision=quantize_vision)
-        est = summarize(model, plan, params, recipe=recipe, quantize_vision=quantize_vision)
+        _write(tmp, ckpt, jobs, est, quantize_vision=quantize_vision, progress=progress)
+        _place(tmp, out, force)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        staging.remove_made(made)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise staging.write_error(out, e, HINT) from None
+        raise
+    say(f"wrote {out} ({format_bytes(est.total_bytes)})")
+    return out
+
+
+HINT = "choose another --out (a folder on a writable disk with room for the model)"
+
+
+def _plan(config: dict, ckpt: Checkpoint | None, where, **settings):
+    """``(model, plan, estimate)`` of `sizes.plan_for`; errors as one-line `QuantizeError`s
+    naming the shard or config.json."""
+    try:
+        model, plan, params = plan_for(config, **settings)
+        est = summarize(model, plan, params, recipe=settings["recipe"], quantize_vision=settings["quantize_vision"])
     except GroupSizeError as e:
         raise QuantizeError(f"{_file_of(ckpt, e.path) if ckpt else where.repo}: {e}") from None
     except ValueError as e:
         raise QuantizeError(f"{ckpt.path / 'config.json' if ckpt else where.repo + '/config.json'}: {e}") from None
+    return model, plan, est
+
+
+def _check_fit(est: Estimate, config: dict, target_ram_bytes: int | None, context: int, force: bool,
+               say: Callable[[str], None]) -> None:
+    """Print the size table; refuse (unless ``force``) a level that does not fit a Mac with
+    ``target_ram_bytes`` of RAM (default: this machine's) at macOS's default GPU limit."""
     if target_ram_bytes is None:
         import psutil
 
@@ -304,22 +258,40 @@ def convert(
     say(describe(est, f))
     if not f.fits and not force:
         raise QuantizeError(
-            f"{level_name(est)} needs {human_bytes(f.needed_bytes)} with a {context}-token KV cache, over the "
-            f"{human_bytes(f.usable_bytes)} a Mac with {human_bytes(target_ram_bytes)} of RAM can use; pick fewer --bits, "
-            f"a smaller --context, or pass --force")
-    if ckpt is None:
-        ckpt = download(where, revision)
-    jobs = plan_jobs(ckpt, model, plan)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = f".{out.name}.partial-"
-    for stale in staging.sweep_stale(out.parent, partial):  # left by a run killed outright
-        say(f"removed {stale.name}, an unfinished conversion whose process is gone")
-    check_disk(out.parent, est.total_bytes + DISK_MARGIN_BYTES)
+            f"{level_name(est)} needs {format_bytes(f.needed_bytes)} with a {context}-token KV cache, over the "
+            f"{format_bytes(f.usable_bytes)} a Mac with {format_bytes(target_ram_bytes, binary=True)} of RAM can "
+            f"use; pick fewer --bits, a smaller --context, or pass --force")
 
-    tmp = staging.make(out.parent, partial)
+
+def _stage(out: Path, needed: int, say: Callable[[str], None]) -> tuple[list[Path], Path]:
+    """Make ``out``'s parent (``made``: the folders created), sweep stale staging directories
+    of ``out`` there, check the free disk, and make the staging directory; ``(made, tmp)``.
+
+    Raises:
+        WriteError: the parent cannot be made or written (one line naming it).
+        QuantizeError: not enough free disk space.
+    """
+    made = staging.make_dirs(out.parent, HINT)
+    partial = f".{out.name}.partial-"
+    for prefix in (partial, f".{out.name}.old-"):
+        for stale in staging.sweep_stale(out.parent, prefix):  # left by a run killed outright
+            say(f"removed {stale.name}, an unfinished conversion whose process is gone")
+    try:
+        check_disk(out.parent, needed)
+        tmp = staging.make(out.parent, partial, HINT)
+    except BaseException:
+        staging.remove_made(made)
+        raise
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the finished model is an ordinary directory
+    return made, tmp
+
+
+def _write(tmp: Path, ckpt: Checkpoint, jobs: list[Job], est: Estimate, *, quantize_vision: bool,
+           progress: bool) -> None:
+    """Write the whole output into ``tmp``: shards, index, config.json, tokenizer, manifest;
+    then verify it (`verify_output`)."""
     reader = writes = None
     try:
         shard_specs = split_shards([j.specs for j in jobs])
@@ -332,40 +304,40 @@ def convert(
             for chunk in reader:
                 advance(write_chunk(chunk, writers[owner[chunk.job.specs[0].name]], writes))
         writes.close()
-        hashes = reader.hashes()
-        hashes.update({p.name: sha256_file(p) for p in ckpt.files if p not in ckpt.shards})
-        for w in writers:
-            w.close()
-        index = {"metadata": {"total_size": sum(s.nbytes for specs in shard_specs for s in specs)},
-                 "weight_map": dict(sorted((s.name, shard_name(i, len(shard_specs)))
-                                           for i, specs in enumerate(shard_specs, 1) for s in specs))}
-        (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=4) + "\n")
-        _write_config(tmp, ckpt.config, est)
-        copy_tokenizer(ckpt.path, tmp)
-        manifest = {
-            "source": ckpt.hub_id or str(ckpt.path.resolve()),
-            "revision": ckpt.revision,
-            "source_files": {p.name: hashes[p.name] for p in ckpt.files},
-            "recipe": est.recipe, "bits": est.bits, "group_size": est.group_size, "mode": est.mode,
-            "quantize_vision": quantize_vision,
-            "bits_per_weight": round(est.bits_per_weight, 4),
-            "bytes": {**est.components, "total": est.total_bytes},
-            "quantization": est.quantization,
-            "tokenizer": {"file": ckpt.tokenizer.name,
-                          **({"control_ids": control_token_ids(ckpt.tokenizer)} if ckpt.tokenizer.name == "tekken.json" else {})},
-        }
-        write_manifest(tmp, manifest)
-        verify_output(tmp, shard_specs, ckpt.config)
-        _place(tmp, out)
     except BaseException:
         if writes is not None:
             writes.abort()
         if reader is not None:
             reader.close()
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
-    say(f"wrote {out} ({est.total_gb:.2f} GB)")
-    return out
+    hashes = reader.hashes()
+    hashes.update({p.name: sha256_file(p) for p in ckpt.files if p not in ckpt.shards})
+    for w in writers:
+        w.close()
+    index = {"metadata": {"total_size": sum(s.nbytes for specs in shard_specs for s in specs)},
+             "weight_map": dict(sorted((s.name, shard_name(i, len(shard_specs)))
+                                       for i, specs in enumerate(shard_specs, 1) for s in specs))}
+    (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=4) + "\n")
+    _write_config(tmp, ckpt.config, est)
+    copy_tokenizer(ckpt.path, tmp)
+    write_manifest(tmp, _manifest(ckpt, est, hashes, quantize_vision))
+    verify_output(tmp, shard_specs, ckpt.config)
+
+
+def _manifest(ckpt: Checkpoint, est: Estimate, hashes: dict[str, str], quantize_vision: bool) -> dict:
+    """The fields of `magimac-manifest.json` that describe this conversion."""
+    return {
+        "source": ckpt.hub_id or str(ckpt.path.resolve()),
+        "revision": ckpt.revision,
+        "source_files": {p.name: hashes[p.name] for p in ckpt.files},
+        "recipe": est.recipe, "bits": est.bits, "group_size": est.group_size, "mode": est.mode,
+        "quantize_vision": quantize_vision,
+        "bits_per_weight": round(est.bits_per_weight, 4),
+        "bytes": {**est.components, "total": est.total_bytes},
+        "quantization": est.quantization,
+        "tokenizer": {"file": ckpt.tokenizer.name,
+                      **({"control_ids": control_token_ids(ckpt.tokenizer)} if ckpt.tokenizer.name == "tekken.json" else {})},
+    }
 
 
 def _file_of(ckpt: Checkpoint, module_path: str) -> Path:

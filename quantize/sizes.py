@@ -5,14 +5,16 @@ quantization plan and sums the bytes of every output tensor, so the numbers are 
 `magimac.quantize.convert.convert` writes (tensor data; safetensors headers add well under 0.1%).
 
 Memory arithmetic (shared/MAGISTRAL.md): KV cache per token in 16-bit is
-``2 (K and V) x layers x kv_heads x head_dim x 2 bytes``; macOS lets the GPU wire about two
-thirds of RAM on Macs up to 36 GB and three quarters above (`iogpu.wired_limit_mb` default).
+``2 (K and V) x layers x kv_heads x head_dim x 2 bytes``; what a Mac's GPU may use is
+`magimac.core.units.gpu_budget` of `magimac.core.units.default_gpu_limit` (the rule
+`magimac plan` uses too), and sizes print through `magimac.core.units.format_bytes`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from magimac.core.units import GB, default_gpu_limit, format_bytes, gpu_budget
 from magimac.quantize.layout import (
     architecture,
     base_params,
@@ -25,7 +27,6 @@ from magimac.quantize.recipes import get_recipe
 
 COMPONENTS = ("embeddings", "layers", "norms", "lm_head", "vision_tower", "projector")
 TEXT_COMPONENTS = ("embeddings", "layers", "norms", "lm_head")
-GB = 1e9  # sizes are reported in decimal gigabytes, as the hub and Finder show them
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,6 @@ class Estimate:
     group_size: int = 64
     mode: str = "affine"
     quantize_vision: bool = False
-
-    @property
-    def total_gb(self) -> float:
-        return self.total_bytes / GB
 
 
 def quantization_config(plan: dict[str, dict], params: dict) -> dict:
@@ -151,22 +148,11 @@ def kv_bytes_per_token(config: dict, bytes_per_value: int = 2) -> int:
     return 2 * t["num_hidden_layers"] * kv_heads * head_dim * bytes_per_value
 
 
-HEADROOM_FRACTION = 0.10
-"""Share of the GPU limit kept free for activations, the OS and other apps; `magimac plan`
-and `magimac quantize` use the same figure so they never disagree on what fits."""
-
-
-def usable_memory(ram_bytes: int) -> int:
-    """Bytes the GPU may wire by default on a Mac with ``ram_bytes`` of RAM: two thirds up to
-    36 GiB, three quarters above (macOS `iogpu.wired_limit_mb` = 0)."""
-    return ram_bytes * 3 // 4 if ram_bytes > 36 * 2**30 else ram_bytes * 2 // 3
-
-
 @dataclass(frozen=True)
 class Fit:
     """Whether weights plus a 16-bit KV cache fit: ``needed_bytes`` (weights + KV),
-    ``usable_bytes`` (`usable_memory` of ``ram_bytes`` less `HEADROOM_FRACTION`), ``kv_bytes``,
-    ``context`` (tokens)."""
+    ``usable_bytes`` (`units.gpu_budget` of the macOS default GPU limit for ``ram_bytes``),
+    ``kv_bytes``, ``context`` (tokens); all in bytes."""
 
     weights_bytes: int
     kv_bytes: int
@@ -184,9 +170,10 @@ class Fit:
 
 
 def fit(est: Estimate, config: dict, *, ram_bytes: int, context: int) -> Fit:
-    """Check ``est`` against a Mac with ``ram_bytes`` of RAM and a ``context``-token KV cache."""
+    """Check ``est`` against a Mac with ``ram_bytes`` of RAM at macOS's default GPU limit
+    and a ``context``-token (16-bit) KV cache."""
     kv = kv_bytes_per_token(config) * context
-    return Fit(est.total_bytes, kv, context, ram_bytes, int(usable_memory(ram_bytes) * (1 - HEADROOM_FRACTION)))
+    return Fit(est.total_bytes, kv, context, ram_bytes, gpu_budget(default_gpu_limit(ram_bytes)))
 
 
 def describe(est: Estimate, f: Fit | None = None) -> str:
@@ -194,22 +181,15 @@ def describe(est: Estimate, f: Fit | None = None) -> str:
     lines = [f"output size ({est.recipe}, {level_name(est)}, vision {'quantized' if est.quantize_vision else 'bf16'}):"]
     for c, b in est.components.items():
         lines.append(f"  {c:<13} {b / GB:8.3f} GB")
-    lines.append(f"  {'total':<13} {est.total_gb:8.3f} GB   ({est.bits_per_weight:.2f} bits per text weight)")
+    lines.append(f"  {'total':<13} {est.total_bytes / GB:8.3f} GB   ({est.bits_per_weight:.2f} bits per text weight)")
     if f is not None:
         verdict = "fits" if f.fits else "does NOT fit"
         lines.append(
-            f"memory: {f.needed_bytes / GB:.2f} GB (weights + {f.kv_bytes / GB:.2f} GB KV cache for "
-            f"{f.context} tokens) {verdict} in {f.usable_bytes / GB:.2f} GB usable of {f.ram_bytes / GB:.1f} GB RAM"
+            f"memory: {format_bytes(f.needed_bytes)} (weights + {format_bytes(f.kv_bytes)} KV cache for "
+            f"{f.context} tokens) {verdict} in {format_bytes(f.usable_bytes)} usable of "
+            f"{format_bytes(f.ram_bytes, binary=True)} RAM"
         )
     return "\n".join(lines)
-
-
-def human_bytes(n: int) -> str:
-    """Decimal units: ``14.14 GB``, ``512.0 MB``, ``3.2 KB``."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}" if unit == "GB" else f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def level_name(est: Estimate) -> str:

@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-GB = 1e9
+from magimac.core.units import format_bytes
 PACKAGES = ("mlx", "mlx-lm", "mlx-vlm", "mistral-common", "huggingface-hub", "transformers", "textual", "magimac")
 REQUIRED = ("mlx", "mlx-lm", "mlx-vlm", "mistral-common", "huggingface-hub", "textual")
 
@@ -66,41 +66,41 @@ def _version(name: str) -> str | None:
         return None
 
 
-def check_platform(hw) -> list[Finding]:
-    """Apple silicon with a native arm64 Python is what magimac is made for."""
+def check_platform(hw, dev) -> list[Finding]:
+    """Apple silicon with a native arm64 Python is what magimac is made for (``hw``: a
+    `hardware.Hardware`; ``dev``: MLX's `magimac.engine.device.Device`)."""
     if hw.system == "Darwin" and hw.machine != "arm64":
         return [Finding("error", f"this Python runs as {hw.machine}: MLX needs Apple silicon and a native arm64 Python",
                         "install an arm64 Python (not under Rosetta) on an M-series Mac")]
-    if hw.system == "Darwin" and not hw.metal:
+    if dev.problem:
+        return []  # `check_mlx` reports it
+    if hw.system == "Darwin" and not dev.metal:
         return [Finding("error", "MLX cannot use the GPU (Metal is not available)", "update macOS and mlx")]
-    if hw.system != "Darwin" and hw.mlx_device != "gpu":
+    if hw.system != "Darwin" and dev.mlx_device != "gpu":
         return [Finding("warning", f"MLX runs on the CPU here ({hw.system}): fine for tests and the demo model, "
                                    "far too slow for Magistral Small", "use an Apple-silicon Mac")]
     return []
 
 
-def check_mlx() -> list[Finding]:
-    """MLX imports and computes."""
-    try:
-        import mlx.core as mx
-
-        value = mx.array([1.0, 2.0]).sum().item()
-    except Exception as e:  # noqa: BLE001  (any failure here is the finding)
-        return [Finding("error", f"MLX does not work: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                        "reinstall mlx (pip install --force-reinstall mlx)")]
-    return [] if value == 3.0 else [Finding("error", "MLX computed a wrong sum", "reinstall mlx")]
+def check_mlx(dev) -> list[Finding]:
+    """MLX imports and computes (``dev.problem`` of `magimac.engine.device.detect`)."""
+    if dev.problem is None:
+        return []
+    fix = "reinstall mlx" if "wrong sum" in dev.problem else "reinstall mlx (pip install --force-reinstall mlx)"
+    return [Finding("error", dev.problem, fix)]
 
 
 def check_memory_and_disk(hw) -> list[Finding]:
     """Whether the default model fits this machine, the wired limit, the free disk."""
     from magimac.models import plan
+    from magimac.models.advice import first_run_advice
 
     out = []
-    advice = plan.first_run_advice(hw)
+    advice = first_run_advice(hw)
     rec = advice.recommendation
     if rec is None:
         out.append(Finding("warning", f"{advice.display_name} does not fit this machine's GPU memory "
-                                      f"({plan.budget_bytes(hw) / GB:.1f} GB usable)",
+                                      f"({format_bytes(plan.budget_bytes(hw))} usable)",
                            "use the demo model, or a Mac with 32 GB or more"))
     elif rec.level in plan.FALLBACK_LEVELS:
         out.append(Finding("warning", f"{advice.display_name} fits only at {rec.level}, which loses quality",
@@ -109,8 +109,8 @@ def check_memory_and_disk(hw) -> list[Finding]:
         out.append(Finding("warning", f"iogpu.wired_limit_mb={hw.wired_limit_mb} leaves macOS under 10% of memory: "
                                       "it may swap or freeze", "sudo sysctl iogpu.wired_limit_mb=0 (the default)"))
     if rec and not advice.disk_ok:
-        out.append(Finding("warning", f"{hw.free_disk / GB:.1f} GB free at {hw.disk_path}, the recommended "
-                                      f"{rec.level} model needs {advice.download_bytes / GB:.1f} GB",
+        out.append(Finding("warning", f"{format_bytes(hw.free_disk)} free at {hw.disk_path}, the recommended "
+                                      f"{rec.level} model needs {format_bytes(advice.download_bytes)}",
                            "free disk space or set MAGIMAC_MODELS_DIR to a larger disk"))
     return out
 
@@ -149,19 +149,21 @@ def check_dirs() -> list[Finding]:
 
 def diagnose() -> tuple[dict, dict, list[Finding]]:
     """``(facts, versions, findings)``; findings are errors first, then warnings."""
+    from magimac.engine import device
     from magimac.models import hardware
     from magimac.models.registry import RegistryError, load_registry
 
     hw = hardware.detect()
+    dev = device.detect()
     found = versions()
-    findings = check_platform(hw) + check_packages(found) + check_mlx() + check_dirs()
+    findings = check_platform(hw, dev) + check_packages(found) + check_mlx(dev) + check_dirs()
     try:
         load_registry()
     except RegistryError as e:
         findings.append(Finding("error", str(e), "fix or remove that file"))
     else:
         findings += check_memory_and_disk(hw) + check_models(hw)
-    facts = hw.to_dict()
+    facts = {**hw.to_dict(), "mlx_device": dev.mlx_device, "metal": dev.metal, "device_name": dev.name}
     facts["os"] = hardware.os_version()
     facts["hf_hub_offline"] = os.environ.get("HF_HUB_OFFLINE", "")
     findings.sort(key=lambda f: f.level != "error")
@@ -174,14 +176,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"facts": facts, "versions": found, "findings": [asdict(f) for f in findings]}, indent=2))
         return 1 if failed else 0
-    limit = f"{facts['gpu_limit'] / GB:.1f} GB ({facts['gpu_limit_source']})"
+    limit = f"{format_bytes(facts['gpu_limit'])} ({facts['gpu_limit_source']})"
     lines = [
         f"machine      {facts['chip'] or facts['machine']} ({facts['machine']}), {facts['os']}",
-        f"memory       {facts['total_memory'] / 2**30:.0f} GiB total, {facts['available_memory'] / GB:.1f} GB available",
+        f"memory       {format_bytes(facts['total_memory'], binary=True)} total, "
+        f"{format_bytes(facts['available_memory'])} available",
         f"GPU limit    {limit}" + (f", iogpu.wired_limit_mb={facts['wired_limit_mb']}"
                                    if facts["wired_limit_mb"] is not None else ""),
         f"MLX device   {facts['mlx_device'] or 'none'}" + (" (Metal)" if facts["metal"] else ""),
-        f"free disk    {facts['free_disk'] / GB:.1f} GB at {facts['disk_path']}",
+        f"free disk    {format_bytes(facts['free_disk'])} at {facts['disk_path']}",
         "versions     " + ", ".join(f"{k} {v or 'missing'}" for k, v in found.items()),
     ]
     print("\n".join(lines))

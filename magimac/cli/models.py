@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from magimac.core.units import format_bytes
 from magimac.models import store
 from magimac.models.registry import load_registry
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def _installed_dict(m: store.InstalledModel) -> dict:
@@ -57,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         t.add_column(col, overflow="fold")
     for r in data:
         for i in r["installed"]:
-            t.add_row(i["name"], i["quantization"], _gb(i["size_bytes"]), i["source"], i["path"])
+            t.add_row(i["name"], i["quantization"], format_bytes(i["size_bytes"]), i["source"], i["path"])
     if t.row_count:
         con.print(t)
     else:

@@ -5,27 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 
-from magimac.models import plan
 from magimac.core.errors import MagimacError
-
-GB = 1e9
+from magimac.core.units import HEADROOM_FRACTION, SizeError, format_bytes, parse_size
+from magimac.models import plan
+from magimac.models.levels import KV_BITS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", help="registry name or model directory (default: the default model)")
-    p.add_argument("--ram", help="plan for a Mac with this much memory (e.g. 32GB) instead of this machine")
+    p.add_argument("--ram", help="plan for a Mac with this much memory instead of this machine: 32GB as Apple "
+                                 "sells it (= 32 GiB, as `magimac quantize --target-ram`)")
     p.add_argument("--context", default="32k", help="context to size the KV cache for (default 32k tokens)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def run(args: argparse.Namespace) -> int:
-    from magimac.models import hardware
-
     ram = None
     if args.ram:
         try:
-            ram = hardware.parse_bytes(args.ram)
-        except ValueError as e:
+            ram = parse_size(args.ram)
+        except SizeError as e:
             raise MagimacError(f"--ram: {e}") from None
     p = plan.make_plan(args.model, ram=ram, context=plan.parse_context(args.context))
     if args.json:
@@ -43,29 +42,29 @@ def print_plan(p: plan.Plan) -> None:
     hw = p.hardware
     con = Console()
     con.print(f"[bold]{p.model}[/bold]  (sizes from {p.config_source})")
-    con.print(f"machine: {hw.chip or hw.machine}, {hw.total_memory / 2**30:.0f} GiB memory, GPU limit "
-              f"{hw.gpu_limit / GB:.1f} GB ({hw.gpu_limit_source}); budget {p.budget_bytes / GB:.1f} GB after "
-              f"{plan.HEADROOM_FRACTION:.0%} headroom")
-    t = Table(title=f"GB: weights, and weights + KV cache at {p.context} tokens (✓ fits, ✗ does not)")
+    con.print(f"machine: {hw.chip or hw.machine}, {format_bytes(hw.total_memory, binary=True)} memory, GPU limit "
+              f"{format_bytes(hw.gpu_limit)} ({hw.gpu_limit_source}); {format_bytes(p.budget_bytes)} usable after "
+              f"{HEADROOM_FRACTION:.0%} headroom", soft_wrap=True)
+    t = Table(title=f"weights, and weights + KV cache at {p.context} tokens (✓ fits, ✗ does not)")
     t.add_column("level", no_wrap=True, min_width=12)
     for col in ("bits/w", "weights", "KV 16-bit", "KV 8-bit", "KV 4-bit", "max ctx 16-bit"):
         t.add_column(col, justify="right")
     for r in p.rows:
         name = r.level if r.recipe in ("uniform", r.level) else f"{r.level} {r.recipe}"
         cells = []
-        for b in plan.KV_BITS:
-            total = _gb(r.weights_bytes + r.kv_bytes[b])
+        for b in KV_BITS:
+            total = format_bytes(r.weights_bytes + r.kv_bytes[b])
             cells.append(f"[green]{total} ✓[/green]" if r.fits[b] else f"[red]{total} ✗[/red]")
-        t.add_row(name, f"{r.bits_per_weight:.2f}", _gb(r.weights_bytes), *cells, str(r.max_context[16]))
+        t.add_row(name, f"{r.bits_per_weight:.2f}", format_bytes(r.weights_bytes), *cells, str(r.max_context[16]))
     con.print(t)
     kv = ", ".join(f"{b}-bit {v / 1024:.0f} KiB" for b, v in p.kv_bytes_per_token.items())
     con.print(f"KV cache per token: {kv}; model maximum context {p.model_max_context} tokens")
     for m in p.installed:
-        con.print(f"installed: {m['name']} ({m['quantization']}, {m['size_bytes'] / GB:.2f} GB) at {m['path']}")
+        con.print(f"installed: {m['name']} ({m['quantization']}, {format_bytes(m['size_bytes'])}) at {m['path']}")
     if p.bundled is not None:
         b = p.bundled
         con.print(f"[bold]ready:[/bold] {p.model} is bundled at {b.path} ({b.quantization}, "
-                  f"{_gb(b.weights_bytes)} GB); nothing to download", soft_wrap=True)
+                  f"{format_bytes(b.weights_bytes)}); nothing to download", soft_wrap=True)
         if b.fits:
             con.print(f"  it fits: context {b.context_length} tokens, {b.kv_bits}-bit KV cache; "
                       f"run it with `magimac --model {p.model}`", soft_wrap=True)
@@ -83,7 +82,3 @@ def print_plan(p: plan.Plan) -> None:
     if p.in_registry:
         con.print(f"  get it with: {rec.pull_command}", soft_wrap=True)
 
-
-def _gb(n: int) -> str:
-    """Bytes as GB: two decimals, four below 0.1 GB (tiny test models)."""
-    return f"{n / GB:.2f}" if n >= 0.1 * GB else f"{n / GB:.4f}"

@@ -6,9 +6,8 @@ import argparse
 import sys
 
 from magimac.core.errors import MagimacError
+from magimac.core.units import format_bytes
 from magimac.models.registry import QUANT_LEVELS
-
-GB = 1e9
 
 
 def add_arguments_for(name: str, p: argparse.ArgumentParser) -> None:
@@ -46,7 +45,7 @@ def remove(name: str, *, yes: bool) -> int:
                         f"{', '.join(m.name for m in found)}")
     m = found[0]
     store.check_removable(m)  # refuse before asking
-    what = f"{m.name} ({m.quantization}, {m.size_bytes / GB:.2f} GB) at {m.path}"
+    what = f"{m.name} ({m.quantization}, {format_bytes(m.size_bytes)}) at {m.path}"
     if not yes:
         print(f"remove {what}? [y/N] ", end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline().strip().lower()

@@ -7,21 +7,10 @@ list, and turns library errors into one-line `QuantizeError`s.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
+from magimac.core.units import SizeError, parse_size
 from magimac.quantize.layout import BITS, GROUP_SIZES, MODES
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(gib|gb|g|mib|mb|m|b)?\s*$", re.I)
-_UNITS = {"gib": 2**30, "gb": 10**9, "g": 10**9, "mib": 2**20, "mb": 10**6, "m": 10**6, "b": 1, None: 10**9}
-
-
-def parse_size(text: str) -> int:
-    """``"32GB"``/``"32"`` (decimal GB), ``"32GiB"``, ``"512MB"`` -> bytes; argparse error otherwise."""
-    m = _SIZE.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 32GB, 36GiB)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower() if m.group(2) else None])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-recipes", action="store_true", help="list recipes and exit")
     parser.add_argument("--quantize-vision", action="store_true",
                         help="quantize the vision tower and projector too (default: keep them bf16)")
-    parser.add_argument("--target-ram", type=parse_size, metavar="SIZE",
-                        help="RAM of the Mac that will run the model, e.g. 32GB (default: this machine's)")
+    parser.add_argument("--target-ram", metavar="SIZE",
+                        help="RAM of the Mac that will run the model, e.g. 32GB as Apple sells it "
+                             "(= 32 GiB, as `magimac plan --ram`; default: this machine's)")
     parser.add_argument("--context", type=int, default=32768, help="tokens of KV cache for the fit check (default 32768)")
     parser.add_argument("--revision", help="hub revision (branch, tag or commit) for hub sources")
     parser.add_argument("--force", action="store_true",
-                        help="replace an existing output, and convert even if it will not fit --target-ram")
+                        help="replace an existing output that magimac wrote (never another folder), "
+                             "and convert even if it will not fit --target-ram")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -79,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.source:
         raise QuantizeError("SOURCE is required: a checkpoint directory, registry name or hub id")
+    try:
+        target_ram = parse_size(args.target_ram) if args.target_ram else None
+    except SizeError as e:
+        raise QuantizeError(f"--target-ram: {e}") from None
     if args.mode != "affine" and (args.bits != 4 or args.group_size != 64):
         raise QuantizeError(f"--mode {args.mode} fixes bits and group size; drop --bits/--group-size")
     from magimac.quantize.recipes import get_recipe
@@ -96,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from magimac.models.registry import quantize_source
 
     convert(quantize_source(args.source), out, bits=args.bits, group_size=args.group_size, mode=args.mode, recipe=args.recipe,
-            quantize_vision=args.quantize_vision, target_ram_bytes=args.target_ram, context=args.context,
+            quantize_vision=args.quantize_vision, target_ram_bytes=target_ram, context=args.context,
             force=args.force, progress=not args.quiet, revision=args.revision)
     print(out)
     return 0

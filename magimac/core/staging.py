@@ -7,11 +7,14 @@ or an error lets the owner remove it; SIGKILL, a crash or a power cut does not, 
 be many GB (a half-written conversion, reference log-probabilities).  `sweep_stale` removes
 those whose owner is gone, and only those: never one of a live run.
 
-What this adds to `tempfile`: the owner in the name, and the liveness check (`psutil`).
+What this adds to `tempfile`: the owner in the name, the liveness check (`psutil`), and one
+line for people when a directory cannot be written (`WriteError`: read-only disk, a file where
+a folder should be, no permission), naming the path and what to do.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -19,24 +22,113 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from magimac.core.errors import MagimacError
+
 # a pid reused by a process started this long after the directory's last change is not its
 # owner; the margin covers psutil's create-time rounding (boot time has whole seconds)
 REUSED_PID_MARGIN_S = 5.0
 
 
-def make(parent: Path, prefix: str) -> Path:
-    """Create an empty staging directory ``parent/<prefix><this pid>-<random>``; mode 0700."""
-    return Path(tempfile.mkdtemp(dir=parent, prefix=f"{prefix}{os.getpid()}-"))
+# what `tempfile.mkdtemp` appends to the prefix: 8 of its lower-case letters, digits and "_"
+_RANDOM = r"[a-z0-9_]{8}"
+
+
+class WriteError(MagimacError, OSError):
+    """A file or directory magimac must write cannot be; one line naming the path."""
+
+
+def why_unwritable(path: Path, e: OSError) -> str:
+    """Why ``path`` cannot be written, from ``e`` and the file system: the file that stands
+    where a folder should be, a read-only disk, a missing permission, a full disk."""
+    p = Path(path).expanduser().absolute()
+    existing = p
+    for anc in reversed([p, *p.parents]):  # from the root down
+        if not anc.exists():
+            break
+        if not anc.is_dir() and anc != p:
+            return f"{anc} is a file, not a folder"
+        existing = anc
+    if e.errno in (errno.ENOTDIR, errno.EEXIST) and p.exists() and not p.is_dir():
+        return f"{p} is a file, not a folder"
+    if e.errno == errno.EROFS:
+        return f"{existing} is on a read-only file system"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"{existing} is not writable (permission denied)"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk holding {existing} is full"
+    if e.errno == errno.ENOENT:
+        return f"{existing} cannot hold new folders"
+    return e.strerror or type(e).__name__
+
+
+def write_error(path: Path, e: OSError, hint: str) -> WriteError:
+    """The `WriteError` for ``e`` raised while writing ``path``: ``"<path>: cannot write
+    there: <why>; <hint>"``."""
+    return WriteError(f"{path}: cannot write there: {why_unwritable(path, e)}; {hint}")
+
+
+def make_dirs(directory: Path, hint: str) -> list[Path]:
+    """Create ``directory`` and its missing parents; returns those created, outermost first
+    (for `remove_made`).
+
+    Raises:
+        WriteError: it cannot be created (message names the path, why, and ``hint``);
+            nothing is left behind.
+    """
+    d = Path(directory).expanduser().absolute()
+    missing = [a for a in reversed([d, *d.parents]) if not a.exists()]
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        remove_made(missing)
+        raise write_error(d, e, hint) from None
+    return missing
+
+
+def remove_made(dirs: list[Path]) -> None:
+    """Remove the directories `make_dirs` created (innermost first), those still empty only."""
+    for d in reversed(dirs):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def check_writable(directory: Path, hint: str) -> None:
+    """Make sure files can be created in ``directory`` (creating it when missing): a staging
+    directory is made there and removed again.
+
+    Raises:
+        WriteError: not writable (message names the path, why, and ``hint``).
+    """
+    made = make_dirs(directory, hint)
+    try:
+        Path(tempfile.mkdtemp(dir=directory, prefix=".magimac-probe-")).rmdir()
+    except OSError as e:
+        remove_made(made)
+        raise write_error(directory, e, hint) from None
+
+
+def make(parent: Path, prefix: str, hint: str = "choose another place") -> Path:
+    """Create an empty staging directory ``parent/<prefix><this pid>-<random>``; mode 0700.
+
+    Raises:
+        WriteError: ``parent`` is not writable (one line with ``hint``).
+    """
+    try:
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f"{prefix}{os.getpid()}-"))
+    except OSError as e:
+        raise write_error(parent, e, hint) from None
 
 
 def owner_alive(path: Path, prefix: str) -> bool:
     """Whether the process named in staging directory ``path`` (made by `make` with ``prefix``)
     may still be writing it.
 
-    True when the name carries no pid (made some other way: not ours to judge), when the pid
+    True when the name is not one `make` gives (made some other way: not ours to judge), when the pid
     is running and started before the directory last changed, or when that cannot be read.
     """
-    m = re.fullmatch(re.escape(prefix) + r"(\d+)-[A-Za-z0-9_]+", path.name)
+    m = re.fullmatch(re.escape(prefix) + r"(\d+)-" + _RANDOM, path.name)
     if m is None:
         return True
     import psutil
@@ -56,7 +148,9 @@ def owner_alive(path: Path, prefix: str) -> bool:
 
 def sweep_stale(parent: Path, prefix: str) -> list[Path]:
     """Remove the staging directories ``parent/<prefix>*`` whose owner is gone (`owner_alive`);
-    returns those removed.  A missing ``parent`` has none."""
+    returns those removed.  A missing ``parent`` has none.  Only names `make` gives
+    (``<prefix><pid>-<8 random characters>``) are candidates, and never a symlink: a folder a
+    person named otherwise is never touched."""
     removed = []
     try:
         candidates = sorted(parent.glob(f"{glob.escape(prefix)}*"))

@@ -1,12 +1,12 @@
 """Facts about this machine that decide what model fits: chip, memory, GPU wired limit, disk.
 
 On a Mac, MLX runs on the GPU out of unified memory, and macOS lets the GPU *wire* only part
-of it: Metal's ``recommendedMaxWorkingSetSize`` (read through MLX's device info), unless
-``sysctl iogpu.wired_limit_mb`` raises or lowers it (0 means the default).  On Linux MLX runs
-on its CPU backend (or CUDA), and the budget is the system memory.
+of it: ``sysctl iogpu.wired_limit_mb`` when set, else macOS's default
+(`magimac.core.units.default_gpu_limit`: two thirds of RAM up to 36 GiB, three quarters
+above).  On Linux MLX runs on its CPU backend (or CUDA), and the limit is the system memory.
 
-Nothing here imports Textual; MLX is imported lazily and only its device queries are used
-(never a Metal-only call without ``mx.metal.is_available()``).
+Read without MLX (``sysctl``, `psutil`), so planning imports no MLX; what only MLX can tell
+(its device, Metal) is `magimac.engine.device`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-GIB = 1 << 30
+from magimac.core.units import default_gpu_limit
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -30,11 +31,9 @@ class Hardware:
         chip: CPU or SoC name, e.g. ``"Apple M4 Pro"`` (``""`` when unknown).
         total_memory: system (unified) memory, bytes.
         available_memory: memory free for new allocations now, bytes.
-        mlx_device: MLX's default device, e.g. ``"gpu"`` or ``"cpu"`` (``""`` without MLX).
-        metal: whether MLX's Metal backend is available.
-        gpu_limit: bytes the model may use: Metal's recommended working set, the
-            ``iogpu.wired_limit_mb`` sysctl when set, else the system memory (Linux).
-        gpu_limit_source: where ``gpu_limit`` came from (``"metal"``, ``"sysctl"``,
+        gpu_limit: bytes the GPU may wire: the ``iogpu.wired_limit_mb`` sysctl when set,
+            else macOS's default for ``total_memory`` (a Mac), else the system memory.
+        gpu_limit_source: where ``gpu_limit`` came from (``"sysctl"``, ``"macOS default"``,
             ``"system memory"``, ``"assumed"`` for ``--ram``).
         wired_limit_mb: ``sysctl iogpu.wired_limit_mb`` (0: macOS default; None: not a Mac).
         free_disk: free bytes on the file system holding the models directory.
@@ -46,8 +45,6 @@ class Hardware:
     chip: str
     total_memory: int
     available_memory: int
-    mlx_device: str
-    metal: bool
     gpu_limit: int
     gpu_limit_source: str
     wired_limit_mb: int | None
@@ -92,24 +89,14 @@ def chip_name() -> str:
     return platform.processor() or ""
 
 
-def mlx_device_info() -> tuple[str, bool, dict]:
-    """MLX's default device name, whether Metal is available, and MLX's device info dict.
+def memory_bytes() -> int:
+    """Installed memory, bytes: ``sysctl hw.memsize`` on macOS, else `psutil`'s total."""
+    value = _sysctl("hw.memsize")
+    if value and value.isdigit():
+        return int(value)
+    import psutil
 
-    Returns ``("", False, {})`` when MLX cannot be imported.
-    """
-    try:
-        import mlx.core as mx
-    except ImportError:
-        return "", False, {}
-    metal = bool(mx.metal.is_available())
-    try:
-        info = dict(mx.device_info()) if hasattr(mx, "device_info") else (
-            dict(mx.metal.device_info()) if metal else {})
-    except Exception:  # noqa: BLE001  (a backend without device info is not an error)
-        info = {}
-    device = mx.default_device()
-    kind = "gpu" if device.type == mx.gpu else "cpu"
-    return kind, metal, info
+    return int(psutil.virtual_memory().total)
 
 
 def free_disk_bytes(path: Path) -> int:
@@ -121,85 +108,50 @@ def free_disk_bytes(path: Path) -> int:
 
 
 def detect(disk_path: Path | None = None) -> Hardware:
-    """Read this machine's facts.
+    """Read this machine's facts (no MLX: `sysctl`, `psutil`, `shutil.disk_usage`).
 
     Args:
         disk_path: where models will be written (default ``paths.models_dir()``).
 
     Returns:
-        a `Hardware`.  ``gpu_limit`` on a Mac: ``iogpu.wired_limit_mb`` when set (non-zero),
-        else Metal's ``max_recommended_working_set_size``; elsewhere the system memory.
+        a `Hardware`; ``gpu_limit`` on a Mac: ``iogpu.wired_limit_mb`` when set (non-zero),
+        else macOS's default (`units.default_gpu_limit`); elsewhere the system memory.
     """
     import psutil
 
     from magimac.core import paths
 
-    vm = psutil.virtual_memory()
-    device, metal, info = mlx_device_info()
+    total = memory_bytes()
     wired = wired_limit_mb()
     if wired:
         limit, source = wired * 1024 * 1024, "sysctl"
-    elif metal and info.get("max_recommended_working_set_size"):
-        limit, source = int(info["max_recommended_working_set_size"]), "metal"
+    elif sys.platform == "darwin":
+        limit, source = default_gpu_limit(total), "macOS default"
     else:
-        limit, source = int(vm.total), "system memory"
+        limit, source = total, "system memory"
     disk = Path(disk_path) if disk_path else paths.models_dir()
     return Hardware(
-        system=platform.system(),
-        machine=platform.machine(),
-        chip=chip_name() or str(info.get("device_name", "")),
-        total_memory=int(info.get("memory_size") or vm.total),
-        available_memory=int(vm.available),
-        mlx_device=device,
-        metal=metal,
-        gpu_limit=limit,
-        gpu_limit_source=source,
-        wired_limit_mb=wired,
-        free_disk=free_disk_bytes(disk),
-        disk_path=str(disk),
+        system=platform.system(), machine=platform.machine(), chip=chip_name(), total_memory=total,
+        available_memory=int(psutil.virtual_memory().available), gpu_limit=limit,
+        gpu_limit_source=source, wired_limit_mb=wired, free_disk=free_disk_bytes(disk), disk_path=str(disk),
     )
 
 
 def assumed_mac(total_memory: int, disk_path: Path | None = None) -> Hardware:
     """A Mac with ``total_memory`` bytes of unified memory at macOS's default wired limit.
 
-    For ``magimac plan --ram 32GB``: the disk is this machine's; the limit is macOS's default
-    working set, `magimac.quantize.sizes.usable_memory` (2/3 of RAM up to 36 GiB, 3/4 above).
+    For ``magimac plan --ram 32GB`` (``total_memory`` from `magimac.core.units.parse_size`):
+    the disk is this machine's; the limit is `units.default_gpu_limit`, the rule
+    `magimac quantize --target-ram` uses too.
     """
     from magimac.core import paths
-    from magimac.quantize.sizes import usable_memory
 
     disk = Path(disk_path) if disk_path else paths.models_dir()
     return Hardware(
         system="Darwin", machine="arm64", chip="Apple silicon (assumed)", total_memory=total_memory,
-        available_memory=total_memory, mlx_device="gpu", metal=True,
-        gpu_limit=usable_memory(total_memory), gpu_limit_source="assumed", wired_limit_mb=0,
-        free_disk=free_disk_bytes(disk), disk_path=str(disk),
+        available_memory=total_memory, gpu_limit=default_gpu_limit(total_memory), gpu_limit_source="assumed",
+        wired_limit_mb=0, free_disk=free_disk_bytes(disk), disk_path=str(disk),
     )
-
-
-def parse_bytes(text: str) -> int:
-    """``"32GB"``, ``"32G"``, ``"24 GiB"``, ``"512MB"``, ``"32"`` (GB) -> bytes.
-
-    Memory is sold in binary units, so ``GB`` and ``GiB`` both mean 2**30 here (a "32 GB"
-    Mac has 32 GiB).  Raises ValueError with a one-line message on anything else.
-    """
-    s = text.strip().upper().replace(" ", "")
-    units = {"TIB": 1 << 40, "TB": 1 << 40, "T": 1 << 40, "GIB": GIB, "GB": GIB, "G": GIB,
-             "MIB": 1 << 20, "MB": 1 << 20, "M": 1 << 20}
-    for unit, scale in units.items():
-        if s.endswith(unit):
-            number = s[: -len(unit)]
-            break
-    else:
-        number, scale = s, GIB
-    try:
-        value = float(number)
-    except ValueError:
-        raise ValueError(f"cannot read memory size {text!r}: write it like 32GB or 24GiB") from None
-    if value <= 0:
-        raise ValueError(f"memory size must be positive, got {text!r}")
-    return int(value * scale)
 
 
 def os_version() -> str:

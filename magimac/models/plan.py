@@ -1,14 +1,10 @@
-"""What fits this Mac: weight sizes per quantization level, KV cache sizes, and a recommendation.
+"""What fits this Mac: the plan of `magimac plan`, its recommendation, and the engine's fit check.
 
-Weight sizes are exact, from ``config.json`` through `magimac.quantize.sizes.estimate` (the bytes
-`magimac quantize` writes); an installed model's weights are the bytes of its safetensors
-files.  KV cache per token in 16-bit is ``2 x layers x kv_heads x head_dim x 2`` bytes
-(`magimac.quantize.sizes.kv_bytes_per_token`; 160 KiB for Magistral Small); a quantized KV cache
-(mlx-lm's `QuantizedKVCache`, group size 64) stores ``bits/8`` bytes per value plus a 16-bit
-scale and bias per 64 values.
-
-The budget is the GPU's wired-memory limit (`magimac.models.hardware`) less `HEADROOM_FRACTION` of
-it, kept for activations, the prompt being prefilled and what else uses the GPU.
+Sizes per level and KV cache are `magimac.models.levels`; an installed model's weights are the
+bytes of its safetensors files.  The budget is the GPU's wired-memory limit
+(`magimac.models.hardware`) less `magimac.core.units.HEADROOM_FRACTION` of it
+(`units.gpu_budget`, the rule `magimac quantize` uses too), kept for activations, the prompt
+being prefilled and what else uses the GPU.  The first-run advice is `magimac.models.advice`.
 
 What magimac adds to the libraries: the recommendation policy (`recommend`), and the check the
 engine runs before loading (`check_fits`), so a model that would swap the Mac is refused.
@@ -21,63 +17,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
+from magimac.core.units import HEADROOM_FRACTION, format_bytes, gpu_budget
 from magimac.models.hardware import Hardware
-from magimac.quantize.sizes import HEADROOM_FRACTION  # one figure for plan and quantize
+from magimac.models.levels import KV_BITS, LevelPlan, kv_bytes, kv_bytes_per_token, max_context, \
+    model_max_context, plan_rows
+
 DEFAULT_CONTEXT = 32 * 1024  # the context the recommendation aims for, tokens
 MIN_CONTEXT = 8 * 1024  # below this a reasoning model cannot finish its thinking, tokens
-KV_BITS = (16, 8, 4)
-KV_GROUP_SIZE = 64  # mlx-lm's default kv_group_size
 # Levels the recommendation may pick, in order of preference within a tier.  The first tier
 # keeps quality close to bf16; the second is for Macs the first does not fit.
 PREFERRED_LEVELS = ("8bit", "6bit", "5bit", "4bit")
 FALLBACK_LEVELS = ("3bit", "2bit")
-GB = 1e9
 
 
 class DoesNotFit(MagimacError):
     """A model will not fit this Mac's GPU memory; the one-line message names the fixes."""
 
 
-@dataclass(frozen=True)
-class LevelSpec:
-    """One way to quantize: the level name `magimac pull --quant` takes (or a recipe name)."""
-
-    level: str
-    recipe: str = "uniform"
-    bits: int = 4
-    group_size: int = 64
-    mode: str = "affine"
-
-    def estimate(self, config: dict):
-        """`magimac.quantize.sizes.estimate` for this spec (vision tower kept in bf16)."""
-        from magimac.quantize.sizes import estimate
-
-        return estimate(config, bits=self.bits, group_size=self.group_size, mode=self.mode, recipe=self.recipe)
-
-
-def spec_for_level(level: str) -> LevelSpec:
-    """The uniform `LevelSpec` of a `magimac pull --quant` level (``"2bit"``..``"8bit"``,
-    ``"mxfp4"``).
-
-    Raises:
-        MagimacError: a level magimac cannot convert to.
-    """
-    if level == "mxfp4":
-        return LevelSpec("mxfp4", mode="mxfp4", group_size=32)
-    if level.endswith("bit") and level[:-3].isdigit() and int(level[:-3]) in (2, 3, 4, 5, 6, 8):
-        return LevelSpec(level, bits=int(level[:-3]))
-    raise MagimacError(f"cannot convert to {level!r}: use 2bit, 3bit, 4bit, 5bit, 6bit, 8bit or mxfp4")
-
-
-def level_specs() -> list[LevelSpec]:
-    """The rows of `magimac plan`: uniform affine 2..8-bit (group size 64), mxfp4, mlx-vlm's
-    4-bit (lm_head in bf16) and each mixed recipe of `magimac.quantize.recipes`."""
-    from magimac.quantize.recipes import RECIPES
-
-    specs = [spec_for_level(level) for level in ("2bit", "3bit", "4bit", "5bit", "6bit", "8bit", "mxfp4")]
-    specs.append(LevelSpec("4bit", recipe="mlx-vlm", bits=4))
-    specs += [LevelSpec(name, recipe=name) for name, r in RECIPES.items() if not r.uses_bits]
-    return specs
+def budget_bytes(hw: Hardware) -> int:
+    """Bytes weights plus KV cache may take on ``hw``: `units.gpu_budget` of its GPU limit."""
+    return gpu_budget(hw.gpu_limit)
 
 
 def parse_context(text: str | int) -> int:
@@ -95,70 +54,6 @@ def parse_context(text: str | int) -> int:
     if value <= 0:
         raise MagimacError(f"context must be a positive number of tokens, got {text!r}")
     return value
-
-
-def kv_bytes_per_token(config: dict, kv_bits: int = 16) -> float:
-    """KV cache bytes per token at ``kv_bits`` (16, 8 or 4); fractional for quantized caches."""
-    from magimac.quantize.sizes import kv_bytes_per_token as kv16
-
-    per16 = kv16(config)
-    if kv_bits == 16:
-        return float(per16)
-    return per16 / 2 * (kv_bits / 8 + 2 * 2 / KV_GROUP_SIZE)
-
-
-def kv_bytes(config: dict, context: int, kv_bits: int = 16) -> int:
-    """KV cache bytes for ``context`` tokens at ``kv_bits``."""
-    return int(kv_bytes_per_token(config, kv_bits) * context)
-
-
-def budget_bytes(hw: Hardware) -> int:
-    """Bytes weights plus KV cache may take: the GPU limit less `HEADROOM_FRACTION`."""
-    return int(hw.gpu_limit * (1 - HEADROOM_FRACTION))
-
-
-def max_context(config: dict, weights: int, budget: int, kv_bits: int, cap: int) -> int:
-    """The largest context (tokens, a multiple of 1024, at most ``cap``) whose KV cache fits
-    next to ``weights`` in ``budget``; 0 when none does."""
-    room = budget - weights
-    if room <= 0:
-        return 0
-    tokens = int(room / kv_bytes_per_token(config, kv_bits))
-    return min(cap, tokens // 1024 * 1024)
-
-
-def model_max_context(config: dict) -> int:
-    """``max_position_embeddings`` of the text config (tokens)."""
-    from magimac.quantize.sizes import text_config
-
-    return int(text_config(config).get("max_position_embeddings") or 131072)
-
-
-@dataclass(frozen=True)
-class LevelPlan:
-    """One row of the plan.
-
-    Attributes:
-        level / recipe / bits / group_size / mode: the quantization.
-        weights_bytes: bytes of the converted weights (exact, `magimac.quantize.sizes.estimate`).
-        components: bytes by component (embeddings, layers, lm_head, vision_tower, ...).
-        bits_per_weight: of the text decoder, scales and biases included.
-        kv_bytes: KV bits (16, 8, 4) -> bytes at the plan's context.
-        fits: KV bits -> whether weights + KV fit the budget.
-        max_context: KV bits -> largest context that fits (tokens; 0: weights alone do not).
-    """
-
-    level: str
-    recipe: str
-    bits: int
-    group_size: int
-    mode: str
-    weights_bytes: int
-    components: dict[str, int]
-    bits_per_weight: float
-    kv_bytes: dict[int, int]
-    fits: dict[int, bool]
-    max_context: dict[int, int]
 
 
 @dataclass(frozen=True)
@@ -280,26 +175,6 @@ def _read_json(path: Path) -> dict:
         raise MagimacError(f"{path}: cannot read config: {e}") from None
 
 
-def plan_rows(config: dict, hw: Hardware, context: int) -> list[LevelPlan]:
-    """A `LevelPlan` for each of `level_specs` (those the config's shapes allow)."""
-    budget = budget_bytes(hw)
-    cap = model_max_context(config)
-    rows = []
-    for spec in level_specs():
-        try:
-            est = spec.estimate(config)
-        except ValueError:  # e.g. a group size the tensor shapes do not divide
-            continue
-        kv = {b: kv_bytes(config, context, b) for b in KV_BITS}
-        rows.append(LevelPlan(
-            level=spec.level, recipe=est.recipe, bits=est.bits, group_size=est.group_size, mode=est.mode,
-            weights_bytes=est.total_bytes, components=dict(est.components), bits_per_weight=est.bits_per_weight,
-            kv_bytes=kv, fits={b: est.total_bytes + kv[b] <= budget for b in KV_BITS},
-            max_context={b: max_context(config, est.total_bytes, budget, b, cap) for b in KV_BITS},
-        ))
-    return rows
-
-
 def recommend(name: str, config: dict, hw: Hardware, rows: list[LevelPlan] | None = None,
               context: int = DEFAULT_CONTEXT) -> Recommendation | None:
     """The level, context limit and KV bits to run ``name`` with on ``hw``.
@@ -311,7 +186,7 @@ def recommend(name: str, config: dict, hw: Hardware, rows: list[LevelPlan] | Non
     level and KV bits (so it is at least the aim).  Returns None when nothing fits even at
     `MIN_CONTEXT` with a 4-bit KV cache and 2-bit weights.
     """
-    rows = rows if rows is not None else plan_rows(config, hw, context)
+    rows = rows if rows is not None else plan_rows(config, budget_bytes(hw), context)
     uniform = {r.level: r for r in rows if r.recipe == "uniform"}
     budget = budget_bytes(hw)
     cap = model_max_context(config)
@@ -325,9 +200,9 @@ def recommend(name: str, config: dict, hw: Hardware, rows: list[LevelPlan] | Non
                 if row is None or row.weights_bytes + kv_bytes(config, aim, kv) > budget:
                     continue
                 ctx = max_context(config, row.weights_bytes, budget, kv, cap)
-                why = (f"{level} weights ({row.weights_bytes / GB:.1f} GB) and a {kv}-bit KV cache for "
-                       f"{ctx} tokens fit {budget / GB:.1f} GB ({hw.gpu_limit / GB:.1f} GB GPU limit less "
-                       f"{HEADROOM_FRACTION:.0%} headroom)")
+                why = (f"{level} weights ({format_bytes(row.weights_bytes)}) and a {kv}-bit KV cache for "
+                       f"{ctx} tokens fit {format_bytes(budget)} usable ({format_bytes(hw.gpu_limit)} GPU "
+                       f"limit less {HEADROOM_FRACTION:.0%} headroom)")
                 if tier is FALLBACK_LEVELS:
                     why += f"; {level} loses noticeable quality, a Mac with more memory runs 4-bit"
                 return Recommendation(name, level, ctx, kv, row.weights_bytes,
@@ -345,7 +220,7 @@ def make_plan(model: str | None = None, *, ram: int | None = None, context: int 
 
     name, config, source, installed = load_config(model)
     hw = hardware.assumed_mac(ram) if ram else hardware.detect()
-    rows = plan_rows(config, hw, context)
+    rows = plan_rows(config, budget_bytes(hw), context)
     is_dir = bool(model and Path(model).expanduser().is_dir())
     bundled = None if is_dir else bundled_model(name, hw)
     return Plan(
@@ -463,59 +338,9 @@ def _does_not_fit(model_dir: Path, config: dict, hw: Hardware, weights: int, ctx
                 break
     else:
         fixes.append("a smaller level (`magimac plan` shows what fits)")
-    if hw.metal:
+    if hw.system == "Darwin":
         fixes.append("raise the GPU limit (`sudo sysctl iogpu.wired_limit_mb=N`)")
     fixes.append("--force")
-    return (f"{model_dir.name} needs {need / GB:.1f} GB ({weights / GB:.1f} GB weights + "
-            f"{kv}-bit KV cache for {ctx} tokens) but this machine's GPU may use {budget / GB:.1f} GB: "
+    return (f"{model_dir.name} needs {format_bytes(need)} ({format_bytes(weights)} weights + "
+            f"{kv}-bit KV cache for {ctx} tokens) but this machine's GPU may use {format_bytes(budget)}: "
             f"use {' or '.join(fixes)}")
-
-
-def first_run_advice(hw: Hardware | None = None) -> "FirstRunAdvice":
-    """What to offer someone who runs `magimac` with no model installed (for the TUI).
-
-    Returns a `FirstRunAdvice`: the recommendation for the default model on this machine
-    (None when it does not fit), the command that pulls it, its download size, whether the
-    disk has room, and the bundled demo model's directory when it is present.  Offline: reads
-    the registry, the packaged config and this machine only.  The TUI asks for consent, then
-    calls ``magimac.models.pull.pull(advice.model, advice.recommendation.level)``.
-    """
-    from magimac.models import hardware, store
-    from magimac.models.registry import default_model, load_registry
-
-    reg = load_registry()
-    entry = default_model(reg)
-    hw = hw or hardware.detect()
-    rec = None
-    try:
-        name, config, _src, _inst = load_config(entry.name)
-        rec = recommend(name, config, hw)
-    except MagimacError:
-        pass
-    demo = reg.get("demo")
-    demo_dir = demo.local_path() if demo else None
-    demo_dir = demo_dir if demo_dir is not None and store.is_model_dir(demo_dir) else None
-    download = rec.weights_bytes if rec else 0
-    if rec:
-        msg = (f"No model is installed. {entry.display_name} at {rec.level} with a {rec.context // 1024}K context "
-               f"fits this machine: download about {download / GB:.1f} GB with `{rec.pull_command}`.")
-    else:
-        msg = f"No model is installed, and {entry.display_name} does not fit this machine's memory."
-    if demo_dir:
-        msg += " Or try the tiny demo model now: `magimac --model demo`."
-    return FirstRunAdvice(entry.name, entry.display_name, rec, download, hw.free_disk >= download * 1.05,
-                          demo_dir, msg)
-
-
-@dataclass(frozen=True)
-class FirstRunAdvice:
-    """See `first_run_advice`.  ``download_bytes``: the converted weights' size (a ready-made
-    conversion downloads that much; converting locally also downloads the 48 GB original)."""
-
-    model: str
-    display_name: str
-    recommendation: Recommendation | None
-    download_bytes: int
-    disk_ok: bool
-    demo_dir: Path | None
-    message: str

@@ -25,17 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from magimac.core import paths
-
-from magimac.models import store
+from magimac.core import paths, staging
 from magimac.core.errors import MagimacError
+from magimac.core.units import format_bytes
+from magimac.models import store
 from magimac.models.registry import NEVER_FETCH, ModelEntry, default_model, find_entry, load_registry
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DISK_MARGIN_FRACTION = 0.02  # free space kept beyond what the pull writes
 DISK_MARGIN_MIN_BYTES = 512 << 20
 IGNORE_PATTERNS = [NEVER_FETCH, "*.gguf", "*.pth", "original/*"]
-GB = 1e9
 
 
 class PullError(MagimacError):
@@ -115,7 +114,7 @@ def choose_source(entry: ModelEntry, level: str) -> Source:
         return Source(entry, level, entry.mlx[level], True, None)
     if not entry.hub_id:
         raise PullError(f"{entry.name} has no {level} conversion (ready-made: {', '.join(entry.mlx) or 'none'})")
-    from magimac.models.plan import spec_for_level
+    from magimac.models.levels import spec_for_level
 
     spec_for_level(level)  # raises on bf16 and other levels quantize cannot produce
     patterns = [p for p in entry.allow_patterns if NEVER_FETCH not in p] or None
@@ -147,21 +146,22 @@ def check_disk(needs: dict[Path, int]) -> None:
         free = free_disk_bytes(d)
         want = n + max(DISK_MARGIN_MIN_BYTES, int(n * DISK_MARGIN_FRACTION))
         if free < want:
-            raise PullError(f"{d}: not enough free disk space: this pull needs {want / GB:.2f} GB, "
-                            f"{free / GB:.2f} GB are free; free some space (`magimac rm`) and pull again")
+            raise PullError(f"{d}: not enough free disk space: this pull needs {format_bytes(want)}, "
+                            f"{format_bytes(free)} are free; free some space (`magimac rm`) and pull again")
 
 
 def _check_memory(src: Source, weights: int, config: dict, hw) -> None:
     from magimac.models import plan
+    from magimac.models.levels import max_context, model_max_context
 
     budget = plan.budget_bytes(hw)
-    cap = plan.model_max_context(config)
-    if plan.max_context(config, weights, budget, 4, cap) >= min(plan.MIN_CONTEXT, cap):
+    cap = model_max_context(config)
+    if max_context(config, weights, budget, 4, cap) >= min(plan.MIN_CONTEXT, cap):
         return
     rec = plan.recommend(src.entry.name, config, hw)
     hint = f"`magimac plan` recommends {rec.level}" if rec else "no level fits (`magimac plan`)"
-    raise PullError(f"{src.installed_name} ({weights / GB:.1f} GB) does not fit this machine's GPU memory "
-                    f"({budget / GB:.1f} GB usable): {hint}; pass --force to pull it anyway")
+    raise PullError(f"{src.installed_name} ({format_bytes(weights)}) does not fit this machine's GPU memory "
+                    f"({format_bytes(budget)} usable): {hint}; pass --force to pull it anyway")
 
 
 def _remove_cached(path: Path) -> None:
@@ -220,6 +220,8 @@ def pull(model: str | None = None, level: str = "4bit", *, force: bool = False, 
     Raises:
         PullError: unknown model, level, no disk space, too large for this machine, download
             failure (finished files are kept: pulling again resumes), corrupt file.
+        magimac.core.staging.WriteError: the Hugging Face cache or the models directory cannot
+            be written (checked before anything is downloaded).
         magimac.quantize.source.QuantizeError: the conversion failed.
     """
     from magimac.models import hardware
@@ -234,63 +236,90 @@ def pull(model: str | None = None, level: str = "4bit", *, force: bool = False, 
     if done and not force:
         say(f"{src.installed_name} is already installed at {done[0].path}")
         return done[0]
-    endpoint = hub_endpoint()
-    cache = store.hf_cache_dir()
-    hw = hw or hardware.detect()
+    endpoint, cache = hub_endpoint(), store.hf_cache_dir()
+    _check_writable(src, cache)
     kind = "ready-made MLX conversion" if src.ready_made else "original checkpoint, converted here"
     say(f"magimac pull goes online: {endpoint}/{src.repo_id} ({kind}); every other command stays offline")
     if not progress and tqdm_class is None:
         tqdm_class = _silent_tqdm()
     with online():
-        from huggingface_hub import hf_hub_download, snapshot_download
-
-        common = dict(cache_dir=cache, endpoint=endpoint, allow_patterns=src.allow_patterns,
-                      ignore_patterns=IGNORE_PATTERNS, token=False)
-        try:
-            files = snapshot_download(src.repo_id, dry_run=True, **common)
-            commit = files[0].commit_hash if files else None
-            config = json.loads(Path(hf_hub_download(src.repo_id, "config.json", revision=commit, cache_dir=cache,
-                                                     endpoint=endpoint, token=False)).read_text())
-        except Exception as e:  # network, missing repo, bad answer: one line
-            raise PullError(f"{src.repo_id}: cannot reach the hub at {endpoint}: {_first_line(e)}") from None
-        download = sum(f.file_size or 0 for f in files if f.will_download)
-        if src.ready_made:
-            weights = sum(f.file_size or 0 for f in files if f.filename.endswith(".safetensors"))
-        else:
-            from magimac.models.plan import spec_for_level
-
-            weights = spec_for_level(level).estimate(config).total_bytes
-        say(f"{src.repo_id}: {len(files)} files, {download / GB:.2f} GB to download"
-            + ("" if src.ready_made else f", {weights / GB:.2f} GB after conversion to {level}"))
-        if not force:
-            _check_memory(src, weights, config, hw)
-        check_disk({cache: download} if src.ready_made else {cache: download, paths.models_dir(): weights})
-        try:
-            snapshot = Path(snapshot_download(src.repo_id, revision=commit, tqdm_class=tqdm_class, **common))
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:
-            raise PullError(f"{src.repo_id}: download failed: {_first_line(e)}; finished files are kept: "
-                            f"run `magimac pull {entry.name} --quant {level}` again to resume") from None
-        try:
-            n = verify(src, snapshot, endpoint, cache)
-        except PullError:
-            raise
-        except Exception as e:
-            raise PullError(f"{src.repo_id}: cannot verify the download: {_first_line(e)}") from None
-        say(f"verified {n} files against the hub's checksums")
+        snapshot, download = _download(src, endpoint, cache, hw or hardware.detect(), force=force,
+                                       tqdm_class=tqdm_class, say=say)
     if src.ready_made:
         installed = [m for m in store.installed_models() if m.repo_id == src.repo_id]
         if not installed:
             raise PullError(f"{src.repo_id}: downloaded to {snapshot} but it is not a runnable MLX model")
-        say(f"installed {src.installed_name} ({installed[0].size_bytes / GB:.2f} GB) at {snapshot}")
+        say(f"installed {src.installed_name} ({format_bytes(installed[0].size_bytes)}) at {snapshot}")
         return installed[0]
     return _convert(src, snapshot, force=True, progress=progress, say=say,
                     remove_original=download > 0 and not keep_original)
 
 
+def _check_writable(src: Source, cache: Path) -> None:
+    """Before any byte is fetched: the Hugging Face cache, and for a conversion the models
+    directory, can be written (`staging.check_writable`; one line naming the path)."""
+    staging.check_writable(cache, "set HF_HOME (or HF_HUB_CACHE) to a writable folder")
+    if not src.ready_made:
+        staging.check_writable(paths.models_dir(), "set MAGIMAC_MODELS_DIR to a writable folder")
+
+
+def _download(src: Source, endpoint: str, cache: Path, hw, *, force: bool, tqdm_class,
+              say: Callable[[str], None]) -> tuple[Path, int]:
+    """Size the pull (a dry run), check memory (unless ``force``) and disk, download and
+    verify; returns ``(snapshot directory, bytes downloaded)``.  Call inside `online`.
+
+    Raises:
+        PullError: the hub cannot be reached, too large, no disk space, failed or corrupt
+            download.
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    common = dict(cache_dir=cache, endpoint=endpoint, allow_patterns=src.allow_patterns,
+                  ignore_patterns=IGNORE_PATTERNS, token=False)
+    try:
+        files = snapshot_download(src.repo_id, dry_run=True, **common)
+        commit = files[0].commit_hash if files else None
+        config = json.loads(Path(hf_hub_download(src.repo_id, "config.json", revision=commit, cache_dir=cache,
+                                                 endpoint=endpoint, token=False)).read_text())
+    except Exception as e:  # network, missing repo, bad answer: one line
+        raise PullError(f"{src.repo_id}: cannot reach the hub at {endpoint}: {_first_line(e)}") from None
+    download = sum(f.file_size or 0 for f in files if f.will_download)
+    weights = _weights_bytes(src, files, config)
+    say(f"{src.repo_id}: {len(files)} files, {format_bytes(download)} to download"
+        + ("" if src.ready_made else f", {format_bytes(weights)} after conversion to {src.level}"))
+    if not force:
+        _check_memory(src, weights, config, hw)
+    check_disk({cache: download} if src.ready_made else {cache: download, paths.models_dir(): weights})
+    again = f"run `magimac pull {src.entry.name} --quant {src.level}` again"
+    try:
+        snapshot = Path(snapshot_download(src.repo_id, revision=commit, tqdm_class=tqdm_class, **common))
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        raise PullError(f"{src.repo_id}: download failed: {_first_line(e)}; finished files are kept: "
+                        f"{again} to resume") from None
+    try:
+        n = verify(src, snapshot, endpoint, cache)
+    except PullError:
+        raise
+    except Exception as e:
+        raise PullError(f"{src.repo_id}: cannot verify the download: {_first_line(e)}") from None
+    say(f"verified {n} files against the hub's checksums")
+    return snapshot, download
+
+
+def _weights_bytes(src: Source, files: list, config: dict) -> int:
+    """Bytes of the weights the pull installs: a ready-made conversion's safetensors, or the
+    exact size of converting ``config`` to ``src.level``."""
+    if src.ready_made:
+        return sum(f.file_size or 0 for f in files if f.filename.endswith(".safetensors"))
+    from magimac.models.levels import spec_for_level
+
+    return spec_for_level(src.level).estimate(config).total_bytes
+
+
 def _convert(src: Source, snapshot: Path, *, force: bool, progress: bool, say, remove_original: bool):
-    from magimac.models.plan import spec_for_level
+    from magimac.models.levels import spec_for_level
     from magimac.quantize.convert import convert
 
     spec = spec_for_level(src.level)
@@ -300,7 +329,7 @@ def _convert(src: Source, snapshot: Path, *, force: bool, progress: bool, say, r
     if remove_original and store.remove_cached_repo(src.repo_id):
         say(f"removed the original {src.repo_id} from the Hugging Face cache (--keep-original keeps it)")
     installed = store.describe_dir(out)
-    say(f"installed {installed.name} ({installed.size_bytes / GB:.2f} GB) at {out}")
+    say(f"installed {installed.name} ({format_bytes(installed.size_bytes)}) at {out}")
     return installed
 
 

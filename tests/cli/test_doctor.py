@@ -52,9 +52,14 @@ def test_a_broken_registry_is_an_error(capsys):
 
 @pytest.fixture
 def fake_mac(monkeypatch):
-    """Make `hardware.detect` return a Mac; the test sets its fields."""
-    state = {"hw": replace(hardware.assumed_mac(32 * 2**30), chip="Apple M3", gpu_limit_source="metal")}
+    """Make `hardware.detect` return a Mac, and MLX's device its Metal GPU; the test sets
+    their fields (``hw``, ``dev``)."""
+    from magimac.engine import device
+
+    state = {"hw": replace(hardware.assumed_mac(32 * 2**30), chip="Apple M3", gpu_limit_source="sysctl"),
+             "dev": device.Device("gpu", True, "Apple M3", metadata.version("mlx"), None)}
     monkeypatch.setattr(hardware, "detect", lambda *a, **k: state["hw"])
+    monkeypatch.setattr(device, "detect", lambda: state["dev"])
     return state
 
 
@@ -62,6 +67,15 @@ def test_python_under_rosetta_is_an_error(fake_mac, capsys):
     fake_mac["hw"] = replace(fake_mac["hw"], machine="x86_64")
     r = doctor_json(capsys, rc=1)
     assert any("native arm64 Python" in m for m in messages(r, "error"))
+
+
+def test_a_mac_whose_mlx_has_no_metal_is_an_error(fake_mac, capsys):
+    from magimac.engine import device
+
+    fake_mac["dev"] = device.Device("cpu", False, "", metadata.version("mlx"), None)
+    r = doctor_json(capsys, rc=1)
+    assert "MLX cannot use the GPU (Metal is not available)" in messages(r, "error")
+    assert r["facts"]["metal"] is False and r["facts"]["mlx_device"] == "cpu"
 
 
 def test_a_32gb_mac_is_fine_but_a_raised_wired_limit_is_risky(fake_mac, capsys):

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from magimac.models import hardware, plan
 from magimac.cli.main import main
-
-GB = 1e9
+from magimac.core.units import GB, HEADROOM_FRACTION, parse_size
+from magimac.models import hardware, levels, plan
+from magimac.models.advice import first_run_advice
 TEXT = ("embeddings", "layers", "norms", "lm_head")
 # shared/MAGISTRAL.md, "Memory on a Mac": text decoder at group size 64, GB
 MAGISTRAL_TEXT_GB = {"4bit": 13.3, "5bit": 16.2, "6bit": 19.2, "8bit": 25.1}
@@ -54,7 +54,7 @@ def test_recommendation_follows_memory(capsys):
     big = plan_json(capsys, "--ram", "64GB")["recommendation"]
     assert small["level"] in plan.FALLBACK_LEVELS
     assert big["level"] == "8bit" and big["context"] > 32768
-    tiny = plan.make_plan(None, ram=hardware.parse_bytes("8GB"))
+    tiny = plan.make_plan(None, ram=parse_size("8GB"))
     assert tiny.recommendation is None
 
 
@@ -66,7 +66,7 @@ def test_plan_table_names_the_recommendation(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--ram", "lots"], "--ram: cannot read memory size 'lots'"),
+    (["--ram", "lots"], "--ram: cannot read the size 'lots'"),
     (["--context", "long"], "cannot read context 'long'"),
     (["no-such-model"], "unknown model 'no-such-model'"),
 ])
@@ -82,8 +82,8 @@ def conversions(random_checkpoint, tmp_path_factory):
     from magimac.quantize.convert import convert
 
     out = {}
-    for spec in (plan.spec_for_level("4bit"), plan.spec_for_level("8bit"), plan.spec_for_level("mxfp4"),
-                 plan.LevelSpec("mixed_3_6", recipe="mixed_3_6")):
+    for spec in (levels.spec_for_level("4bit"), levels.spec_for_level("8bit"), levels.spec_for_level("mxfp4"),
+                 levels.LevelSpec("mixed_3_6", recipe="mixed_3_6")):
         d = tmp_path_factory.mktemp("conv") / spec.level
         out[spec] = convert(random_checkpoint, d, bits=spec.bits, group_size=spec.group_size, mode=spec.mode,
                             recipe=spec.recipe, progress=False, log=lambda s: None)
@@ -99,16 +99,16 @@ def test_sizes_match_the_bytes_quantize_writes(random_checkpoint, conversions, c
 
 
 def test_check_fits_picks_context_and_kv_bits(conversions):
-    d = conversions[plan.spec_for_level("4bit")]
+    d = conversions[levels.spec_for_level("4bit")]
     weights = plan.weights_bytes_on_disk(d)
     cfg = json.loads((d / "config.json").read_text())
-    per16 = plan.kv_bytes_per_token(cfg, 16)
+    per16 = levels.kv_bytes_per_token(cfg, 16)
     hw = hardware.detect()
     roomy = replace(hw, gpu_limit=10 * GB)
     c = plan.check_fits(d, hw=roomy)
-    assert c.fits and c.kv_bits is None and c.context_length == plan.model_max_context(cfg)
+    assert c.fits and c.kv_bits is None and c.context_length == levels.model_max_context(cfg)
     # room for 16K tokens of 16-bit KV: the plan quantizes the cache to reach 32K
-    tight = replace(hw, gpu_limit=int((weights + 16 * 1024 * per16) / (1 - plan.HEADROOM_FRACTION)))
+    tight = replace(hw, gpu_limit=int((weights + 16 * 1024 * per16) / (1 - HEADROOM_FRACTION)))
     c = plan.check_fits(d, hw=tight)
     assert c.kv_bits in (8, 4) and c.context_length >= 32768
     c = plan.check_fits(d, context_length=8192, kv_bits=16, hw=tight)
@@ -116,9 +116,9 @@ def test_check_fits_picks_context_and_kv_bits(conversions):
 
 
 def test_check_fits_refuses_with_the_fix_unless_forced(conversions):
-    d = conversions[plan.spec_for_level("8bit")]
+    d = conversions[levels.spec_for_level("8bit")]
     weights = plan.weights_bytes_on_disk(d)
-    hw = replace(hardware.detect(), gpu_limit=int(weights / (1 - plan.HEADROOM_FRACTION)) + 1024 * 1024)
+    hw = replace(hardware.detect(), gpu_limit=int(weights / (1 - HEADROOM_FRACTION)) + 1024 * 1024)
     with pytest.raises(plan.DoesNotFit) as e:
         plan.check_fits(d, context_length=131072, kv_bits=16, hw=hw)
     msg = str(e.value)
@@ -131,7 +131,7 @@ def test_check_fits_refuses_with_the_fix_unless_forced(conversions):
 
 
 def test_first_run_advice_offers_the_recommendation():
-    advice = plan.first_run_advice(hardware.assumed_mac(hardware.parse_bytes("32GB")))
+    advice = first_run_advice(hardware.assumed_mac(parse_size("32GB")))
     assert advice.model == "magistral-small-2509"
     assert advice.recommendation.level == "4bit"
     assert "magimac pull magistral-small-2509 --quant 4bit" in advice.message
@@ -143,7 +143,7 @@ def test_the_engine_uses_the_plan(conversions, monkeypatch, capsys):
     context limit and KV bits from the plan."""
     from magimac.engine.worker import Engine
 
-    d = conversions[plan.spec_for_level("4bit")]
+    d = conversions[levels.spec_for_level("4bit")]
     weights = plan.weights_bytes_on_disk(d)
     cfg = json.loads((d / "config.json").read_text())
     hw = hardware.detect()
@@ -152,9 +152,9 @@ def test_the_engine_uses_the_plan(conversions, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("magimac: ") and "needs" in err and "--force" in err
     # room for 16K tokens of 16-bit KV: the engine gets a quantized cache and at least 32K
-    budget = weights + 16 * 1024 * plan.kv_bytes_per_token(cfg, 16)
+    budget = weights + 16 * 1024 * levels.kv_bytes_per_token(cfg, 16)
     monkeypatch.setattr(hardware, "detect",
-                        lambda *a, **k: replace(hw, gpu_limit=int(budget / (1 - plan.HEADROOM_FRACTION))))
+                        lambda *a, **k: replace(hw, gpu_limit=int(budget / (1 - HEADROOM_FRACTION))))
     engine = Engine(d)
     engine.start()
     try:

@@ -124,7 +124,7 @@ def test_not_enough_disk_space(capsys, tmp_path, source, monkeypatch):
 
 def test_level_that_does_not_fit_target_ram_is_refused_unless_forced(capsys, tmp_path, source):
     msg = _fails_cleanly(capsys, tmp_path, source, "--target-ram", "1MB", "--context", "1000")
-    assert "--force" in msg and "4-bit, group size 64 needs" in msg and "1.0 MB of RAM" in msg
+    assert "--force" in msg and "4-bit, group size 64 needs" in msg and "1 MiB of RAM" in msg
     rc, _ = _quantize(capsys, str(source), "--out", str(tmp_path / "outputs" / "forced"), "--target-ram", "1MB",
                       "--force")
     assert rc == 0 and (tmp_path / "outputs" / "forced" / "magimac-manifest.json").is_file()
@@ -132,15 +132,55 @@ def test_level_that_does_not_fit_target_ram_is_refused_unless_forced(capsys, tmp
 
 def test_existing_output_is_kept_without_force_and_replaced_with_it(capsys, tmp_path, source):
     out = tmp_path / "outputs" / "out"
-    out.mkdir(parents=True)
-    (out / "mine.txt").write_text("keep me")
-    rc, msg = _quantize(capsys, str(source), "--out", str(out))
+    assert _quantize(capsys, str(source), "--out", str(out))[0] == 0
+    before = _snapshot(out)
+    rc, msg = _quantize(capsys, str(source), "--out", str(out), "--bits", "8")
     assert rc == 1 and msg == f"magimac: {out}: already exists; pass --force to replace it"
-    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    assert _snapshot(out) == before
     rc, _ = _quantize(capsys, str(source), "--out", str(out), "--force", "--bits", "8")
-    assert rc == 0 and not (out / "mine.txt").exists()
-    assert json.loads((out / "magimac-manifest.json").read_text())["bits"] == 8
+    assert rc == 0 and json.loads((out / "magimac-manifest.json").read_text())["bits"] == 8
     assert [p.name for p in out.parent.iterdir()] == ["out"]
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() if p.is_file() else b"<dir>" for p in sorted(d.rglob("*"))}
+
+
+def _force_is_refused(capsys, source: Path, out: Path) -> str:
+    """`quantize --force` into ``out`` fails with one line and leaves ``out`` byte for byte."""
+    before = _tree(out)
+    rc, msg = _quantize(capsys, str(source), "--out", str(out), "--force")
+    assert rc == 1 and msg.startswith(f"magimac: {out}: ") and "--force only replaces a model magimac wrote" in msg
+    assert _tree(out) == before
+    assert [p.name for p in out.parent.iterdir()] == [out.name], "something was left beside it"
+    return msg
+
+
+def test_force_never_deletes_a_folder_of_models(capsys, tmp_path, source):
+    """Issue 14: `mkdir mymodels; cp -r s3 s8 mymodels/; quantize ckpt --out mymodels --force`."""
+    mymodels = tmp_path / "outputs" / "mymodels"
+    for bits in ("3", "8"):
+        assert _quantize(capsys, str(source), "--out", str(mymodels / f"s{bits}"), "--bits", bits)[0] == 0
+    msg = _force_is_refused(capsys, source, mymodels)
+    assert "no magimac-manifest.json" in msg
+
+
+def test_force_never_deletes_a_folder_of_the_persons_files(capsys, tmp_path, source):
+    thesis = tmp_path / "outputs" / "thesis"
+    thesis.mkdir(parents=True)
+    (thesis / "thesis.txt").write_text("four years of work")
+    _force_is_refused(capsys, source, thesis)
+    empty = tmp_path / "outputs2" / "made-by-me"
+    empty.mkdir(parents=True)
+    _force_is_refused(capsys, source, empty)
+
+
+def test_force_never_replaces_a_conversion_with_foreign_files_added(capsys, tmp_path, source):
+    out = tmp_path / "outputs" / "out"
+    assert _quantize(capsys, str(source), "--out", str(out))[0] == 0
+    (out / "notes.md").write_text("my notes on this model")
+    msg = _force_is_refused(capsys, source, out)
+    assert "holds notes.md, which magimac did not write" in msg
 
 
 def test_output_inside_the_source_is_refused(capsys, tmp_path, source):
@@ -173,7 +213,7 @@ def test_crash_while_writing_removes_the_temporary_directory(tmp_path, source, m
     monkeypatch.setattr(convert_mod, "verify_output", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
         convert_mod.convert(source, tmp_path / "outputs" / "out", progress=False, log=lambda s: None)
-    assert list((tmp_path / "outputs").iterdir()) == []
+    assert not (tmp_path / "outputs").exists()  # the folder it made for the output is gone too
 
 
 def test_unknown_source_and_offline_hub_id_are_one_line_errors(capsys, tmp_path):
