@@ -92,3 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         # Python's docs advise for pipes, so the interpreter's final flush does not fail too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except SystemExit as e:
+        # Rich's Console turns a BrokenPipeError into SystemExit(1) (`Console.on_broken_pipe`,
+        # which has already pointed stdout at /dev/null): `magimac models | head -1` is the same
+        if isinstance(e.__context__, BrokenPipeError):
+            return 141
+        raise
