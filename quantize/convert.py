@@ -265,7 +265,7 @@ def _check_fit(est: Estimate, config: dict, target_ram_bytes: int | None, contex
 
 def _stage(out: Path, needed: int, say: Callable[[str], None]) -> tuple[list[Path], Path]:
     """Make ``out``'s parent (``made``: the folders created), sweep stale staging directories
-    of ``out`` there, check the free disk, and make the staging directory; ``(made, tmp)``.
+    of ``out`` there, make the staging directory and check the free disk; ``(made, tmp)``.
 
     Raises:
         WriteError: the parent cannot be made or written (one line naming it).
@@ -276,10 +276,13 @@ def _stage(out: Path, needed: int, say: Callable[[str], None]) -> tuple[list[Pat
     for prefix in (partial, f".{out.name}.old-"):
         for stale in staging.sweep_stale(out.parent, prefix):  # left by a run killed outright
             say(f"removed {stale.name}, an unfinished conversion whose process is gone")
+    tmp = None
     try:
+        tmp = staging.make(out.parent, partial, HINT)  # first: an unwritable place says so
         check_disk(out.parent, needed)
-        tmp = staging.make(out.parent, partial, HINT)
     except BaseException:
+        if tmp is not None:
+            tmp.rmdir()
         staging.remove_made(made)
         raise
     umask = os.umask(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from magimac.core import staging
 from magimac.text.history import ConversationInfo, StoredMessage
 
 NOTES = {"cancelled": "stopped", "length": "stopped at the token limit", "error": "error", None: "interrupted"}
@@ -44,9 +45,19 @@ def export_path(directory: Path, conv: ConversationInfo) -> Path:
 def write_export(directory: Path, conv: ConversationInfo, messages: list[StoredMessage],
                  model: str | None = None) -> Path:
     """Write the Markdown (`conversation_markdown`; temp file, then rename into place);
-    returns the path."""
+    returns the path.
+
+    Raises:
+        magimac.core.staging.WriteError (an `OSError` too): ``directory`` is missing, a file,
+            read-only or full; one line naming it, and nothing is left behind.
+    """
     path = export_path(directory, conv)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(conversation_markdown(conv, messages, model), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(conversation_markdown(conv, messages, model), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise staging.write_error(directory, e, "export to a folder you can write") from None
     return path

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magimac.core import paths
+from magimac.core import paths, staging
 from magimac.core.conversation import Message
 
 DB_NAME = "history.db"
@@ -176,13 +176,19 @@ class History:
         """Open (creating it, mode 0600) and migrate the database at ``path``.
 
         Raises:
-            HistoryError: the file is not a database or has a newer schema than this magimac.
+            HistoryError: the file is not a database or has a newer schema than this magimac,
+                or it cannot be created (read-only disk, a file where a folder should be).
         """
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(self.path, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(self.path, 0o600)
+        except OSError as e:
+            raise HistoryError(f"{self.path}: cannot write the history database there: "
+                               f"{staging.why_unwritable(self.path, e)}; set MAGIMAC_DATA_DIR to a "
+                               "writable folder") from None
         try:
             self.db = sqlite3.connect(self.path, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
