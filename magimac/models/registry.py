@@ -133,9 +133,37 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _validate(name: str, raw: dict[str, Any], where: str) -> ModelEntry:
+    """The `ModelEntry` of registry entry ``name`` (from ``where``), after `_check_types` and
+    `_check_values`; raises `RegistryError` naming the file, entry and field."""
     def bad(fld: str, why: str) -> RegistryError:
         return RegistryError(f"{where}: entry '{name}', field '{fld}': {why}")
 
+    _check_types(raw, bad)
+    _check_values(raw, bad)
+    return ModelEntry(
+        name=name,
+        display_name=raw.get("display_name", name),
+        hub_id=raw.get("hub_id", ""),
+        allow_patterns=tuple(raw.get("allow_patterns", [])),
+        reasoning=raw["reasoning"],
+        think_open=raw["think_open"],
+        think_close=raw["think_close"],
+        vision=raw["vision"],
+        context_length=int(raw["context_length"]),
+        temperature=float(raw["temperature"]),
+        top_p=float(raw["top_p"]),
+        system_prompt=raw["system_prompt"],
+        default=raw.get("default", False),
+        aliases=tuple(raw.get("aliases", [])),
+        mlx=dict(raw.get("mlx", {})),
+        path=raw.get("path"),
+        reference_config=raw.get("reference_config"),
+        source=where,
+    )
+
+
+def _check_types(raw: dict[str, Any], bad) -> None:
+    """Every field known, every required one present, each of its `_FIELDS` type."""
     for key in raw:
         if key not in _FIELDS:
             raise bad(key, f"unknown field (known: {', '.join(sorted(_FIELDS))})")
@@ -149,6 +177,10 @@ def _validate(name: str, raw: dict[str, Any], where: str) -> ModelEntry:
             raise bad(key, f"expected {_typename(typ)}, got a boolean")
         if not isinstance(value, typ):
             raise bad(key, f"expected {_typename(typ)}, got {type(value).__name__} {value!r}")
+
+
+def _check_values(raw: dict[str, Any], bad) -> None:
+    """The values in range: reasoning kind, system prompt source, sampling, patterns, mlx repos."""
     if raw["reasoning"] not in REASONING_KINDS:
         raise bad("reasoning", f"must be one of {', '.join(REASONING_KINDS)}, got {raw['reasoning']!r}")
     if raw["system_prompt"] not in SYSTEM_PROMPT_SOURCES:
@@ -166,34 +198,13 @@ def _validate(name: str, raw: dict[str, Any], where: str) -> ModelEntry:
         raise bad("allow_patterns", "must be a list of strings")
     if any(NEVER_FETCH in p or p in ("*", "*.safetensors") for p in patterns):
         raise bad("allow_patterns", f"must not match {NEVER_FETCH} (48 GB duplicate of the shards)")
-    mlx = raw.get("mlx", {})
-    for level, repo in mlx.items():
+    for level, repo in raw.get("mlx", {}).items():
         if level not in QUANT_LEVELS:
             raise bad("mlx", f"unknown quantization level {level!r} (known: {', '.join(QUANT_LEVELS)})")
         if not isinstance(repo, str) or "/" not in repo:
             raise bad("mlx", f"level {level!r} must name a hub repo 'owner/name', got {repo!r}")
     if not raw.get("hub_id") and not raw.get("path"):
         raise bad("hub_id", "an entry needs a hub_id or a local path")
-    return ModelEntry(
-        name=name,
-        display_name=raw.get("display_name", name),
-        hub_id=raw.get("hub_id", ""),
-        allow_patterns=tuple(patterns),
-        reasoning=raw["reasoning"],
-        think_open=raw["think_open"],
-        think_close=raw["think_close"],
-        vision=raw["vision"],
-        context_length=int(raw["context_length"]),
-        temperature=float(raw["temperature"]),
-        top_p=float(raw["top_p"]),
-        system_prompt=raw["system_prompt"],
-        default=raw.get("default", False),
-        aliases=tuple(raw.get("aliases", [])),
-        mlx=dict(mlx),
-        path=raw.get("path"),
-        reference_config=raw.get("reference_config"),
-        source=where,
-    )
 
 
 def _typename(typ) -> str:
