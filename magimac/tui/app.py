@@ -1,138 +1,94 @@
 """The chat app: `magimac [--model NAME_OR_DIR]`.
 
-Layout: sidebar (search + conversations) | conversation view over the composer; a status
-bar at the bottom. The model loads in a thread worker while the app stays usable; each turn
-runs in a thread worker that iterates the engine's events, batches them (`streaming`) and
-posts at most ~25 UI updates per second. The UI never imports MLX.
+Layout: sidebar (search + conversations) | conversation view over the attachments line and the
+composer; a status bar at the bottom. The App holds what is app-wide: the model (a
+`magimac.session.model.ChatSession`, loaded in a thread worker while the app stays usable),
+the conversation shown, the keys and screens. Each job has its own module: conversations and
+the sidebar (`conversations`), the answer being streamed (`live_turn`: the turn runs in a thread
+worker that iterates the session's `TurnRun`, batches it and posts at most ~25 UI updates per
+second), the attachments waiting for the next message (`attachments`), the messages workers
+post (`messages`). The UI never imports MLX and never waits on the engine.
 
-History is written as the answer streams (an assistant row first, its text saved at most
-every `SAVE_INTERVAL_S`), so Esc, a crash or a kill keeps the answer as far as it got.
+History is written as the answer streams (an assistant row first, its text and token counts
+saved at most every `sending.SAVE_INTERVAL_S`), so Esc, a crash or a kill keeps the answer as far as
+it got.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import threading
-import time
 from pathlib import Path
 from typing import Iterable
 
-from textual import on, work
+from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Static
 
-from magimac.models import store
-from magimac.engine.worker import Engine, EngineLoadError
-from magimac.core.events import Done, EngineError, Loaded, LoadProgress, Stats
-from magimac.text.documents import DocumentError, describe, load_document_cached
-from magimac.text.history import Attachment, ConversationInfo, History, StoredMessage
-from magimac.text.retrieval import attach_for_engine, context_report, context_summary
-from magimac.tui.chat import AssistantMessage, ChatView, UserMessage, code_blocks
-from magimac.tui.composer import Composer
+from magimac.core.errors import MagimacError
+from magimac.core.events import EngineError, Loaded, LoadProgress
+from magimac.models.store import DEMO_SCOPE
+from magimac.session.model import ChatSession, choose_model, open_model
+from magimac.session.turn import model_label
 from magimac.text.export import write_export
-from magimac.tui.screens import IMAGE_SUFFIXES, AttachImage, Confirm, HelpScreen, MissingModel, TextPrompt
-from magimac.tui.settings_screen import SettingsScreen, generation_settings
+from magimac.text.history import History, StoredMessage
+from magimac.tui.attachments import PendingAttachments
+from magimac.tui.chat import AssistantMessage, ChatView, code_blocks
+from magimac.tui.composer import Composer
+from magimac.tui.conversations import Conversations
+from magimac.tui.live_turn import LiveTurn, Pace
+from magimac.tui.messages import LoadEvent
+from magimac.tui.screens import HelpScreen, MissingModel
+from magimac.tui.sending import Sending
+from magimac.tui.settings_screen import SettingsScreen
 from magimac.tui.sidebar import Sidebar
 from magimac.tui.status_bar import StatusBar
-from magimac.tui.streaming import Chunk, DeltaBatcher
 
-SAVE_INTERVAL_S = 1.0
-EMPTY_HINT = ("Ask Magistral anything. Enter sends · Ctrl+J new line · F3, or a line /image PATH "
-              "or /file PATH, attaches an image or a document · F1 help · Ctrl+P all commands")
+KEYS_HINT = ("Enter sends · Ctrl+J new line · F3, or a line /image PATH or /file PATH, attaches an "
+             "image or a document · F1 help · Ctrl+P all commands")
+EMPTY_HINT = f"Ask Magistral anything. {KEYS_HINT}"
+DEMO_HINT = (f"This is the bundled demo, not Magistral: {DEMO_SCOPE}; ask it something like "
+             "“What is 45 + 27?” or “How many mL in 3 L?”. To chat with Magistral: `magimac plan` "
+             f"says what fits this Mac, `magimac pull magistral-small-2509` gets it. {KEYS_HINT}")
 
-
-class LoadEvent(Message):
-    """A model-loading event from the load worker."""
-
-    def __init__(self, event: LoadProgress | Loaded | EngineError) -> None:
-        super().__init__()
-        self.event = event
-
-
-class DocumentsUsed(Message):
-    """What of the attached documents a turn sends (`retrieval.Context`), from the worker."""
-
-    def __init__(self, message_id: int, context) -> None:
-        super().__init__()
-        self.message_id = message_id
-        self.context = context
-
-
-class TokensCounted(Message):
-    """An attached document's token count (None: no tokenizer), from the counting worker."""
-
-    def __init__(self, path: Path, document, tokens: int | None) -> None:
-        super().__init__()
-        self.path = path
-        self.document = document
-        self.tokens = tokens
+# (title, help, action): the command palette's entries beyond Textual's own
+COMMANDS = [
+    ("Stop answer", "Stop generating (Esc); the partial answer is kept", "stop"),
+    ("Regenerate answer", "Answer the last message again (Ctrl+R)", "regenerate"),
+    ("Edit last message", "Edit and resend your last message (Ctrl+L)", "edit_last"),
+    ("Toggle reasoning", "Open or fold the last answer's reasoning (Ctrl+T)", "toggle_reasoning"),
+    ("Copy answer", "Copy the last answer to the clipboard (F5)", "copy_answer"),
+    ("Copy code block", "Copy the last answer's last code block (F6)", "copy_code"),
+    ("Export conversation", "Write the conversation as Markdown (Ctrl+S)", "export"),
+    ("New conversation", "Start a new conversation (Ctrl+N)", "new_conversation"),
+    ("Rename conversation", "Rename this conversation (F4)", "rename"),
+    ("Delete conversation", "Delete this conversation", "delete"),
+    ("Search conversations", "Full-text search of all messages (Ctrl+F)", "search"),
+    ("Toggle sidebar", "Show or hide the conversation list (Ctrl+B)", "toggle_sidebar"),
+    ("Conversation settings", "Model, system prompt, sampling, reasoning (F2)", "settings"),
+    ("Attach file", "Attach an image or a document to the next message (F3)", "attach"),
+    ("Help", "Keys and actions (F1)", "help"),
+]
 
 
-class Streamed(Message):
-    """A batch of a turn's output from the generation worker."""
-
-    def __init__(self, message_id: int, chunk: Chunk) -> None:
-        super().__init__()
-        self.message_id = message_id
-        self.chunk = chunk
-        self.posted = time.monotonic()
-
-
-def title_from(text: str) -> str:
-    """A conversation title from its first message: the first line, at most 40 characters."""
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "New chat")
-    return line if len(line) <= 40 else line[:39] + "…"
-
-
-def parse_composer(text: str) -> tuple[str, list[str], list[str]]:
-    """Split ``/image PATH`` and ``/file PATH`` lines from a message: returns (text, image
-    paths, document paths, as typed)."""
-    keep, found = [], {"/image": [], "/file": []}
-    for line in text.splitlines():
-        command, _, path = line.strip().partition(" ")
-        if command in found and path.strip():
-            found[command].append(path.strip())
-        else:
-            keep.append(line)
-    return "\n".join(keep).strip(), found["/image"], found["/file"]
-
-
-def model_label(loaded: Loaded) -> str:
-    """A loaded model as the status bar and exports name it: ``Magistral Small 1.2 · 4bit``."""
-    return f"{loaded.model} · {loaded.quantization}" if loaded.quantization else loaded.model
-
-
-def plan_recommendations() -> list[str]:
-    """What `magimac plan` recommends for this machine (default model), as lines; [] when the
-    planner cannot say (it must never stop the app from explaining how to get a model)."""
-    try:
-        from magimac.models.plan import make_plan  # noqa: PLC0415
-
-        rec = make_plan().recommendation
-    except Exception:
-        return []
-    if rec is None:
-        return ["`magimac plan` finds no quantization of the default model that fits this machine."]
-    return [f"`{rec.pull_command}`: {rec.reason}",
-            f"weights {rec.weights_bytes / 1e9:.1f} GB + KV cache {rec.kv_bytes / 1e9:.1f} GB "
-            f"for {rec.context} tokens at {rec.kv_bits}-bit KV"]
-
-
-class MagimacApp(App):
+class MagimacApp(Conversations, Sending, App):
     """The magimac chat app.
 
     Args:
         model: ``--model`` (registry name, hub id or directory); None: the default installed.
         history: an open `History` (default: the one in the data directory).
         export_dir: where exports are written (default: the current directory).
-        engine_factory: returns an already started engine for a model directory (tests and
-            benchmarks pass one to share a loaded engine; the app then neither starts nor
-            closes it); default: the app builds, starts and closes `Engine(path)`.
+        engine_factory: ``f(path) -> engine`` returning an already started engine for a model
+            directory (tests and benchmarks pass one to share a loaded engine, or a
+            `magimac.testing.fake_engine.FakeEngine`; the app then neither starts nor closes
+            it); default: the session layer builds, starts and closes `Engine(path)`.
+
+    Attributes:
+        session: the opened model (None: none chosen yet, or none found). loaded: its `Loaded`
+            event once loaded. live: the answer being streamed (None between turns).
+        generating: the history id of the answer being streamed (None between turns).
+        ui_updates: `Streamed` batches applied (benchmarks read it).
     """
 
     CSS_PATH = "app.tcss"
@@ -160,21 +116,17 @@ class MagimacApp(App):
         self.model_arg = model
         self.history = history or History()
         self.export_dir = export_dir
-        self.engine_factory = engine_factory or (lambda path: Engine(path))
+        self.engine_factory = engine_factory
         self._owns_engine = engine_factory is None
-        self.engine = None
-        self.engine_model: str | None = None  # what the running engine was built from
+        self.session: ChatSession | None = None
         self.loaded: Loaded | None = None
-        self.conversation: ConversationInfo | None = None
+        self.conversation = None
         self.messages: list[StoredMessage] = []
-        self.pending_images: list[Path] = []
-        self.pending_documents: dict[Path, str] = {}  # path -> "name (kind, pages, tokens)"
         self.editing_from: int | None = None
-        self.generating: int | None = None  # id of the assistant message being streamed
-        self._live: dict = {}  # streaming state of the current turn
-        self.ui_updates = 0  # Streamed batches applied (benchmarks read it)
-        self._ui_ready = threading.Event()  # set when the UI painted the last batch
-        self._ui_cost = 0.0  # seconds the UI took to apply and paint the last batch
+        self.generating: int | None = None
+        self.live: LiveTurn | None = None
+        self.ui_updates = 0
+        self.pace = Pace()
 
     # layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -182,68 +134,75 @@ class MagimacApp(App):
         # while the app shuts down.
         self.sidebar = Sidebar(id="sidebar")
         self.chat = ChatView(id="chat")
+        self.attachments = PendingAttachments(id="attachments")
         self.composer = Composer(id="composer", placeholder="Message (Enter sends, Ctrl+J new line)")
         self.status = StatusBar(id="status")
         with Horizontal(id="main"):
             yield self.sidebar
             with Vertical(id="right"):
                 yield self.chat
-                yield Static("", id="attachments", markup=False)
+                yield self.attachments
                 yield self.composer
         yield self.status
 
     async def on_mount(self) -> None:
-        self.query_one("#attachments").display = False
+        self.fit_sidebar(self.size.width)
+        self.start_engine(self.model_arg)
         convs = self.history.conversations()
         if convs:
             await self.open_conversation(convs[0].id)
         else:
-            await self.chat.show([], EMPTY_HINT)
+            await self.chat.show([], self.empty_hint())
             await self.refresh_sidebar()
         self.composer.focus()
         self.memory_timer = self.set_interval(2.0, self._update_memory)
         self._update_memory()
-        self.start_engine(self.model_arg)
 
     def _update_memory(self) -> None:
         import psutil  # noqa: PLC0415
 
         self.status.memory_bytes = psutil.Process().memory_info().rss
 
-    # engine -----------------------------------------------------------------------------
-    def start_engine(self, model: str | None) -> None:
-        """Resolve ``model`` and load it in the background; a missing model opens `MissingModel`."""
-        try:
-            path = store.resolve_model(model)
-        except (store.ModelNotFound, Exception) as e:  # registry errors too: explain, don't crash
-            self.status.model = "no model"
-            self.push_screen(MissingModel(str(e), plan_recommendations()))
-            return
-        if self.engine is not None and self.engine_model == str(path):
-            return
-        if notice := store.demo_notice(model, path):
-            self.notify(notice, timeout=10)
-        self._close_engine()
-        self.loaded = None
-        self.engine_model = str(path)
-        self.status.model = path.name
-        self.status.load_state = "loading…"
-        try:
-            self.engine = self.engine_factory(path)
-            if self._owns_engine:
-                self.engine.start()
-        except Exception as e:
-            self.engine = None
-            self.status.load_state = "load failed"
-            self.notify(f"cannot load {path}: {e}", severity="error", timeout=10)
-            return
-        self._load_worker(self.engine)
+    def empty_hint(self) -> str:
+        """What an empty conversation says: the keys, and what the model can do."""
+        return DEMO_HINT if self.session is not None and self.session.choice.is_demo else EMPTY_HINT
 
-    def _close_engine(self) -> None:
-        engine, self.engine = self.engine, None
-        if engine is not None and self._owns_engine:
+    # model ------------------------------------------------------------------------------
+    def start_engine(self, model: str | None) -> None:
+        """Resolve ``model`` and load it in the background; a missing or unknown model opens
+        `MissingModel` (the app stays open for reading history)."""
+        try:
+            choice = choose_model(model)
+        except MagimacError as e:  # ModelNotFound, registry errors: explain, don't crash
+            self.status.model = "no model"
+            problem = str(e)
+            self.push_screen(MissingModel(problem, unknown_name=problem.startswith("unknown model")))
+            return
+        if self.session is not None and self.session.path == choice.path:
+            return
+        if choice.notice:
+            self.notify(choice.notice, timeout=10)
+        self._close_session()
+        self.loaded = None
+        self.status.model = choice.path.name
+        self.status.load_state = "loading…"
+        factory = self.engine_factory and (lambda path, **_options: self.engine_factory(path))
+        try:
+            self.session = open_model(choice=choice, engine_factory=factory, start=self._owns_engine)
+        except Exception as e:  # a broken directory, an engine that refuses it
+            self.status.load_state = "load failed"
+            self.notify(f"cannot load {choice.path}: {e}", severity="error", timeout=10)
+            return
+        self.session.owns_engine = self._owns_engine
+        self.attachments.engine = self.session.engine
+        self._load_worker(self.session.engine)
+
+    def _close_session(self) -> None:
+        session, self.session = self.session, None
+        self.attachments.engine = None
+        if session is not None:
             try:
-                engine.close()
+                session.close()
             except Exception:
                 pass
 
@@ -289,403 +248,6 @@ class MagimacApp(App):
             + int(s.get("answer_tokens", 0))
         self.status.ttft_s = s.get("ttft_s")
         self.status.tokens_per_s = s.get("decode_tps")
-
-    # conversations ----------------------------------------------------------------------
-    async def refresh_sidebar(self) -> None:
-        search = self.sidebar.query_one("#search").value
-        if search.strip():
-            await self.sidebar.show_hits(self.history.search(search))
-        else:
-            await self.sidebar.show_conversations(self.history.conversations(),
-                                                  self.conversation.id if self.conversation else None)
-
-    async def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
-        """Show a conversation from history (and load its model if it names another);
-        ``message_id`` (a search hit): page back until that message is shown, scrolled to."""
-        if self.generating is not None:
-            self.notify("Stop the answer first (Esc)", severity="warning")
-            return
-        self.conversation = self.history.conversation(conversation_id)
-        self.messages = self.history.messages(conversation_id)
-        self.editing_from = None
-        await self.chat.show(self.messages, EMPTY_HINT)
-        if message_id is not None:
-            await self._reveal(message_id)
-        await self.refresh_sidebar()
-        self._update_context()
-        if self.engine_model is not None:  # a conversation may name its own model
-            self.start_engine((self.conversation.settings or {}).get("model") or self.model_arg)
-
-    async def _reveal(self, message_id: int) -> None:
-        """Mount earlier messages until ``message_id`` is shown, then scroll it into view."""
-        while any(m.id == message_id for m in self.chat.earlier):
-            await self.chat.show_earlier()
-        widget = next((w for w in self.chat.query(".message") if w.message.id == message_id), None)
-        if widget is not None:
-            self.chat.reveal(widget)
-
-    async def action_new_conversation(self) -> None:
-        """Start an empty conversation (created in history on its first message)."""
-        if self.generating is not None:
-            self.notify("Stop the answer first (Esc)", severity="warning")
-            return
-        self.conversation = None
-        self.messages = []
-        self.editing_from = None
-        await self.chat.show([], EMPTY_HINT)
-        await self.refresh_sidebar()
-        self._update_context()
-        self.composer.focus()
-
-    @on(Sidebar.Open)
-    async def _sidebar_open(self, event: Sidebar.Open) -> None:
-        await self.open_conversation(event.conversation_id, event.message_id)
-        self.composer.focus()
-
-    @on(Sidebar.Search)
-    async def _sidebar_search(self, event: Sidebar.Search) -> None:
-        await self.refresh_sidebar()
-
-    @on(Sidebar.Action)
-    def _sidebar_action(self, event: Sidebar.Action) -> None:
-        if event.action == "rename":
-            self._rename(event.conversation_id)
-        else:
-            self._delete(event.conversation_id)
-
-    def action_rename(self) -> None:
-        if self.conversation is not None:
-            self._rename(self.conversation.id)
-
-    def _rename(self, conversation_id: int) -> None:
-        conv = self.history.conversation(conversation_id)
-
-        async def done(title: str | None) -> None:
-            if title:
-                self.history.rename(conversation_id, title)
-                if self.conversation and self.conversation.id == conversation_id:
-                    self.conversation.title = title
-                await self.refresh_sidebar()
-
-        self.push_screen(TextPrompt("Rename conversation", conv.title if conv else ""), done)
-
-    def action_delete(self) -> None:
-        if self.conversation is not None:
-            self._delete(self.conversation.id)
-
-    def _delete(self, conversation_id: int) -> None:
-        conv = self.history.conversation(conversation_id)
-        if conv is None:
-            return
-
-        async def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            if self.generating is not None and self.conversation and self.conversation.id == conversation_id:
-                self.notify("Stop the answer first (Esc)", severity="warning")
-                return
-            self.history.delete(conversation_id)
-            if self.conversation and self.conversation.id == conversation_id:
-                await self.action_new_conversation()
-            else:
-                await self.refresh_sidebar()
-
-        self.push_screen(Confirm(f"Delete “{conv.title}” and all its messages?"), done)
-
-    def action_toggle_sidebar(self) -> None:
-        self.sidebar.display = not self.sidebar.display
-        if not self.sidebar.display and self.focused is not None and self.sidebar in self.focused.ancestors:
-            self.composer.focus()  # typing must not go on in a hidden search box
-
-    def action_search(self) -> None:
-        self.sidebar.display = True
-        self.sidebar.query_one("#search").focus()
-
-    # sending ----------------------------------------------------------------------------
-    @on(Composer.PageScroll)
-    def _page_scroll(self, event: Composer.PageScroll) -> None:
-        """PageUp/PageDown while typing scroll the conversation (keys stay in the composer)."""
-        if event.pages < 0:
-            self.chat.scroll_page_up(animate=False)
-        else:
-            self.chat.scroll_page_down(animate=False)
-
-    @on(Composer.Submitted)
-    async def _submitted(self, event: Composer.Submitted) -> None:
-        text, typed_images, typed_files = parse_composer(event.text)
-        for raw in typed_images + typed_files:
-            if not self._attach(Path(raw)):
-                return
-        if (typed_files or typed_images) and not text:  # attached: now type the question about it
-            self.composer.clear()
-            return
-        if not text and not self.pending_images and not self.pending_documents:
-            return
-        if self.generating is not None:
-            self.notify("Wait for the answer, or stop it with Esc", severity="warning")
-            return
-        if self.engine is None:
-            self.notify("No model loaded: see `magimac pull` (F1 for help)", severity="error")
-            return
-        self.composer.clear()
-        await self.send(text, list(self.pending_images), list(self.pending_documents))
-
-    async def send(self, text: str, images: list[Path] | None = None,
-                   documents: list[Path] | None = None) -> None:
-        """Add a user message (replacing the last one when editing) and generate an answer."""
-        if self.conversation is None:
-            self.conversation = self.history.new_conversation(title_from(text or "Image"), {})
-        if self.editing_from is not None:
-            self.history.delete_messages_from(self.conversation.id, self.editing_from)
-            self.editing_from = None
-            self.messages = self.history.messages(self.conversation.id)
-            await self.chat.show(self.messages, EMPTY_HINT)
-        atts = [Attachment("image", str(p)) for p in images or []]
-        atts += [Attachment("document", str(p)) for p in documents or []]
-        user = self.history.add_message(self.conversation.id, "user", text, attachments=atts)
-        self.messages.append(user)
-        self._drop_pending()
-        await self.chat.add(UserMessage(user))
-        await self.refresh_sidebar()
-        await self.generate()
-
-    async def generate(self) -> None:
-        """Answer the conversation's messages: stream into a new assistant message."""
-        assert self.conversation is not None
-        prompt = [m.to_message() for m in self.messages]
-        answer = self.history.add_message(self.conversation.id, "assistant", "", reasoning="")
-        widget = AssistantMessage(answer, live=True)
-        await self.chat.add(widget)
-        widget.begin_stream()
-        self.generating = answer.id
-        self._live = {"widget": widget, "message": answer, "reasoning": "", "answer": "",
-                      "saved": time.monotonic(), "chunk": None}
-        self.status.generating = True
-        settings = generation_settings(self.conversation.settings or {})
-        self._generate_worker(self.engine, answer.id, prompt, settings)
-
-    @work(thread=True, group="generate")
-    def _generate_worker(self, engine, message_id: int, prompt, settings) -> None:
-        batcher = DeltaBatcher()
-        ready = self._ui_ready
-        ready.set()
-        self._ui_cost = 0.0
-        posted = 0.0
-        try:
-            engine.wait_loaded()
-            prompt, documents = attach_for_engine(engine, prompt, settings)
-            if documents.passages or any(m.documents for m in prompt):
-                self.post_message(DocumentsUsed(message_id, documents))
-            for ev in engine.submit(prompt, settings):
-                # Backpressure: a new batch only once the UI painted the previous one, and
-                # not before as long again has passed, so a slow UI (a long answer) gets
-                # fewer, larger batches and stays idle at least half the time for keys.
-                due = batcher.add(ev)
-                if isinstance(ev, Done) or (due and ready.is_set()
-                                            and time.monotonic() - posted >= 2 * self._ui_cost):
-                    ready.clear()
-                    message = Streamed(message_id, batcher.take())
-                    posted = message.posted
-                    self.post_message(message)
-                if isinstance(ev, Done):
-                    return
-            batcher.add(Done("error", "the engine ended the turn without finishing it"))
-        except (EngineLoadError, DocumentError) as e:
-            batcher.add(Done("error", str(e)))
-        except Exception as e:  # engine errors become notifications, never crashes
-            batcher.add(Done("error", f"{type(e).__name__}: {e}"))
-        self.post_message(Streamed(message_id, batcher.take()))
-
-    async def on_documents_used(self, message: DocumentsUsed) -> None:
-        """Show which passages of the attached documents the turn sends; kept with the answer."""
-        live = self._live
-        if message.message_id != self.generating or not live:
-            return
-        report = context_report(message.context)
-        for p in report["passages"]:
-            p.pop("text", None)
-        live["documents"] = {"summary": context_summary(message.context), "passages": report["passages"]}
-        await live["widget"].mount(Static(f"📄 {live['documents']['summary']}", classes="attachment",
-                                          markup=False), before=0)
-
-    async def on_streamed(self, message: Streamed) -> None:
-        live = self._live
-        if message.message_id != self.generating or not live:
-            return
-        chunk = message.chunk
-        self.ui_updates += 1
-        live["reasoning"] += chunk.reasoning
-        live["answer"] += chunk.answer
-        live["chunk"] = chunk
-        with self.batch_update():  # one repaint for the text and the status bar (the view
-            await live["widget"].add(chunk)  # follows the end itself unless scrolled up)
-            if chunk.stats is not None:
-                live["stats"] = chunk.stats
-            if chunk.ttft_s is not None and (chunk.elapsed_s - live.get("status_at", -1.0) >= 0.5):
-                live["status_at"] = chunk.elapsed_s  # live TTFT and tokens/s, twice a second
-                self.status.ttft_s = chunk.ttft_s
-                n, dt = chunk.reasoning_tokens + chunk.answer_tokens, chunk.elapsed_s - chunk.ttft_s
-                if n > 1 and dt > 0:
-                    self.status.tokens_per_s = (n - 1) / dt
-        self.call_after_refresh(self._painted, message.posted)  # next batch once this one is painted
-        if chunk.done is not None:
-            await self._finish(chunk)
-        elif time.monotonic() - live["saved"] >= SAVE_INTERVAL_S:
-            live["saved"] = time.monotonic()
-            self.history.update_message(message.message_id, content=live["answer"], reasoning=live["reasoning"])
-
-    def _painted(self, posted: float) -> None:
-        self._ui_cost = time.monotonic() - posted  # seconds from post to painted
-        self._ui_ready.set()
-
-    async def _finish(self, chunk: Chunk) -> None:
-        live, self._live = self._live, {}
-        done = chunk.done
-        final = done.stats if done.stats != Stats() else live.get("stats") or done.stats
-        stats = dataclasses.asdict(final)
-        if not stats.get("reasoning_tokens"):
-            stats["reasoning_tokens"] = chunk.reasoning_tokens
-        if not stats.get("answer_tokens"):
-            stats["answer_tokens"] = chunk.answer_tokens
-        if chunk.thinking_s is not None:
-            stats["thinking_s"] = round(chunk.thinking_s, 2)
-        elif live["reasoning"]:
-            stats["thinking_s"] = round(chunk.elapsed_s - (chunk.ttft_s or 0.0), 2)
-        if done.error:
-            stats["error"] = done.error
-        if live.get("documents"):
-            stats["documents"] = live["documents"]
-        if self.loaded is not None:  # the model that answered, for exports
-            stats["model"] = model_label(self.loaded)
-        msg: StoredMessage = live["message"]
-        msg.content, msg.reasoning = live["answer"], live["reasoning"] or None
-        msg.stats, msg.finish_reason = stats, done.finish_reason
-        self.history.update_message(msg.id, content=msg.content, reasoning=live["reasoning"],
-                                    stats=stats, finish_reason=done.finish_reason)
-        self.messages.append(msg)
-        await live["widget"].finish(msg)
-        self._update_context()
-        self.status.generating = False
-        self.generating = None  # last: waiting code sees a finished turn
-        if done.finish_reason == "error":
-            self.notify(done.error or "generation failed", title="Engine", severity="error", timeout=15)
-
-    def action_stop(self) -> None:
-        """Esc: stop the answer being generated (kept as far as it got, marked stopped); else
-        cancel an edit (with the attachments it brought back); else drop waiting attachments."""
-        if self.generating is not None and self.engine is not None:
-            self.engine.cancel()
-        elif self.editing_from is not None:
-            self.editing_from = None
-            self.composer.clear()
-            self._drop_pending()
-            self.notify("Edit cancelled")
-        elif self.pending_images or self.pending_documents:
-            self._drop_pending()
-            self.notify("Attachments removed")
-
-    def _drop_pending(self) -> None:
-        self.pending_images.clear()
-        self.pending_documents.clear()
-        self._show_pending()
-
-    async def action_regenerate(self) -> None:
-        """Answer the last user message again (the previous answer is replaced)."""
-        if self.generating is not None or not self.messages or self.engine is None:
-            return
-        last = self.messages[-1]
-        if last.role == "assistant":
-            self.history.delete_messages_from(self.conversation.id, last.id)
-            self.messages.pop()
-            widgets = self.chat.query(AssistantMessage)
-            if widgets:
-                await widgets.last().remove()
-        if self.messages and self.messages[-1].role == "user":
-            await self.generate()
-
-    def action_edit_last(self) -> None:
-        """Put the last user message back in the composer; sending replaces it and what follows."""
-        if self.generating is not None:
-            return
-        last = next((m for m in reversed(self.messages) if m.role == "user"), None)
-        if last is None:
-            return
-        self.editing_from = last.id
-        self.pending_images = [Path(a.path) for a in last.attachments if a.kind == "image"]
-        self.pending_documents = {}
-        for a in last.attachments:
-            if a.kind == "document":
-                self._attach(Path(a.path))
-        self._show_pending()
-        self.composer.text = last.content
-        self.composer.focus()
-        self.notify("Editing your last message: Enter resends it, Esc cancels")
-
-    # attachments ------------------------------------------------------------------------
-    def _attach(self, path: Path) -> bool:
-        path = path.expanduser()
-        if not path.is_file():
-            self.notify(f"{path}: no such file", severity="error")
-            return False
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            return self._attach_document(path)
-        try:  # refuse a broken image now, before it becomes part of the conversation
-            from PIL import Image  # noqa: PLC0415
-
-            with Image.open(path) as im:
-                im.verify()
-        except Exception as e:  # Pillow raises many types for unreadable files
-            self.notify(f"{path.name}: not an image Pillow can read ({type(e).__name__})", severity="error")
-            return False
-        self.pending_images.append(path.resolve())
-        self._show_pending()
-        return True
-
-    def _attach_document(self, path: Path) -> bool:
-        """Read a document (`documents.load_document_cached`) and list it with its pages; its
-        token count follows from a thread worker (a long document takes a while to tokenize).
-        An unreadable one is refused with its one-line reason."""
-        try:
-            doc = load_document_cached(path)
-        except DocumentError as e:
-            self.notify(str(e), severity="error", timeout=10)
-            return False
-        path = path.resolve()
-        if self.engine is None:
-            self.pending_documents[path] = describe(doc)
-        else:
-            self.pending_documents[path] = f"{describe(doc)} · counting tokens…"
-            self._count_worker(self.engine, path, doc)
-        self._show_pending()
-        return True
-
-    @work(thread=True, group="count")
-    def _count_worker(self, engine, path: Path, doc) -> None:
-        try:
-            tokens = engine.count_tokens(doc.text)
-        except Exception:  # no tokenizer (model failed to load): the document without a count
-            tokens = None
-        self.post_message(TokensCounted(path, doc, tokens))
-
-    def on_tokens_counted(self, message: TokensCounted) -> None:
-        if message.path in self.pending_documents:  # not sent or removed meanwhile
-            self.pending_documents[message.path] = describe(message.document, message.tokens)
-            self._show_pending()
-
-    def _show_pending(self) -> None:
-        bar = self.query_one("#attachments", Static)
-        bar.update("  ".join([f"📎 {p.name}" for p in self.pending_images]
-                             + [f"📄 {label}" for label in self.pending_documents.values()]
-                             + ["(Esc removes)"]))
-        bar.display = bool(self.pending_images or self.pending_documents)
-
-    def action_attach(self) -> None:
-        def done(path: Path | None) -> None:
-            if path is not None:
-                self._attach(path)
-            self.composer.focus()
-
-        self.push_screen(AttachImage(), done)
 
     # copy, export, reasoning ------------------------------------------------------------
     def _last_answer(self) -> StoredMessage | None:
@@ -743,38 +305,21 @@ class MagimacApp(App):
             self.start_engine(settings.get("model") or self.model_arg)
             self.notify("Settings saved")
 
-        hint = Path(self.engine_model).name if self.engine_model else "the default model"
+        hint = self.session.path.name if self.session else "the default model"
         self.push_screen(SettingsScreen(current, hint), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for title, help_text, action in (
-            ("Stop answer", "Stop generating (Esc); the partial answer is kept", self.action_stop),
-            ("Regenerate answer", "Answer the last message again (Ctrl+R)", self.action_regenerate),
-            ("Edit last message", "Edit and resend your last message (Ctrl+L)", self.action_edit_last),
-            ("Toggle reasoning", "Open or fold the last answer's reasoning (Ctrl+T)", self.action_toggle_reasoning),
-            ("Copy answer", "Copy the last answer to the clipboard (F5)", self.action_copy_answer),
-            ("Copy code block", "Copy the last answer's last code block (F6)", self.action_copy_code),
-            ("Export conversation", "Write the conversation as Markdown (Ctrl+S)", self.action_export),
-            ("New conversation", "Start a new conversation (Ctrl+N)", self.action_new_conversation),
-            ("Rename conversation", "Rename this conversation (F4)", self.action_rename),
-            ("Delete conversation", "Delete this conversation", self.action_delete),
-            ("Search conversations", "Full-text search of all messages (Ctrl+F)", self.action_search),
-            ("Toggle sidebar", "Show or hide the conversation list (Ctrl+B)", self.action_toggle_sidebar),
-            ("Conversation settings", "Model, system prompt, sampling, reasoning (F2)", self.action_settings),
-            ("Attach file", "Attach an image or a document to the next message (F3)", self.action_attach),
-            ("Help", "Keys and actions (F1)", self.action_help),
-        ):
-            yield SystemCommand(title, help_text, action)
+        for title, help_text, action in COMMANDS:
+            yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
 
     async def on_unmount(self) -> None:
-        if self.generating is not None and self.engine is not None:
-            self.engine.cancel()
-            live = self._live
-            if live:
-                self.history.update_message(live["message"].id, content=live["answer"],
-                                            reasoning=live["reasoning"], finish_reason="cancelled")
-        self._close_engine()
+        live, self.live = self.live, None
+        if live is not None:  # closed while an answer streams: keep it as far as it got
+            live.run.cancel()
+            self.history.update_message(live.id, content=live.answer, reasoning=live.reasoning,
+                                        stats=live.stats, finish_reason="cancelled")
+        self._close_session()
 
 
 def run(args) -> int:

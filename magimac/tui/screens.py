@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from rich.table import Table
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -12,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Markdown, Static
 
 from magimac.text.documents import SUPPORTED_SUFFIXES
+from magimac.tui.messages import PlanAdvice
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 
@@ -99,37 +104,86 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+PLAN_TIMEOUT_S = 60
+
+
+def plan_lines(plan: dict) -> list[str]:
+    """The recommendation of a `magimac plan --json` document as lines for people."""
+    rec = plan.get("recommendation")
+    if rec is None:
+        return ["`magimac plan` finds no quantization of the default model that fits this machine."]
+    command = rec.get("pull_command") or f"magimac pull {rec['model']} --quant {rec['level']}"
+    return [f"`{command}`: {rec['reason']}",
+            f"weights {rec['weights_bytes'] / 1e9:.1f} GB + KV cache {rec['kv_bytes'] / 1e9:.1f} GB "
+            f"for {rec['context']} tokens at {rec['kv_bits']}-bit KV"]
+
+
+def plan_recommendations() -> list[str]:
+    """What `magimac plan` recommends for this machine (default model), as lines; [] when the
+    planner cannot say (it must never stop the app from explaining how to get a model).
+
+    Runs ``python -m magimac plan --json`` in a subprocess (seconds: the planner imports MLX,
+    which the app never does); call it from a thread worker.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-m", "magimac", "plan", "--json"], capture_output=True,
+                              text=True, timeout=PLAN_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        return plan_lines(json.loads(done.stdout)) if done.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+        return []
+
+
 class MissingModel(ModalScreen[None]):
-    """No model to load: say how to get one; the app stays open for reading history."""
+    """No model to load: say why (``problem``, one line) and how to get one; the app stays
+    open for reading history.
+
+    ``recommendations`` is None until a thread worker has asked `magimac plan` (then a list of
+    lines, [] when it could not say). For an unknown name (``unknown_name``) the screen says
+    so and lists the close matches the problem names, instead of the commands to pull a model.
+    """
 
     BINDINGS = [Binding("escape", "dismiss", "Continue"), Binding("ctrl+q", "app.quit", "Quit")]
 
-    def __init__(self, problem: str, recommendations: list[str] | None = None) -> None:
+    def __init__(self, problem: str, *, unknown_name: bool = False) -> None:
         super().__init__()
         self.problem = problem
-        self.recommendations = recommendations or []
+        self.unknown_name = unknown_name
+        self.recommendations: list[str] | None = None
 
     def compose(self) -> ComposeResult:
-        text = [
-            "# No model to chat with",
-            "",
-            self.problem,
-            "",
-            "Get one from a terminal:",
-            "",
-            "```sh",
-            "magimac pull magistral-small-2509  # text + images",
-            "magimac pull demo                  # tiny, to try",
-            "magimac plan                       # what fits",
-            "```",
-            "",
-        ]
-        if self.recommendations:
+        with VerticalScroll(id="missing-model", classes="dialog"):
+            yield Markdown(self.text())
+            yield Static("Esc: read your history without a model · Ctrl+Q: quit", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        if not self.unknown_name:
+            self._plan_worker()
+
+    def text(self) -> str:
+        """The screen's Markdown."""
+        if self.unknown_name:
+            return "\n".join(["# Unknown model", "", self.problem, "",
+                               "`magimac models` lists the models installed and the names to pull; "
+                               "start `magimac --model NAME` with one of them, or `magimac --model DIR` "
+                               "for a converted directory."])
+        text = ["# No model to chat with", "", self.problem, "", "Get one from a terminal:", "", "```sh",
+                "magimac pull magistral-small-2509  # text + images",
+                "magimac plan                       # what fits",
+                "magimac --model demo               # tiny demo, to try", "```", ""]
+        if self.recommendations is None:
+            text += ["For this Mac: asking `magimac plan`…", ""]
+        elif self.recommendations:
             text += ["For this Mac (`magimac plan`):", ""] + [f"- {r}" for r in self.recommendations] + [""]
         text += ["Then start `magimac` again, or `magimac --model DIR` for a converted directory."]
-        with VerticalScroll(id="missing-model", classes="dialog"):
-            yield Markdown("\n".join(text))
-            yield Static("Esc: read your history without a model · Ctrl+Q: quit", classes="dialog-hint")
+        return "\n".join(text)
+
+    @work(thread=True, group="plan", exit_on_error=False)
+    def _plan_worker(self) -> None:
+        self.post_message(PlanAdvice(plan_recommendations()))
+
+    async def on_plan_advice(self, message: PlanAdvice) -> None:
+        self.recommendations = message.lines
+        await self.query_one(Markdown).update(self.text())
 
 
 class _ImageTree(DirectoryTree):

@@ -67,7 +67,7 @@ class SettingsScreen(ModalScreen[dict | None]):
         with VerticalScroll(id="settings", classes="dialog"):
             yield Label("Conversation settings", classes="dialog-title")
             yield Label("Model (registry name or directory; empty: the app's)")
-            yield Input(s.get("model") or "", placeholder=self.model_hint, id="model", compact=True)
+            yield Input(s.get("model") or "", placeholder=self.model_hint, id="model")
             yield Label("System prompt")
             yield Select(PROMPT_MODES, value=s.get("system_prompt_mode", "default"), allow_blank=False,
                          id="system_prompt_mode", compact=True)
@@ -76,10 +76,10 @@ class SettingsScreen(ModalScreen[dict | None]):
                 with Horizontal(classes="number-row"):
                     yield Label(label)
                     value = s.get(key)
-                    yield Input("" if value is None else str(value), placeholder=hint, id=key, compact=True)
+                    yield Input("" if value is None else str(value), placeholder=hint, id=key)
             with Horizontal(classes="switch-row"):
                 yield Switch(bool(s.get("keep_reasoning", False)), id="keep_reasoning")
-                yield Label("Keep earlier answers' reasoning in the prompt (costs context)")
+                yield Label("Keep earlier answers' reasoning in the prompt (uses context)")
             with Horizontal(classes="buttons"):
                 yield Button("Save (Ctrl+S)", id="save", variant="primary")
                 yield Button("Cancel (Esc)", id="cancel")

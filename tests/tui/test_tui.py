@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from magimac.testing.checkpoint import Script
 
-from magimac.engine.worker import Engine
 from magimac.text.history import History
 from magimac.tui.app import MagimacApp
 from magimac.tui.chat import AssistantMessage, UserMessage
@@ -15,56 +14,9 @@ from magimac.tui.screens import HelpScreen, MissingModel
 from magimac.tui.sidebar import ConversationItem
 from textual.widgets import Label
 
+from pilot_helpers import answers, app_for, send, wait_until
+
 SCRIPT = Script()
-
-
-def loaded_engine(checkpoint):
-    e = Engine(checkpoint)
-    e.start()
-    e.wait_loaded()
-    return e
-
-
-@pytest.fixture(scope="module")
-def engine(scripted_checkpoint):
-    """One loaded engine on the scripted checkpoint, shared by this module's apps."""
-    e = loaded_engine(scripted_checkpoint)
-    yield e
-    e.close()
-
-
-@pytest.fixture(scope="module")
-def endless_engine(random_checkpoint):
-    """A random-weights model: it writes until stopped (for Esc)."""
-    e = loaded_engine(random_checkpoint)
-    yield e
-    e.close()
-
-
-def app_for(engine, checkpoint, **kw) -> MagimacApp:
-    return MagimacApp(str(checkpoint), engine_factory=lambda _path: engine, **kw)
-
-
-async def wait_until(pilot, cond, steps: int = 600) -> None:
-    """Let the app run until ``cond()`` holds (bounded number of short pauses)."""
-    for _ in range(steps):
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the app did not reach the expected state")
-
-
-async def send(pilot, text: str) -> None:
-    app = pilot.app
-    await wait_until(pilot, lambda: app.loaded is not None)
-    app.composer.text = text
-    await pilot.press("enter")
-    await wait_until(pilot, lambda: app.generating is None and app.messages and app.messages[-1].role == "assistant")
-    await pilot.pause()
-
-
-def answers(app) -> list[AssistantMessage]:
-    return list(app.chat.query(AssistantMessage))
 
 
 async def test_message_gets_reasoning_then_answer_with_the_scripted_text(engine, scripted_checkpoint, monkeypatch):
@@ -227,19 +179,23 @@ async def test_a_broken_image_is_refused_when_attached(engine, scripted_checkpoi
         app.composer.text = f"What is this?\n/image {fake}"
         await pilot.press("enter")
         await pilot.pause()
-        assert app.pending_images == [] and not app.messages
+        assert app.attachments.images == [] and not app.messages
         assert any("not an image Pillow can read" in str(n.message) for n in app._notifications)
         await send(pilot, "Hi")  # the conversation still works
         assert app.messages[-1].content == SCRIPT.answer
 
 
 async def test_a_missing_model_explains_how_to_get_one():
-    app = MagimacApp("no-such-model")
+    app = MagimacApp("magistral-small-2509")  # a known model, not installed
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, MissingModel)
-        text = app.screen.query_one("Markdown").source
-        assert "magimac pull magistral-small-2509" in text and "magimac pull demo" in text
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.recommendations is not None, steps=1200)  # `magimac plan` ran
+        text = screen.query_one("Markdown").source
+        assert "magimac pull magistral-small-2509" in text and "magimac --model demo" in text
+        assert "pull demo" not in text  # the demo is bundled: nothing to pull
+        assert not screen.recommendations or "For this Mac (`magimac plan`)" in text
         await pilot.press("escape")
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
@@ -297,7 +253,7 @@ async def test_loading_a_model_frees_earlier_garbage_before_freezing(engine, scr
     import weakref
 
     from magimac.core.events import Loaded
-    from magimac.tui.app import LoadEvent
+    from magimac.tui.messages import LoadEvent
 
     class Garbage:
         pass

@@ -3,7 +3,7 @@ passages used, and attachments kept in history (scripted checkpoint, Textual's P
 
 from __future__ import annotations
 
-from test_tui import engine, wait_until  # noqa: F401  (a loaded scripted engine; Pilot helper)
+from pilot_helpers import wait_until
 
 from magimac.text.history import History
 from magimac.tui.app import MagimacApp

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import threading
 
-from test_tui import SCRIPT, app_for, engine, send, wait_until  # noqa: F401  (engine: a fixture)
+from magimac.testing.checkpoint import Script
+from pilot_helpers import app_for, screen_lines, send, wait_until
 from textual.widgets import Static
 from textual.widgets._toast import Toast
 
@@ -30,11 +31,6 @@ async def test_notifications_leave_the_composer_visible_at_80x24(engine, scripte
         assert shown[-1].area  # the newest is on screen...
         assert all(not r.overlaps(composer) for r in shown)  # ...and none over the composer
         assert app.composer.text.startswith("What is in this picture?")
-
-
-def screen_lines(app) -> list[str]:
-    """The text on the terminal, one string per row."""
-    return [strip.text for strip in app.screen._compositor.render_strips()]
 
 
 async def test_help_fits_at_80x24_down_to_its_last_line(engine, scripted_checkpoint):
@@ -123,5 +119,5 @@ async def test_a_document_is_counted_off_the_ui_thread(engine, scripted_checkpoi
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.generating is None and app.messages
                          and app.messages[-1].role == "assistant")
-        assert app.messages[-1].content == SCRIPT.answer
+        assert app.messages[-1].content == Script().answer
         assert [(a.kind, a.path) for a in app.messages[0].attachments] == [("document", str(doc))]

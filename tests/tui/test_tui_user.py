@@ -5,8 +5,7 @@ on its own attaches without sending, as `/file PATH` does."""
 
 from __future__ import annotations
 
-from test_tui import app_for, engine, send, wait_until  # noqa: F401  (engine: a fixture)
-from test_tui_polish import screen_lines
+from pilot_helpers import app_for, screen_lines, send, wait_until
 
 from magimac.text.history import History
 from magimac.tui.chat import UserMessage
@@ -66,7 +65,7 @@ async def test_image_line_alone_attaches_without_sending_even_with_a_document_wa
             await pilot.press("enter")
             await pilot.pause(0.2)
         assert app.messages == [] and app.generating is None  # nothing sent yet
-        assert app.pending_images == [img.resolve()] and list(app.pending_documents) == [doc.resolve()]
+        assert app.attachments.images == [img.resolve()] and list(app.attachments.documents) == [doc.resolve()]
         assert app.composer.text == ""
         await send(pilot, "What is on Tuesday?")
         user = History().messages(app.conversation.id)[0]
@@ -140,17 +139,17 @@ async def test_escape_drops_waiting_attachments_and_cancelling_an_edit_drops_its
         assert app.query_one("#attachments").display and "Esc" in str(app.query_one("#attachments").render())
         await pilot.press("escape")  # attached the wrong file: Esc takes it back
         await pilot.pause(0.2)
-        assert app.pending_documents == {} and not app.query_one("#attachments").display
+        assert app.attachments.documents == {} and not app.query_one("#attachments").display
         await send(pilot, "Hi")
         assert History().messages(app.conversation.id)[0].attachments == []
 
         await send(pilot, f"Read this\n/file {doc}")
         await pilot.press("ctrl+l")  # edit it, then think better of it
         await pilot.pause(0.2)
-        assert list(app.pending_documents) == [doc.resolve()]
+        assert list(app.attachments.documents) == [doc.resolve()]
         await pilot.press("escape")
         await pilot.pause(0.2)
-        assert app.editing_from is None and app.composer.text == "" and app.pending_documents == {}
+        assert app.editing_from is None and app.composer.text == "" and app.attachments.documents == {}
         await send(pilot, "Hi again")  # a new message, without the edited one's attachment
         assert History().messages(app.conversation.id)[-2].attachments == []
 

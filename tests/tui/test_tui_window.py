@@ -9,7 +9,7 @@ from magimac.text.history import History
 from magimac.tui.app import MagimacApp
 from magimac.tui.chat import WINDOW_MESSAGES, AssistantMessage, EarlierMessages, UserMessage
 
-from test_tui import endless_engine, engine, wait_until  # noqa: F401  (module fixtures and helper)
+from pilot_helpers import wait_until
 
 
 def shown(app) -> list[str]:
