@@ -14,14 +14,12 @@ question, and the packing under a budget; ranking is SQLite's.
 
 from __future__ import annotations
 
-import re
-import sqlite3
-import textwrap
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from magimac.core.conversation import Message
 from magimac.text.documents import Document, describe, load_document, load_document_cached
+from magimac.text.passages import rank, split_passages
 
 #: Opening line of the document part when whole documents are sent.
 WHOLE_HEADER = "Attached documents:"
@@ -31,8 +29,6 @@ PASSAGES_HEADER = ("Attached documents (too long to include in full; these are t
 #: Passage size bounds in characters (about 4 characters per token in English with Tekken).
 MIN_PASSAGE_CHARS = 200
 MAX_PASSAGE_CHARS = 1600
-#: Most distinct question words used as the BM25 query (a pasted text makes a long question).
-MAX_QUERY_WORDS = 256
 
 
 @dataclass
@@ -248,22 +244,32 @@ def attach_documents(
     if reserve_tokens is None:
         reserve_tokens = answer_reserve(context_length)
     budget = context_length - prompt_tokens(messages) - reserve_tokens - 2 * len(attached)
+    whole = _attach_whole(messages, per_message, budget, count_tokens)
+    if whole is not None:
+        return whole
+    return _attach_passages(messages, per_message, list(docs.values()), budget, count_tokens)
 
+
+def _attach_whole(messages, per_message, budget: int, count_tokens):
+    """Every document in whole into the message it came with, or None when they do not fit."""
     out = list(messages)
     contexts: list[Context] = []
     remaining = budget
     for i, ds in per_message:
         ctx = build_context(messages[i].content, ds, remaining, count_tokens)
         if not ctx.whole:
-            break
+            return None
         contexts.append(ctx)
         remaining -= ctx.tokens
         out[i] = replace(messages[i], content=user_text(messages[i].content, ctx))
-    else:
-        return out, Context(text=contexts[-1].text if attached[-1][0] == len(messages) - 1 else "",
-                            passages=[p for c in contexts for p in c.passages], whole=True,
-                            tokens=sum(c.tokens for c in contexts))
+    last_has_docs = per_message[-1][0] == len(messages) - 1
+    return out, Context(text=contexts[-1].text if last_has_docs else "",
+                        passages=[p for c in contexts for p in c.passages], whole=True,
+                        tokens=sum(c.tokens for c in contexts))
 
+
+def _attach_passages(messages, per_message, docs: list[Document], budget: int, count_tokens):
+    """The best passages of all documents with the last message; earlier ones get a note."""
     out = list(messages)
     last = len(messages) - 1
     for i, ds in per_message:
@@ -275,7 +281,7 @@ def attach_documents(
         return out, Context(text="", whole=False)
     notes = sum(count_tokens(out[i].content) - count_tokens(messages[i].content) + 1
                 for i, _ in per_message if i != last)
-    ctx = build_context(messages[last].content, list(docs.values()), budget - notes, count_tokens)
+    ctx = build_context(messages[last].content, docs, budget - notes, count_tokens)
     out[last] = replace(messages[last], content=user_text(messages[last].content, ctx))
     return out, ctx
 
@@ -304,64 +310,6 @@ def attach_for_engine(engine, messages: list[Message], settings=None, context_le
     return attach_documents(messages, engine.count_tokens,
                             lambda ms: bare if ms is messages else len(engine.prompt_tokens(ms, settings)),
                             context_length, reserve, load)
-
-
-def split_passages(text: str, max_chars: int) -> list[str]:
-    """Split one page's text into passages of at most ``max_chars`` characters.
-
-    Paragraphs (separated by blank lines) are packed together while they fit; a longer
-    paragraph is split at line ends, and a longer line at spaces (`textwrap`). Blank input
-    gives no passages.
-    """
-    units: list[tuple[str, str]] = []  # (separator before it, text)
-    for para in re.split(r"\n\s*\n", text):
-        para = para.strip("\n")
-        if not para.strip():
-            continue
-        if len(para) <= max_chars:
-            units.append(("\n\n", para))
-            continue
-        sep = "\n\n"
-        for line in para.split("\n"):
-            for piece in [line] if len(line) <= max_chars else textwrap.wrap(
-                    line, max_chars, break_on_hyphens=False):
-                if piece.strip():
-                    units.append((sep, piece))
-                sep = " " if len(line) > max_chars else "\n"
-            sep = "\n"
-    out: list[str] = []
-    for sep, unit in units:
-        if out and len(out[-1]) + len(sep) + len(unit) <= max_chars:
-            out[-1] += sep + unit
-        else:
-            out.append(unit)
-    return out
-
-
-def rank(question: str, passages: list[str]) -> dict[int, float]:
-    """Score passages against a question with SQLite FTS5 BM25.
-
-    The query is every distinct word of the question (Unicode letters and digits; the first
-    `MAX_QUERY_WORDS`), OR-ed;
-    FTS5's ``porter`` tokenizer (over ``unicode61`` with diacritics removed) stems English
-    words, so "prices" matches "price".
-
-    Returns:
-        ``{index into passages: -bm25}`` for the passages matching at least one word (higher is
-        better); empty when none match or the question has no words.
-    """
-    words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w+", question)))[:MAX_QUERY_WORDS]
-    if not words or not passages:
-        return {}
-    query = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
-    con = sqlite3.connect(":memory:")
-    try:
-        con.execute("CREATE VIRTUAL TABLE p USING fts5(body, tokenize='porter unicode61 remove_diacritics 2')")
-        con.executemany("INSERT INTO p(rowid, body) VALUES (?, ?)", enumerate(passages))
-        rows = con.execute("SELECT rowid, bm25(p) FROM p WHERE p MATCH ? ORDER BY bm25(p)", (query,))
-        return {int(i): -float(s) for i, s in rows}
-    finally:
-        con.close()
 
 
 def _with_csv_header(doc: Document, chunks: list[str]) -> list[str]:

@@ -7,8 +7,9 @@ import pytest
 from magimac.testing.checkpoint import write_tekken
 from magimac.core.conversation import Message
 from magimac.text.documents import Document, DocumentError, Page, load_document
-from magimac.text.retrieval import (Context, attach_documents, attach_for_engine, build_context, context_report, context_summary, rank,
-                               split_passages, user_text)
+from magimac.text.passages import rank, split_passages
+from magimac.text.retrieval import (Context, attach_documents, attach_for_engine, build_context, context_report, context_summary,
+                               user_text)
 from test_documents import make_pdf
 
 TOPICS = ["harbour cranes", "bakery ovens", "library lighting", "tram schedules", "orchard irrigation",
