@@ -14,7 +14,8 @@ import pytest
 from magimac.testing.checkpoint import build_checkpoint
 from magimac.models import chips
 from magimac.engine import evaluate
-from magimac.cli.bench import Row, plan_variants
+from magimac.bench.measure import Row
+from magimac.bench.variants import plan_variants
 from magimac.cli.main import main
 from magimac.engine.speed import SpeedSample
 
@@ -66,7 +67,7 @@ def two_levels(ckpt, eval_dir, shared_data, tmp_path_factory):
     mp.undo()
     assert rc == 0, buf.getvalue()
     # off a terminal there is no live bar: each step is a log line on stderr instead
-    for step in ("converting 8bit", "converting 3bit", "reference log-probs", "measuring 8bit", "done"):
+    for step in ("converting 8bit", "converting 3bit", "reference log-probs", "measuring 8bit: quality", "writing outputs"):
         assert f"magimac bench: {step}" in err.getvalue(), err.getvalue()
     return json.loads((out / "bench.json").read_text()), out, buf.getvalue()
 
