@@ -4,7 +4,7 @@
    the same checkpoint, prompt, sampler and seed, alternating over ``--rounds`` (median).
    Model: a Magistral-format checkpoint with random weights, hidden 1024, 4 layers (intermediate
    3072, 8 heads, 2 KV heads, head_dim 128) and the first 32768 ids of the Tekken vocabulary
-   (`tests/checkpoint.py`): decode is real matrix work, not pure overhead, yet a run stays short
+   (`magimac.testing.checkpoint`): decode is real matrix work, not pure overhead, yet a run stays short
    on a CPU.  The
    engine loads it with mlx-vlm (vision tower) and drives mlx-lm's ``generate_step``; the
    baseline loads it with ``mlx_lm.load``.  Each round runs both back to back (order

@@ -21,7 +21,8 @@ import mlx.core as mx
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from magimac.testing.checkpoint import BOS, EOS, SYSTEM_PROMPT, tensor_shapes, write_tekken
+from magimac.testing.checkpoint import SYSTEM_PROMPT, tensor_shapes
+from magimac.testing.tekken import BOS, EOS, write_tekken
 from magimac.quantize.layout import TensorSpec
 from magimac.quantize.shards import ShardWriter, split_shards
 

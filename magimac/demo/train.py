@@ -37,7 +37,6 @@ import json
 import math
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +50,7 @@ from magimac.core.conversation import Message
 from magimac.demo.problems import Problem, check_answer, sample_problem
 from magimac.text.prompt import encode, load_tokenizer, system_chunks
 from magimac.text.reasoning import markers_for
+from magimac.testing.tekken import write_tekken
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "model"
 
@@ -61,13 +61,6 @@ ROPE_THETA = 10000.0  # Magistral uses 1e9 for 128K positions; 1e4 suits 1K posi
 EPS = 1e-5
 PAD = 11
 SYSTEM_PROMPT = "Think step by step:[THINK]…[/THINK]then give the answer in the language of the question."
-
-
-def _checkpoint_helpers():
-    """`magimac.testing.checkpoint` (write_tekken, tiny_config, tensor_shapes, ...)."""
-    from magimac.testing import checkpoint
-
-    return checkpoint
 
 
 def model_config(ck) -> dict:
@@ -283,7 +276,7 @@ def save(model: Decoder, config: dict, ck, out: Path, seed: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the model ships in the package
     try:
-        ck.write_tekken(tmp, vocab_size=VOCAB, image=True, max_image_size=config["vision_config"]["image_size"])
+        write_tekken(tmp, vocab_size=VOCAB, image=True, max_image_size=config["vision_config"]["image_size"])
         shapes = ck.tensor_shapes(config)
         rng = np.random.default_rng(seed)
         arrays = {}
@@ -296,7 +289,7 @@ def save(model: Decoder, config: dict, ck, out: Path, seed: int) -> None:
             assert hf in shapes and tuple(w.shape) == shapes[hf], (hf, w.shape)
             arrays[hf] = w
         assert set(arrays) == set(shapes), set(shapes) ^ set(arrays)
-        ck._write_shards(tmp, arrays, 1)
+        ck.write_shards(tmp, arrays, 1)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "generation_config.json").write_text(json.dumps(
             {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": PAD, "temperature": 0.7, "top_p": 0.95,
@@ -353,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    ck = _checkpoint_helpers()
+    from magimac.testing import checkpoint as ck
     rng = random.Random(a.seed)
     config = model_config(ck)
     work = Path(tempfile.mkdtemp(prefix="magimac-demo-tok-"))

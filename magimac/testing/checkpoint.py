@@ -19,33 +19,21 @@ stream is the token embedding; embeddings are one-hot per script token and `lm_h
 token's slot to its successor, so the model is a deterministic bigram chain.  A token may
 appear more than once in the script only if it is always followed by the same token.
 
-Run as a script: ``python tests/checkpoint.py OUT_DIR [--script-reasoning T --script-answer T]``.
+Run as a script: ``python -m magimac.testing.checkpoint OUT_DIR [--script-reasoning T --script-answer T]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 
-# Magistral's v13 control tokens that matter (shared/MAGISTRAL.md); other ids below 1000 are
-# filler `<SPECIAL_n>` tokens, as in the real tekken.json.
-CONTROL_TOKENS = {
-    0: "<unk>", 1: "<s>", 2: "</s>", 3: "[INST]", 4: "[/INST]", 5: "[AVAILABLE_TOOLS]",
-    6: "[/AVAILABLE_TOOLS]", 7: "[TOOL_RESULTS]", 8: "[/TOOL_RESULTS]", 9: "[TOOL_CALLS]",
-    10: "[IMG]", 11: "<pad>", 12: "[IMG_BREAK]", 13: "[IMG_END]", 14: "[PREFIX]", 15: "[MIDDLE]",
-    16: "[SUFFIX]", 17: "[SYSTEM_PROMPT]", 18: "[/SYSTEM_PROMPT]", 19: "[TOOL_CONTENT]",
-    32: "[ARGS]", 33: "[CALL_ID]", 34: "[THINK]", 35: "[/THINK]",
-}
-NUM_SPECIAL = 1000
-BOS, EOS, INST, END_INST, THINK, END_THINK = 1, 2, 3, 4, 34, 35
+from magimac.testing.tekken import BOS, END_INST, END_THINK, EOS, THINK, write_tekken
 
 # The wording of SYSTEM_PROMPT.txt in mistralai/Magistral-Small-2509 (model card).
 SYSTEM_PROMPT = (
@@ -68,68 +56,6 @@ class Script:
     reasoning: str = DEFAULT_SCRIPT_REASONING
     answer: str = DEFAULT_SCRIPT_ANSWER
     think: bool = True  # False: the model skips reasoning and answers at once
-
-
-def tekken_table_path() -> Path:
-    """mistral-common's shipped Tekken BPE table (v3, 131072-id layout)."""
-    return Path(str(resources.files("mistral_common") / "data" / "tekken_240911.json"))
-
-
-def magistral_special_tokens() -> list[dict]:
-    """The 1000 control-token entries of a v13 tekken.json (ids 0-999)."""
-    return [
-        {"rank": i, "token_str": CONTROL_TOKENS.get(i, f"<SPECIAL_{i}>"), "is_control": True}
-        for i in range(NUM_SPECIAL)
-    ]
-
-
-def write_tekken(out: Path, vocab_size: int = 131072, image: bool = True, max_image_size: int = 1540) -> Path:
-    """Write a v13 `tekken.json` into directory ``out``.
-
-    Args:
-        out: directory.
-        vocab_size: total ids including the 1000 control tokens; smaller than 131072 keeps
-            the first ``vocab_size - 1000`` BPE ranks (a valid, smaller BPE vocabulary).
-        image: include Pixtral's image config (patch 14, spatial merge 2).
-        max_image_size: longest image side in pixels (1540 in Magistral; a tiny vision tower
-            needs its own `image_size` here, or its 2-D RoPE table overflows).
-
-    Returns:
-        the path written.
-    """
-    table = json.loads(tekken_table_path().read_text(encoding="utf-8"))
-    n_bpe = vocab_size - NUM_SPECIAL
-    if not 256 <= n_bpe <= len(table["vocab"]):
-        raise ValueError(f"vocab_size {vocab_size} must leave 256..{len(table['vocab'])} BPE ids")
-    table["vocab"] = table["vocab"][:n_bpe]
-    table["config"] = dict(
-        table["config"],
-        version="v13",
-        default_vocab_size=vocab_size,
-        num_vocab_tokens=n_bpe,
-        default_num_special_tokens=NUM_SPECIAL,
-    )
-    table["special_tokens"] = magistral_special_tokens()
-    if image:
-        table["image"] = {"image_patch_size": 14, "max_image_size": max_image_size, "spatial_merge_size": 2}
-    else:
-        table.pop("image", None)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "tekken.json"
-    path.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
-    return path
-
-
-def drop_think_control_tokens(ckpt: Path) -> None:
-    """Make ``ckpt/tekken.json`` like Magistral 1.0's: ids 34/35 become filler `<SPECIAL_n>`
-    tokens, so the model has no `[THINK]`/`[/THINK]` control tokens and reasons in
-    ``<think>`` … ``</think>`` text."""
-    path = Path(ckpt) / "tekken.json"
-    tk = json.loads(path.read_text(encoding="utf-8"))
-    for t in tk["special_tokens"]:
-        if t["token_str"] in ("[THINK]", "[/THINK]"):
-            t["token_str"] = f"<SPECIAL_{t['rank']}>"
-    path.write_text(json.dumps(tk, ensure_ascii=False), encoding="utf-8")
 
 
 def tiny_config(
@@ -327,23 +253,9 @@ def build_checkpoint(
             arrays[name] = rng.normal(0.0, 0.02, size=shape).astype(np.float32)
 
     if script is not None:
-        chain = _bigram_chain(script_tokens(tekken, script))
-        h = text["hidden_size"]
-        if len(chain) > h:
-            raise ValueError(f"script has {len(chain)} distinct tokens; hidden size {h} allows {h}")
-        lm = "model.language_model." if vision else "model."
-        emb = np.zeros(shapes[f"{lm}embed_tokens.weight"], np.float32)
-        head = np.zeros(shapes["lm_head.weight"], np.float32)
-        for slot, (tok, nxt) in enumerate(sorted(chain.items())):
-            emb[tok, slot] = 1.0
-            head[nxt, slot] = logit_scale
-        arrays[f"{lm}embed_tokens.weight"] = emb
-        arrays["lm_head.weight"] = head
-        for name in arrays:
-            if name.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
-                arrays[name] = np.zeros_like(arrays[name])
-
-    _write_shards(out, arrays, shards)
+        _script_weights(arrays, script_tokens(tekken, script), text["hidden_size"],
+                        "model.language_model." if vision else "model.", logit_scale)
+    write_shards(out, arrays, shards)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "generation_config.json").write_text(
         json.dumps({"bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": 11,
@@ -358,7 +270,27 @@ def build_checkpoint(
     return out
 
 
-def _write_shards(out: Path, arrays: dict[str, np.ndarray], shards: int) -> None:
+def _script_weights(arrays: dict[str, np.ndarray], tokens: list[int], hidden: int, lm: str,
+                    logit_scale: float) -> None:
+    """Make ``arrays`` a bigram chain over ``tokens``: one embedding slot per token whose
+    ``lm_head`` row points at its successor; attention and MLP outputs zeroed (pure residual)."""
+    chain = _bigram_chain(tokens)
+    if len(chain) > hidden:
+        raise ValueError(f"script has {len(chain)} distinct tokens; hidden size {hidden} allows {hidden}")
+    emb = np.zeros(arrays[f"{lm}embed_tokens.weight"].shape, np.float32)
+    head = np.zeros(arrays["lm_head.weight"].shape, np.float32)
+    for slot, (tok, nxt) in enumerate(sorted(chain.items())):
+        emb[tok, slot] = 1.0
+        head[nxt, slot] = logit_scale
+    arrays[f"{lm}embed_tokens.weight"] = emb
+    arrays["lm_head.weight"] = head
+    for name in arrays:
+        if name.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
+            arrays[name] = np.zeros_like(arrays[name])
+
+
+def write_shards(out: Path, arrays: dict[str, np.ndarray], shards: int) -> None:
+    """Write float32 ``arrays`` as ``shards`` bf16 safetensors files plus their index."""
     names = list(arrays)
     total = sum(a.size * 2 for a in arrays.values())
     per = math.ceil(total / max(1, shards))
@@ -381,10 +313,6 @@ def _write_shards(out: Path, arrays: dict[str, np.ndarray], shards: int) -> None
         weight_map.update({n: fname for n in group})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
-
-
-def _b64(s: str) -> str:  # kept for scripts that add tokens by hand
-    return base64.b64encode(s.encode()).decode()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from magimac.testing.checkpoint import write_tekken
+from magimac.testing.tekken import write_tekken
 from magimac.core.conversation import Message
 from magimac.text.documents import Document, DocumentError, Page, load_document
 from magimac.text.passages import rank, split_passages
