@@ -16,8 +16,8 @@ from magimac.text.history import History
 from magimac.tui.screens import HelpScreen
 
 
-async def test_notifications_leave_the_composer_visible_at_80x24(engine, scripted_checkpoint):
-    app = app_for(engine, scripted_checkpoint)
+async def test_notifications_leave_the_composer_visible_at_80x24(fake_engine, scripted_checkpoint):
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await wait_until(pilot, lambda: app.loaded is not None)
         app.composer.text = "What is in this picture?\n/image /nonexistent.png"
@@ -33,8 +33,8 @@ async def test_notifications_leave_the_composer_visible_at_80x24(engine, scripte
         assert app.composer.text.startswith("What is in this picture?")
 
 
-async def test_help_fits_at_80x24_down_to_its_last_line(engine, scripted_checkpoint):
-    app = app_for(engine, scripted_checkpoint)
+async def test_help_fits_at_80x24_down_to_its_last_line(fake_engine, scripted_checkpoint):
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f1")
         await pilot.pause(0.2)
@@ -44,8 +44,8 @@ async def test_help_fits_at_80x24_down_to_its_last_line(engine, scripted_checkpo
             assert line in shown
 
 
-async def test_help_scrolls_to_its_last_line_when_the_terminal_is_shorter(engine, scripted_checkpoint):
-    app = app_for(engine, scripted_checkpoint)
+async def test_help_scrolls_to_its_last_line_when_the_terminal_is_shorter(fake_engine, scripted_checkpoint):
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(80, 14)) as pilot:
         await pilot.press("f1")
         await pilot.pause(0.2)
@@ -56,8 +56,8 @@ async def test_help_scrolls_to_its_last_line_when_the_terminal_is_shorter(engine
         assert "Ctrl+Q" in shown and "quit" in shown and "Esc closes" in shown
 
 
-async def test_help_and_empty_hint_name_file_and_image_commands(engine, scripted_checkpoint):
-    app = app_for(engine, scripted_checkpoint)
+async def test_help_and_empty_hint_name_file_and_image_commands(fake_engine, scripted_checkpoint):
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         hint = str(app.chat.query_one(".empty-hint", Static).render())

@@ -13,8 +13,8 @@ from magimac.tui.chat import UserMessage
 DEMO_LABEL = "magimac demo (tiny Magistral-format model, arithmetic and units) · bf16"
 
 
-async def test_status_bar_keeps_context_and_speed_visible_with_a_long_model_name(engine, scripted_checkpoint):
-    app = app_for(engine, scripted_checkpoint)
+async def test_status_bar_keeps_context_and_speed_visible_with_a_long_model_name(fake_engine, scripted_checkpoint):
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(80, 24)) as pilot:
         await send(pilot, "Hi")
         app.status.model = DEMO_LABEL
@@ -25,7 +25,7 @@ async def test_status_bar_keeps_context_and_speed_visible_with_a_long_model_name
         assert "…" in bottom
 
 
-async def test_search_enter_enter_opens_the_hit_and_shows_its_message(engine, scripted_checkpoint):
+async def test_search_enter_enter_opens_the_hit_and_shows_its_message(fake_engine, scripted_checkpoint):
     history = History()
     conv = history.new_conversation("long", {})
     for i in range(8):
@@ -34,7 +34,7 @@ async def test_search_enter_enter_opens_the_hit_and_shows_its_message(engine, sc
     other = history.new_conversation("other", {})
     history.add_message(other.id, "user", "unrelated")
     history.add_message(other.id, "assistant", "reply")
-    app = app_for(engine, scripted_checkpoint)
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.loaded is not None)
         assert app.conversation.id == other.id  # the newest opens first
@@ -115,8 +115,8 @@ async def test_settings_refuse_what_magimac_chat_refuses(engine, scripted_checkp
         assert app.messages[-1].finish_reason in ("stop", "length") and app.loaded is not None
 
 
-async def test_hiding_the_sidebar_while_searching_sends_typing_to_the_composer(engine, scripted_checkpoint):
-    app = app_for(engine, scripted_checkpoint)
+async def test_hiding_the_sidebar_while_searching_sends_typing_to_the_composer(fake_engine, scripted_checkpoint):
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.loaded is not None)
         await pilot.press("ctrl+f", "ctrl+b")  # hide the sidebar while typing in its search box
@@ -154,7 +154,7 @@ async def test_escape_drops_waiting_attachments_and_cancelling_an_edit_drops_its
         assert History().messages(app.conversation.id)[-2].attachments == []
 
 
-async def test_a_failed_turn_leaves_the_last_real_numbers_in_the_status_bar(engine, scripted_checkpoint):
+async def test_a_failed_turn_leaves_the_last_real_numbers_in_the_status_bar(fake_engine, scripted_checkpoint):
     history = History()
     conv = history.new_conversation("failed", {})
     history.add_message(conv.id, "user", "Hi")
@@ -165,7 +165,7 @@ async def test_a_failed_turn_leaves_the_last_real_numbers_in_the_status_bar(engi
     history.add_message(conv.id, "assistant", "", stats={"prompt_tokens": 0, "ttft_s": 0.0, "decode_tps": 0.0,
                                                         "error": "the prompt is too long"},
                         finish_reason="error")
-    app = app_for(engine, scripted_checkpoint)
+    app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.loaded is not None)
         await pilot.pause(0.2)
