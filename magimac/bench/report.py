@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from magimac.core.units import GB, format_bytes
+from magimac.core.units import format_bytes
 from magimac.engine import evaluate, measure
 from magimac.bench.measure import Row
 from magimac.bench.reference import CacheEntry
@@ -172,6 +172,6 @@ def category_table(rows: list[Row]):
 
 def cache_lines(held: list[CacheEntry]) -> list[str]:
     """What the bench caches hold and how to clear them, for the end of a run."""
-    lines = [f"cache: {e.name} in {e.path} ({e.size_bytes / GB:.2f} GB)" for e in held]
+    lines = [f"cache: {e.name} in {e.path} ({format_bytes(e.size_bytes)})" for e in held]
     lines.append("remove them with: magimac bench --clear-cache (the results in bench/runs stay)")
     return lines

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
-from magimac.core.units import GB
+from magimac.core.units import format_bytes
 from magimac.bench.settings import (DEFAULT_DECODE_TOKENS, DEFAULT_LEVELS, DEFAULT_PROMPT_LENGTHS,
                                     Settings, parse_lengths, parse_recipes)
 
@@ -78,7 +78,7 @@ def clear_cache() -> int:
     from magimac.bench.reference import clear_caches
 
     for e in clear_caches():
-        print(f"removed {e.name}: {e.path} ({e.size_bytes / GB:.2f} GB)")
+        print(f"removed {e.name}: {e.path} ({format_bytes(e.size_bytes)})")
     return 0
 
 

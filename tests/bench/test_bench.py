@@ -11,33 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from magimac.testing.checkpoint import build_checkpoint
 from magimac.models import chips
 from magimac.engine import evaluate
 from magimac.bench.measure import Row
 from magimac.bench.variants import plan_variants
 from magimac.cli.main import main
 from magimac.engine.speed import SpeedSample
-
-SHORT_TEXT = ("The lighthouse keeper wrote in his logbook every evening, even when nothing "
-              "happened: the wind, the colour of the sea, the ships far out on the horizon.")
-TURN = {"name": "reasoning-add", "user": "What is 2 + 3?",
-        "reasoning": "Two plus three is five. [INST] typed by a person stays text.",
-        "answer": "$2 + 3 = 5$"}
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    """A random-weight bf16 checkpoint with a small vocabulary (fast on the CPU backend)."""
-    return build_checkpoint(tmp_path_factory.mktemp("bench") / "ckpt", vocab=2048)
-
-
-@pytest.fixture(scope="module")
-def eval_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("eval")
-    (d / "prose-en.txt").write_text(SHORT_TEXT)
-    (d / "reasoning.json").write_text(json.dumps([TURN]))
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +33,8 @@ def _bench(ckpt, eval_dir, out, *extra) -> int:
 
 @pytest.fixture(scope="module")
 def two_levels(ckpt, eval_dir, shared_data, tmp_path_factory):
-    """One bench run at 8 and 3 bits: (report dict, out dir, stdout)."""
+    """One bench run at 8 and 3 bits: (report dict, out dir, stdout, stderr, bytes of the
+    two caches after it)."""
     out = tmp_path_factory.mktemp("out")
     mp = pytest.MonkeyPatch()  # module scope: conftest's per-test isolation is not active yet
     mp.setenv("MAGIMAC_DATA_DIR", str(shared_data))
@@ -66,14 +46,17 @@ def two_levels(ckpt, eval_dir, shared_data, tmp_path_factory):
         rc = _bench(ckpt, eval_dir, out, "--levels", "8,3", "--bandwidth", "100")
     mp.undo()
     assert rc == 0, buf.getvalue()
+    from magimac.bench.reference import tree_bytes
+
+    sizes = {sub: tree_bytes(shared_data / "bench" / sub) for sub in ("reference", "variants")}
     # off a terminal there is no live bar: each step is a log line on stderr instead
     for step in ("converting 8bit", "converting 3bit", "reference log-probs", "measuring 8bit: quality", "writing outputs"):
         assert f"magimac bench: {step}" in err.getvalue(), err.getvalue()
-    return json.loads((out / "bench.json").read_text()), out, buf.getvalue()
+    return json.loads((out / "bench.json").read_text()), out, buf.getvalue(), err.getvalue(), sizes
 
 
 def test_two_levels_end_to_end_writes_every_field(two_levels):
-    report, out, stdout = two_levels
+    report, out, stdout, _err, _sizes = two_levels
     rows = report["variants"]
     assert [r["label"] for r in rows] == ["8bit", "3bit"]
     assert report["reference"]["label"] == "bf16"  # the source fits in RAM, so it is the reference
@@ -131,7 +114,7 @@ def test_perplexity_matches_direct_computation(ckpt, eval_dir, tmp_path):
     chunks = evaluate.make_chunks(texts, chunk_len=10_000)
     ref = evaluate.write_reference(model, chunks, tmp_path / "ref", label="bf16")
     q = evaluate.compare(model, ref, chunks)
-    ids = [tok.bos_token_id, *tok.encode(SHORT_TEXT, add_special_tokens=False)]
+    ids = [tok.bos_token_id, *tok.encode((eval_dir / "prose-en.txt").read_text(), add_special_tokens=False)]
     direct, _se = eval_ppl(model, mx.array([ids]), batch_size=1)
     assert q.tokens == len(ids) - 1
     assert q.ppl == pytest.approx(direct, rel=1e-4)
@@ -230,7 +213,7 @@ def test_help_lists_the_options(capsys):
 
 
 def test_quality_is_broken_down_by_category(two_levels):
-    report, _out, stdout = two_levels
+    report, _out, stdout, _err, _sizes = two_levels
     q3 = report["variants"][1]["quality"]
     assert set(q3["by_category"]) == {"prose", "reasoning"}
     assert sum(c["tokens"] for c in q3["by_category"].values()) == q3["tokens"]
@@ -304,3 +287,79 @@ def test_an_interrupted_or_damaged_reference_is_computed_again(two_levels, ckpt,
     (stale / "chunk-0000.npy").write_bytes(b"half")
     run_and_check(tmp_path / "c")
     assert sorted(refs.iterdir()) == [ref] and (ref / "chunk-0001.npy").is_file()
+
+
+def test_long_steps_show_how_far_they_are_and_the_time_left(two_levels):
+    """Off a terminal, every unit of a long step is a line on stderr: the reference and each
+    variant's quality per chunk, speed per prompt length, with an estimate once one is done."""
+    err = two_levels[3]
+    chunks = two_levels[0]["eval_set"]["chunks"]
+    assert chunks >= 3
+    assert f"magimac bench: reference log-probs (bf16): 1/{chunks} chunk" in err
+    for label in ("8bit", "3bit"):
+        assert f"magimac bench: loading {label}: 1/1" in err
+        assert f"magimac bench: measuring {label}: speed: 1/2 (8-token prompt), about" in err
+        assert f"magimac bench: measuring {label}: quality: {chunks}/{chunks} chunk" in err
+        assert f"magimac bench: measuring {label}: quality: 1/{chunks} chunk, about" in err
+        assert " s left" in err.split(f"measuring {label}: quality: 1/")[1].splitlines()[0]
+
+
+def test_the_end_names_the_caches_their_size_and_how_to_clear_them(two_levels, shared_data):
+    from magimac.core.units import format_bytes
+
+    stdout, sizes = two_levels[2], two_levels[4]
+    assert sizes["reference"] > 0 and sizes["variants"] > 0
+    for name, sub in (("reference log-probs", "reference"), ("converted variants", "variants")):
+        d = shared_data / "bench" / sub
+        assert f"cache: {name} in {d} ({format_bytes(sizes[sub])})" in stdout
+    assert "magimac bench --clear-cache" in stdout
+
+
+def test_ctrl_c_during_a_measurement_leaves_no_temporary_files(ckpt, eval_dir, tmp_path,
+                                                               monkeypatch, capsys):
+    """Ctrl-C while a variant is scored: exit 130, the caches hold only complete entries
+    (the conversion and the reference, both usable by the next run) and no temporary file."""
+    from magimac.core import paths
+    from magimac.models.store import is_model_dir
+
+    real = evaluate.compare
+
+    def interrupted(model, reference, chunks, advance):
+        advance()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "compare", interrupted)
+    assert _bench(ckpt, eval_dir, tmp_path / "out", "--levels", "8", "--no-plots") == 130
+    monkeypatch.setattr(evaluate, "compare", real)
+    root = paths.data_dir() / "bench"
+    [variant] = (root / "variants").iterdir()
+    [ref] = (root / "reference").iterdir()
+    assert is_model_dir(variant) and (ref / "meta.json").is_file()
+    leftovers = [p for p in root.rglob("*") if ".tmp" in p.name or p.name.startswith(".")]
+    assert leftovers == []
+    assert [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name] == []
+    stamp = (ref / "meta.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert _bench(ckpt, eval_dir, tmp_path / "again", "--levels", "8", "--no-plots") == 0
+    assert (ref / "meta.json").stat().st_mtime_ns == stamp  # the stored reference was reused
+    assert f"reference log-probs (bf16): 1/" in capsys.readouterr().err
+
+
+def test_clear_cache_removes_the_caches_and_keeps_the_results(tmp_path, capsys):
+    from magimac.core import paths
+
+    root = paths.data_dir() / "bench"
+    for sub in ("variants/ckpt-8bit-abc", "reference/0123", "runs/20250101-000000"):
+        (root / sub).mkdir(parents=True)
+        (root / sub / "f.bin").write_bytes(b"x" * 1500)
+    assert main(["bench", "--clear-cache"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed reference log-probs: {root / 'reference'} (1.5 KB)" in out
+    assert f"removed converted variants: {root / 'variants'} (1.5 KB)" in out
+    assert sorted(p.name for p in root.iterdir()) == ["runs"]
+
+
+def test_no_source_and_no_clear_cache_is_one_line(capsys):
+    assert main(["bench"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("magimac: give the SOURCE") and err.count("\n") == 1
