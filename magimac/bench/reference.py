@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magimac.core import paths
+from magimac.core.errors import MagimacError
 from magimac.engine import evaluate, measure
 from magimac.bench.variants import variants_root, weights_stamp
 
@@ -87,12 +88,19 @@ def clear_caches() -> list[CacheEntry]:
 
     Each is renamed aside in one step, then removed, so a removal cut short leaves no
     half-emptied cache that a later run would read.
+
+    Raises:
+        MagimacError: a cache cannot be moved (permissions); the line gives the rm command.
     """
     held = caches()
     for entry in held:
         if not entry.path.is_dir():
             continue
         aside = entry.path.with_name(f".{entry.path.name}.removing-{os.getpid()}")
-        os.replace(entry.path, aside)
+        try:
+            os.replace(entry.path, aside)
+        except OSError as e:
+            raise MagimacError(f"{entry.path}: cannot remove it ({e.strerror}); "
+                               f"remove it by hand: rm -r {entry.path}") from None
         shutil.rmtree(aside, ignore_errors=True)
     return held
