@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sys_group.add_argument("--system", metavar="TEXT", help="use this system prompt instead of the model's")
     sys_group.add_argument("--system-file", metavar="FILE", type=Path, help="read the system prompt from FILE")
     sys_group.add_argument("--no-system-prompt", action="store_true", help="send no system prompt")
+    p.add_argument("--system-alone", action="store_true",
+                   help="send --system/--system-file text alone, without the model's reasoning instructions "
+                        "(by default they come first, so the model still reasons)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the model's, 0.7)")
     p.add_argument("--top-p", type=float, help="nucleus sampling (default: the model's, 0.95)")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")
@@ -130,6 +133,7 @@ def build_settings(args: argparse.Namespace):
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
         seed=args.seed, max_tokens=args.max_tokens, reasoning_budget=args.reasoning_budget,
         keep_reasoning=args.keep_reasoning, system_prompt=_system_prompt(args),
+        reasoning_instructions=not args.system_alone,
     )
 
 

@@ -57,6 +57,10 @@ class GenerationSettings:
         system_prompt: `DEFAULT` = the model's SYSTEM_PROMPT.txt (or built-in text for
             Magistral 1.0); None = no system prompt; a string = this system prompt (its literal
             ``[THINK]``/``[/THINK]`` become a thinking chunk, as in the model's own).
+        reasoning_instructions: keep the model's own reasoning instructions before a custom
+            system prompt (a string here, or a leading ``system`` message) that has no thinking
+            block of its own, so the model still reasons (`magimac.text.prompt.
+            with_reasoning_instructions`); False sends the custom prompt alone.
     """
 
     temperature: float | None = None
@@ -69,6 +73,7 @@ class GenerationSettings:
     reasoning_budget: int | None = None
     keep_reasoning: bool = False
     system_prompt: str | None | _Default = DEFAULT
+    reasoning_instructions: bool = True
 
 
 class SettingRange(NamedTuple):

@@ -215,8 +215,9 @@ class Engine:
 
         info = self._read_model()
         settings = settings or GenerationSettings()
+        instructions = self._own_system_prompt() if settings.reasoning_instructions else None
         return prompt.encode(info.tokenizer, messages, info.markers, self._system_prompt(settings),
-                             settings.keep_reasoning, info.vision)
+                             settings.keep_reasoning, info.vision, instructions)
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of plain ``text`` (no BOS/EOS; control-token text counts as text)."""
@@ -227,14 +228,19 @@ class Engine:
         return self._read_model().sampling_defaults()
 
     def _system_prompt(self, settings: GenerationSettings) -> str | None:
+        if settings.system_prompt is DEFAULT:
+            return self._own_system_prompt()
+        return settings.system_prompt  # type: ignore[return-value]
+
+    def _own_system_prompt(self) -> str | None:
+        """The model's own system prompt (its SYSTEM_PROMPT.txt, or the built-in one for its
+        marker kind); None when the registry says it has none."""
         from magimac.text import prompt
 
-        if settings.system_prompt is DEFAULT:
-            info = self._read_model()
-            if info.entry is not None and info.entry.system_prompt == "none":
-                return None
-            return prompt.default_system_prompt(info.path, info.markers)
-        return settings.system_prompt  # type: ignore[return-value]
+        info = self._read_model()
+        if info.entry is not None and info.entry.system_prompt == "none":
+            return None
+        return prompt.default_system_prompt(info.path, info.markers)
 
     def _read_model(self) -> loading.ModelInfo:
         """The model directory's `loading.ModelInfo`, read once (no MLX; any thread).

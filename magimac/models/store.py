@@ -35,6 +35,11 @@ class ModelNotFound(MagimacError, LookupError):
     """No installed model matches; the message says what to run."""
 
 
+class UnknownModel(ModelNotFound):
+    """The name is neither a model directory nor a registry name; the message lists the close
+    matches."""
+
+
 @dataclass(frozen=True)
 class InstalledModel:
     """A converted model on disk.
@@ -284,7 +289,7 @@ def resolve_model(name_or_dir: str | None) -> Path:
             raise ModelNotFound(f"{p}: not a model directory (no config.json and *.safetensors)")
         entry = find_entry(load_registry(), name_or_dir)
         if entry is None:
-            raise ModelNotFound(unknown_model_message(name_or_dir))
+            raise UnknownModel(unknown_model_message(name_or_dir))
         raise ModelNotFound(f"{entry.name} is not installed: run `magimac pull {entry.name}`")
     reg = load_registry()
     default = next((e for e in reg.values() if e.default), None)

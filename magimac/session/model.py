@@ -69,7 +69,7 @@ class ChatSession:
         """Block until the model is loaded (seconds; None: no limit).
 
         Raises:
-            magimac.engine.worker.EngineLoadError: it could not be loaded (one line).
+            magimac.engine.loading.EngineLoadError: it could not be loaded (one line).
         """
         self._loaded = self.engine.wait_loaded(timeout)
         return self._loaded
@@ -97,13 +97,15 @@ class ChatSession:
 
 def open_model(name: str | None = None, *, choice: ModelChoice | None = None,
                engine_factory: Callable[..., Any] | None = None, start: bool = True,
-               **engine_options: Any) -> ChatSession:
+               owns_engine: bool = True, **engine_options: Any) -> ChatSession:
     """Resolve ``name`` (or take ``choice``) and start loading it in the background.
 
     Args:
         name: as `choose_model`. choice: an already resolved model (the name is not resolved
             again). engine_factory: ``f(path, **engine_options) -> engine`` (tests pass a fake;
             default `default_engine_factory`). start: start the engine's thread now.
+        owns_engine: whether `ChatSession.close` closes the engine (False for an engine the
+            caller shares, e.g. one a test passes in).
         engine_options: `Engine` options (``context_length``, ``kv_bits``, ``force``).
 
     Raises:
@@ -114,4 +116,4 @@ def open_model(name: str | None = None, *, choice: ModelChoice | None = None,
     engine = factory(choice.path, **engine_options)
     if start and hasattr(engine, "start"):
         engine.start()
-    return ChatSession(choice, engine)
+    return ChatSession(choice, engine, owns_engine=owns_engine)

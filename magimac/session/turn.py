@@ -48,7 +48,8 @@ class AnswerRecord:
         error: the one-line error of a failed turn.
         stats: the engine's `Stats` (the last one received).
         documents: ``{"summary", "passages"}`` of the documents sent (passage text left out).
-        thinking_s: seconds from the first reasoning token to the first answer token.
+        thinking_s: seconds from the first reasoning token to the first answer token (to the
+            end of the turn when it stopped while reasoning).
         model: the label of the model that answered (``Magistral Small 1.2 · 4bit``).
     """
 
@@ -83,6 +84,8 @@ class AnswerRecord:
             self.documents = {"summary": ev.summary, "passages": passages}
         elif isinstance(ev, Done):
             self.finish_reason, self.error = ev.finish_reason, ev.error
+            if self.thinking_s is None and self._first_token is not None and not self.answer_tokens:
+                self.thinking_s = round(now - self._first_token, 2)  # it stopped while reasoning
             if ev.stats != Stats():
                 self.stats = ev.stats
 
@@ -185,6 +188,8 @@ class TurnRun:
             return
         self._engine_turn = self.session.engine.submit(self.messages, self.settings)
         self._events = iter(self._engine_turn)
+        if self._cancelled:  # cancelled from another thread while this one was submitting
+            self.session.cancel()
         if documents is not None:
             self._queued.append(documents)
 

@@ -49,6 +49,7 @@ class FakeEngine:
 
     Attributes:
         submitted: the messages of every turn, in order (what a front-end sent).
+        settings: the `GenerationSettings` of every turn, in the same order.
     """
 
     def __init__(self, reasoning: str = REASONING, answer: str = ANSWER, *, model: str = "fake model",
@@ -59,6 +60,7 @@ class FakeEngine:
         self.loaded = Loaded(model, quantization, context_length, vision)
         self.endless, self.delay_s, self.load_error = endless, delay_s, load_error
         self.submitted: list[list] = []
+        self.settings: list = []
         self._cancel = threading.Event()
         self.started = self.closed = False
 
@@ -77,7 +79,7 @@ class FakeEngine:
         """The `Loaded` event at once.
 
         Raises:
-            magimac.engine.worker.EngineLoadError: ``load_error`` was given.
+            magimac.engine.loading.EngineLoadError: ``load_error`` was given.
         """
         if self.load_error:
             from magimac.engine.loading import EngineLoadError
@@ -88,6 +90,7 @@ class FakeEngine:
     def submit(self, messages: list, settings=None) -> Iterator:
         """The events of one turn answering ``messages`` (recorded in ``submitted``)."""
         self.submitted.append(list(messages))
+        self.settings.append(settings)
         self._cancel.clear()
         return self._turn(messages)
 

@@ -28,7 +28,7 @@ from textual.screen import Screen
 
 from magimac.core.errors import MagimacError
 from magimac.core.events import EngineError, Loaded, LoadProgress
-from magimac.models.store import DEMO_SCOPE
+from magimac.models.store import DEMO_SCOPE, UnknownModel
 from magimac.session.model import ChatSession, choose_model, open_model
 from magimac.session.turn import model_label
 from magimac.text.export import write_export
@@ -176,7 +176,7 @@ class MagimacApp(Conversations, Sending, App):
         except MagimacError as e:  # ModelNotFound, registry errors: explain, don't crash
             self.status.model = "no model"
             problem = str(e)
-            self.push_screen(MissingModel(problem, unknown_name=problem.startswith("unknown model")))
+            self.push_screen(MissingModel(problem, unknown_name=isinstance(e, UnknownModel)))
             return
         if self.session is not None and self.session.path == choice.path:
             return
@@ -188,12 +188,12 @@ class MagimacApp(Conversations, Sending, App):
         self.status.load_state = "loading…"
         factory = self.engine_factory and (lambda path, **_options: self.engine_factory(path))
         try:
-            self.session = open_model(choice=choice, engine_factory=factory, start=self._owns_engine)
+            self.session = open_model(choice=choice, engine_factory=factory, start=self._owns_engine,
+                                      owns_engine=self._owns_engine)
         except Exception as e:  # a broken directory, an engine that refuses it
             self.status.load_state = "load failed"
             self.notify(f"cannot load {choice.path}: {e}", severity="error", timeout=10)
             return
-        self.session.owns_engine = self._owns_engine
         self.attachments.engine = self.session.engine
         self._load_worker(self.session.engine)
 

@@ -4,7 +4,9 @@ Settings live in the conversation's ``settings`` dict in the history database (J
 ``model`` (name or directory; absent: the app's model), ``system_prompt_mode`` (``default``:
 the model's own SYSTEM_PROMPT.txt, ``none``, ``custom``), ``system_prompt`` (the custom text),
 ``temperature``, ``top_p``, ``max_tokens``, ``reasoning_budget`` (absent: the engine's
-defaults), ``keep_reasoning`` (bool).
+defaults), ``keep_reasoning`` (bool), ``reasoning_instructions`` (bool, default True: a custom
+system prompt without a ``[THINK]`` block is sent after the model's reasoning instructions, so
+the model still reasons; `magimac.text.prompt.with_reasoning_instructions`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def generation_settings(settings: dict) -> GenerationSettings:
         reasoning_budget=settings.get("reasoning_budget"),
         keep_reasoning=bool(settings.get("keep_reasoning", False)),
         system_prompt=prompt,
+        reasoning_instructions=bool(settings.get("reasoning_instructions", True)),
     )
 
 
@@ -72,6 +75,9 @@ class SettingsScreen(ModalScreen[dict | None]):
             yield Select(PROMPT_MODES, value=s.get("system_prompt_mode", "default"), allow_blank=False,
                          id="system_prompt_mode", compact=True)
             yield TextArea(s.get("system_prompt", ""), id="system_prompt", soft_wrap=True)
+            with Horizontal(classes="switch-row"):
+                yield Switch(bool(s.get("reasoning_instructions", True)), id="reasoning_instructions")
+                yield Label("Keep the model's reasoning instructions before a custom prompt (so it still reasons)")
             for key, (label, _type, hint) in NUMBERS.items():
                 with Horizontal(classes="number-row"):
                     yield Label(label)
@@ -116,4 +122,5 @@ class SettingsScreen(ModalScreen[dict | None]):
                 return
             out[key] = typ(raw)
         out["keep_reasoning"] = self.query_one("#keep_reasoning", Switch).value
+        out["reasoning_instructions"] = self.query_one("#reasoning_instructions", Switch).value
         self.dismiss(out)

@@ -76,15 +76,31 @@ def test_conversation_file_with_image_and_system_options(capsys, monkeypatch, sc
     assert rc == 0, err
     assert texts(json_lines(out), "answer") == ANSWER
     rc, out, _ = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--show-prompt", "--json",
-                      "--conversation", conv, "--system", "Be brief.", "--keep-reasoning")
+                      "--conversation", conv, "--system", "Be brief.", "--system-alone", "--keep-reasoning")
     shown = json_lines(out)[0]
     assert shown["type"] == "prompt" and "[IMG]" in shown["text"]
     assert shown["text"].startswith("<s>[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][INST]Hi[/INST][THINK]be nice[/THINK]Hello</s>")
     sysfile = tmp_path / "sys.txt"
     sysfile.write_text("From a file.")
     rc, out, _ = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--show-prompt", "--json",
-                      "--system-file", sysfile, "Hi")
+                      "--system-file", sysfile, "--system-alone", "Hi")
     assert json_lines(out)[0]["text"] == "<s>[SYSTEM_PROMPT]From a file.[/SYSTEM_PROMPT][INST]Hi[/INST]"
+
+
+def test_a_custom_system_prompt_keeps_the_model_reasoning(capsys, monkeypatch, scripted_checkpoint):
+    """--system without a [THINK] block: the model's reasoning instructions come first, and
+    --show-prompt shows exactly that; the model still reasons."""
+    from magimac.testing.checkpoint import SYSTEM_PROMPT
+
+    rc, out, _ = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--show-prompt", "--json",
+                      "--system", "You are a terse assistant.", "Hi")
+    assert rc == 0
+    text = json_lines(out)[0]["text"]
+    assert text == ("<s>[SYSTEM_PROMPT]" + SYSTEM_PROMPT.rstrip() + "\n\nYou are a terse assistant."
+                    "[/SYSTEM_PROMPT][INST]Hi[/INST]")
+    rc, out, err = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--json",
+                        "--system", "You are a terse assistant.", "Hi")
+    assert rc == 0 and texts(json_lines(out), "reasoning") == REASONING
 
 
 def test_limits_from_the_command_line(capsys, monkeypatch, scripted_checkpoint):

@@ -1,7 +1,7 @@
 """The engine on scripted checkpoints: exact reasoning and answer, prompt cache, limits, images.
 
 A scripted checkpoint emits ``[THINK] reasoning [/THINK] answer </s>`` after ``[/INST]`` at
-Magistral's default sampling (tests/checkpoint.py), so the text each turn streams is known.
+Magistral's default sampling (magimac.testing.checkpoint), so the text each turn streams is known.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from PIL import Image
 
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_ANSWER as ANSWER
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_REASONING as REASONING
-from magimac.testing.checkpoint import Script, build_checkpoint, drop_think_control_tokens, script_tokens
+from magimac.testing.checkpoint import Script, build_checkpoint, script_tokens
+from magimac.testing.tekken import drop_think_control_tokens
 from magimac.core.conversation import Message
 from magimac.engine.loading import EngineLoadError
 from magimac.engine.settings import GenerationSettings

@@ -16,7 +16,8 @@ from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 from PIL import Image
 
-from magimac.testing.checkpoint import SYSTEM_PROMPT, drop_think_control_tokens
+from magimac.testing.checkpoint import SYSTEM_PROMPT
+from magimac.testing.tekken import drop_think_control_tokens
 from magimac.core.conversation import Message
 from magimac.engine.loading import EngineLoadError
 from magimac.engine.settings import GenerationSettings
@@ -108,9 +109,31 @@ def test_no_system_prompt(engine, ref):
     assert ids[:2] == [1, INST]
 
 
-def test_custom_system_prompt_plain_and_with_think_block(engine, ref):
-    ids = engine.prompt_tokens([Message("user", "Hi")], GenerationSettings(system_prompt="Be brief."))
+def composed(custom: str) -> SystemMessage:
+    """The model's system prompt with the person's text after it, as mistral-common content."""
+    before, rest = SYSTEM_PROMPT.split("[THINK]")
+    thinking, after = rest.split("[/THINK]")
+    return SystemMessage(content=[TextChunk(text=before), ThinkChunk(thinking=thinking),
+                                  TextChunk(text=after.rstrip() + "\n\n" + custom)])
+
+
+def test_a_custom_system_prompt_keeps_the_reasoning_instructions(engine, ref):
+    """"You are a terse assistant" must not switch Magistral's reasoning off: the model's
+    thinking template stays and the person's text follows it (LM Studio #699)."""
+    settings = GenerationSettings(system_prompt="You are a terse assistant.")
+    ids = engine.prompt_tokens([Message("user", "Hi")], settings)
+    assert ids == ref(composed("You are a terse assistant."), UserMessage(content="Hi")).tokens
+    sys_part = ids[: ids.index(END_SYS)]
+    assert sys_part.count(THINK) == 1 and sys_part.count(END_THINK) == 1
+
+
+def test_the_setting_sends_a_custom_system_prompt_alone(engine, ref):
+    settings = GenerationSettings(system_prompt="Be brief.", reasoning_instructions=False)
+    ids = engine.prompt_tokens([Message("user", "Hi")], settings)
     assert ids == ref(SystemMessage(content="Be brief."), UserMessage(content="Hi")).tokens
+
+
+def test_a_custom_system_prompt_with_its_own_think_block_is_sent_as_it_is(engine, ref):
     custom = "Think first.[THINK]scratch[/THINK]Then answer."
     ids = engine.prompt_tokens([Message("user", "Hi")], GenerationSettings(system_prompt=custom))
     sysmsg = SystemMessage(content=[TextChunk(text="Think first."), ThinkChunk(thinking="scratch"),
@@ -118,9 +141,12 @@ def test_custom_system_prompt_plain_and_with_think_block(engine, ref):
     assert ids == ref(sysmsg, UserMessage(content="Hi")).tokens
 
 
-def test_leading_system_message_overrides_the_setting(engine, ref):
+def test_leading_system_message_overrides_the_setting_and_keeps_the_instructions(engine, ref):
     msgs = [Message("system", "You are a pirate."), Message("user", "Hi")]
-    assert engine.prompt_tokens(msgs) == ref(SystemMessage(content="You are a pirate."), UserMessage(content="Hi")).tokens
+    assert engine.prompt_tokens(msgs) == ref(composed("You are a pirate."), UserMessage(content="Hi")).tokens
+    alone = GenerationSettings(reasoning_instructions=False)
+    assert engine.prompt_tokens(msgs, alone) == ref(SystemMessage(content="You are a pirate."),
+                                                    UserMessage(content="Hi")).tokens
 
 
 def test_images_match_mistral_common_tokens_and_pixels(engine, ref, tmp_path):

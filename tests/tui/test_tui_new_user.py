@@ -16,7 +16,7 @@ from magimac.tui.app import MagimacApp
 from magimac.tui.chat import AssistantMessage
 from magimac.tui.screens import MissingModel
 from magimac.tui.settings_screen import SettingsScreen
-from pilot_helpers import app_for, screen_lines, wait_until
+from pilot_helpers import app_for, screen_lines, send, wait_until
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)])
@@ -31,12 +31,12 @@ async def test_settings_inputs_have_a_box_and_the_switch_label_is_whole(fake_eng
         assert {"model", "temperature", "top_p", "max_tokens", "reasoning_budget"} <= set(inputs)
         for key, box in inputs.items():
             assert box.outer_size.height >= 3, (key, box.outer_size)  # a bordered box, not grey text alone
-        label = app.screen.query_one(".switch-row Label", Label)
-        app.screen.query_one("#settings").scroll_to_widget(label, animate=False)
-        await pilot.pause(0.2)
-        shown = " ".join(screen_lines(app))
-        for word in str(label.render()).split():
-            assert word in shown, (word, shown)
+        for label in app.screen.query(".switch-row Label"):
+            app.screen.query_one("#settings").scroll_to_widget(label, animate=False)
+            await pilot.pause(0.2)
+            shown = " ".join(screen_lines(app))
+            for word in str(label.render()).split():
+                assert word in shown, (word, shown)
 
 
 async def test_the_sidebar_folds_away_below_70_columns_and_ctrl_b_brings_it_back(fake_engine, scripted_checkpoint):
@@ -133,3 +133,26 @@ async def test_an_answer_killed_while_reasoning_reopens_with_its_reasoning_token
         await wait_until(pilot, lambda: reopened.conversation is not None)
         title = str(reopened.chat.query(AssistantMessage).last().reasoning.title)
         assert title.endswith(f" · {stored.stats['reasoning_tokens']} tokens") and " 0 tokens" not in title
+
+
+async def test_a_custom_system_prompt_keeps_the_reasoning_instructions_unless_switched_off(
+        fake_engine, scripted_checkpoint):
+    """The settings' custom prompt reaches the engine with the model's reasoning instructions
+    kept by default; the switch sends it alone."""
+    from textual.widgets import Select, Switch, TextArea
+
+    app = app_for(fake_engine, scripted_checkpoint)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        for alone in (False, True):
+            await pilot.press("f2")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            app.screen.query_one("#system_prompt_mode", Select).value = "custom"
+            app.screen.query_one("#system_prompt", TextArea).text = "You are a terse assistant."
+            app.screen.query_one("#reasoning_instructions", Switch).value = not alone
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+            await send(pilot, "Hi")
+            settings = fake_engine.settings[-1]
+            assert settings.system_prompt == "You are a terse assistant."
+            assert settings.reasoning_instructions is (not alone)
