@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from magimac.engine.worker import Engine
 from magimac.testing.checkpoint import Script, build_checkpoint
 
 
@@ -37,3 +38,27 @@ def scripted_checkpoint(tmp_path_factory) -> Path:
 def random_checkpoint(tmp_path_factory) -> Path:
     """A bf16 Magistral-format checkpoint with random weights (and a decoy consolidated file)."""
     return build_checkpoint(tmp_path_factory.mktemp("random") / "ckpt", decoy_consolidated=True)
+
+
+def loaded_engine(checkpoint) -> Engine:
+    e = Engine(checkpoint)
+    e.start()
+    e.wait_loaded()
+    return e
+
+
+@pytest.fixture(scope="session")
+def engine(scripted_checkpoint):
+    """The one loaded engine on the scripted checkpoint (it answers `Script()`), shared by the
+    engine, prompt and app tests (each test compares its own turns, so sharing the KV cache is safe)."""
+    e = loaded_engine(scripted_checkpoint)
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="session")
+def endless_engine(random_checkpoint):
+    """A random-weights model: it writes until stopped (for Esc)."""
+    e = loaded_engine(random_checkpoint)
+    yield e
+    e.close()

@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 
 from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.core.units import format_bytes
 from magimac.session.turn import AnswerRecord, DocumentsUsed
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
@@ -29,7 +30,7 @@ def stats_line(s: Stats) -> str:
     return (f"[{s.prompt_tokens} prompt tokens ({s.cached_tokens} cached), TTFT {s.ttft_s:.2f} s, "
             f"prefill {s.prefill_tps:.1f} tok/s, decode {s.decode_tps:.1f} tok/s, "
             f"{s.reasoning_tokens} reasoning + {s.answer_tokens} answer tokens, "
-            f"peak {s.peak_memory_bytes / 1e9:.2f} GB]")
+            f"peak {format_bytes(s.peak_memory_bytes)}]")
 
 
 def final_stats(answer: AnswerRecord) -> Stats | None:

@@ -35,6 +35,7 @@ from typing import Iterator
 
 from magimac.core.conversation import Message
 from magimac.core.events import Done, EngineError, Event, Loaded, LoadProgress
+from magimac.core.units import format_bytes
 from magimac.engine import loading
 from magimac.engine.loading import EngineLoadError
 from magimac.engine.settings import DEFAULT, GenerationSettings
@@ -275,7 +276,7 @@ class Engine:
         info = self._read_model()
         choice = loading.check_memory(info, *self._asked, force=self.force)
         self.context_length, self.kv_bits = choice.context_length, choice.kv_bits
-        self._log(LoadProgress(0.1, f"loading {choice.weights_bytes / 1e9:.2f} GB of weights"))
+        self._log(LoadProgress(0.1, f"loading {format_bytes(choice.weights_bytes)} of weights"))
         model, vlm = loading.load_weights(info)
         self._runner = TurnRunner(info, model, vlm, self.encode, choice.context_length, choice.kv_bits)
         name = info.entry.display_name if info.entry is not None else info.path.name

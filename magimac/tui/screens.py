@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Markdown, Static
 
+from magimac.core.units import format_bytes
 from magimac.text.documents import SUPPORTED_SUFFIXES
 from magimac.tui.messages import PlanAdvice
 
@@ -114,7 +115,7 @@ def plan_lines(plan: dict) -> list[str]:
         return ["`magimac plan` finds no quantization of the default model that fits this machine."]
     command = rec.get("pull_command") or f"magimac pull {rec['model']} --quant {rec['level']}"
     return [f"`{command}`: {rec['reason']}",
-            f"weights {rec['weights_bytes'] / 1e9:.1f} GB + KV cache {rec['kv_bytes'] / 1e9:.1f} GB "
+            f"weights {format_bytes(rec['weights_bytes'])} + KV cache {format_bytes(rec['kv_bytes'])} "
             f"for {rec['context']} tokens at {rec['kv_bits']}-bit KV"]
 
 

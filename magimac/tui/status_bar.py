@@ -6,14 +6,11 @@ from rich.cells import cell_len, set_cell_size
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from magimac.core.units import format_bytes
+
 SEPARATOR = " │ "
 MIN_MODEL_CELLS = 12
 """The model's name is shortened (with "…") to what the numbers leave, but not below this."""
-
-
-def human_bytes(n: int) -> str:
-    """``1.2 GB`` / ``340 MB`` (decimal units)."""
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 def human_tokens(n: int) -> str:
@@ -49,7 +46,7 @@ class StatusBar(Static):
         if self.tokens_per_s is not None:
             parts.append(f"{self.tokens_per_s:.1f} tok/s")
         if self.memory_bytes:
-            parts.append(f"mem {human_bytes(self.memory_bytes)}")
+            parts.append(f"mem {format_bytes(self.memory_bytes)}")
         if self.generating:
             parts.append("Esc stops")
         rest = SEPARATOR.join(parts)

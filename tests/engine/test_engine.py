@@ -43,14 +43,6 @@ def run(engine: Engine, messages, settings=None, on_event=None):
     return reasoning, answer, done.stats, done
 
 
-@pytest.fixture(scope="module")
-def engine(scripted_checkpoint):
-    e = Engine(scripted_checkpoint)
-    e.start()
-    yield e
-    e.close()
-
-
 def test_load_events_end_with_loaded(engine):
     events = list(engine.load_events())
     assert isinstance(events[0], LoadProgress)

@@ -28,11 +28,6 @@ INST, END_INST, THINK, END_THINK, SYS, END_SYS = 3, 4, 34, 35, 17, 18
 
 
 @pytest.fixture(scope="module")
-def engine(scripted_checkpoint):
-    return Engine(scripted_checkpoint)  # never started: prompt_tokens needs only the tokenizer
-
-
-@pytest.fixture(scope="module")
 def ref(scripted_checkpoint):
     tok = MistralTokenizer.from_file(str(scripted_checkpoint / "tekken.json"))
 
