@@ -231,6 +231,30 @@ async def key_latency(engine, model: Path, keys: int = 20, earlier: int = 0) -> 
     return {"idle": idle, "streaming": streaming}
 
 
+def print_report(a, model, alone, runs, summary, repaint_rows, latency) -> None:
+    """The three tables: decode app vs engine, repaints under synthetic tokens, key latency."""
+    print(f"\nDecode tokens/s, {a.tokens} tokens x {a.repeats} runs, model {model.name}")
+    print(f"{'':26}{'engine':>8}{'app':>8}{'ratio':>8}{'UI cpu':>8}{'updates/s':>11}{'repaints/s':>12}"
+          "   runs (engine / app)")
+    for name, rows in runs.items():
+        r = summary[name]
+        print(f"{name:26}{r['engine_alone_tps']:8.1f}{r['decode_tps']:8.1f}{r['ratio']:8.3f}{r['ui_cpu']:8.3f}"
+              f"{r['ui_updates_per_s']:11.1f}{r['repaints_per_s']:12.1f}   "
+              + ", ".join(f"{e:.1f}/{x['decode_tps']:.1f}" for e, x in zip(alone[name], rows)))
+    print("(goal: ratio >= 0.95; UI cpu = UI thread CPU seconds per second of streaming)")
+    print("\nRepaints under a synthetic token source")
+    print(f"{'tokens/s':>10}{'UI updates/s':>15}{'repaints/s':>12}{'UI cpu':>8}")
+    for r in repaint_rows:
+        print(f"{str(r['tokens_per_s']):>10}{r['ui_updates_per_s']:15.1f}{r['repaints_per_s']:12.1f}{r['ui_cpu']:8.3f}")
+    print("\nKey typed -> in the composer / repainted (ms; goal < 50 while streaming)")
+    print(f"{'source':36}{'composer med':>13}{'max':>8}{'repaint med':>13}{'max':>8}")
+    for name, both in latency.items():
+        for phase in ("idle", "streaming"):
+            r = both[phase]
+            print(f"{name + ', ' + phase:36}{r['to_composer_ms_median']:13.1f}{r['to_composer_ms_max']:8.1f}"
+                  f"{r['to_repaint_ms_median']:13.1f}{r['to_repaint_ms_max']:8.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, help="converted model directory (default: a tiny random one)")
@@ -284,27 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                "synthetic 1000 tok/s": asyncio.run(key_latency(SyntheticEngine(1000, 10**6), model))}
     engine.close()
 
-    print(f"\nDecode tokens/s, {a.tokens} tokens x {a.repeats} runs, model {model.name}")
-    print(f"{'':26}{'engine':>8}{'app':>8}{'ratio':>8}{'UI cpu':>8}{'updates/s':>11}{'repaints/s':>12}"
-          "   runs (engine / app)")
-    for name, rows in runs.items():
-        r = summary[name]
-        print(f"{name:26}{r['engine_alone_tps']:8.1f}{r['decode_tps']:8.1f}{r['ratio']:8.3f}{r['ui_cpu']:8.3f}"
-              f"{r['ui_updates_per_s']:11.1f}{r['repaints_per_s']:12.1f}   "
-              + ", ".join(f"{e:.1f}/{x['decode_tps']:.1f}" for e, x in zip(alone[name], rows)))
-    print("(goal: ratio >= 0.95; UI cpu = UI thread CPU seconds per second of streaming)")
-    print("\nRepaints under a synthetic token source")
-    print(f"{'tokens/s':>10}{'UI updates/s':>15}{'repaints/s':>12}{'UI cpu':>8}")
-    for r in repaint_rows:
-        print(f"{str(r['tokens_per_s']):>10}{r['ui_updates_per_s']:15.1f}{r['repaints_per_s']:12.1f}{r['ui_cpu']:8.3f}")
-    print("\nKey typed -> in the composer / repainted (ms; goal < 50 while streaming)")
-    print(f"{'source':36}{'composer med':>13}{'max':>8}{'repaint med':>13}{'max':>8}")
-    for name, both in latency.items():
-        for phase in ("idle", "streaming"):
-            r = both[phase]
-            print(f"{name + ', ' + phase:36}{r['to_composer_ms_median']:13.1f}{r['to_composer_ms_max']:8.1f}"
-                  f"{r['to_repaint_ms_median']:13.1f}{r['to_repaint_ms_max']:8.1f}")
-
+    print_report(a, model, alone, runs, summary, repaint_rows, latency)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({
         "model": str(model), "tokens": a.tokens, "repeats": a.repeats,

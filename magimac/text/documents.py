@@ -14,8 +14,6 @@ file containing ``[INST]`` or ``[/THINK]`` never yields control tokens.
 
 from __future__ import annotations
 
-from magimac.core.errors import MagimacError
-
 import functools
 import io
 import re
@@ -23,6 +21,9 @@ import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from magimac.core.errors import MagimacError
+from magimac.core.units import format_bytes
 
 #: Largest file accepted, in bytes (64 MiB). A bigger file is refused before it is read.
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -129,38 +130,9 @@ def load_document(path: str | Path, max_bytes: int = MAX_FILE_BYTES,
     """
     p = Path(path).expanduser()
     name = p.name
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise DocumentError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DocumentError(f"{path}: cannot read ({e.strerror or e})") from None
-    if p.is_dir():
-        raise DocumentError(f"{path}: is a directory; attach the files inside it one by one")
-    if not stat.S_ISREG(st.st_mode):
-        raise DocumentError(f"{path}: not a regular file")
-    if st.st_size > max_bytes:
-        raise DocumentError(f"{name}: too large ({_size(st.st_size)}; the limit is {_size(max_bytes)}); "
-                            "attach a smaller part of it")
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise DocumentError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not data.strip():
-        raise DocumentError(f"{name}: the file is empty")
-
-    suffix = p.suffix.lower()
-    kind = _sniff_kind(data, suffix, name)
-    if kind == "pdf":
-        pages = _pdf_pages(data, name, max_chars)
-    elif kind == "docx":
-        pages = _docx_pages(data, name)
-    else:
-        text = _decode(data, name)
-        if kind == "html":
-            text = _html_text(text)
-        pages = [Page(i + 1, t) for i, t in enumerate(text.split("\f"))]
-
+    data = _read_file(p, str(path), max_bytes)
+    kind = _sniff_kind(data, p.suffix.lower(), name)
+    pages = _extract_pages(data, kind, name, max_chars)
     pages = [Page(pg.number, _tidy(pg.text)) for pg in pages]
     total = sum(len(pg.text) for pg in pages)
     if total > max_chars:
@@ -172,6 +144,46 @@ def load_document(path: str | Path, max_bytes: int = MAX_FILE_BYTES,
                                 "run it through OCR first")
         raise DocumentError(f"{name}: contains no text")
     return Document(name=name, path=str(p.resolve()), kind=kind, pages=pages)
+
+
+def _read_file(p: Path, shown: str, max_bytes: int) -> bytes:
+    """The bytes of regular file ``p`` (``shown``: the path as the person gave it).
+
+    Raises:
+        DocumentError: missing, a directory, not a regular file, over ``max_bytes``, empty.
+    """
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise DocumentError(f"{shown}: no such file") from None
+    except OSError as e:
+        raise DocumentError(f"{shown}: cannot read ({e.strerror or e})") from None
+    if p.is_dir():
+        raise DocumentError(f"{shown}: is a directory; attach the files inside it one by one")
+    if not stat.S_ISREG(st.st_mode):
+        raise DocumentError(f"{shown}: not a regular file")
+    if st.st_size > max_bytes:
+        raise DocumentError(f"{p.name}: too large ({format_bytes(st.st_size)}; the limit is "
+                            f"{format_bytes(max_bytes)}); attach a smaller part of it")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise DocumentError(f"{shown}: cannot read ({e.strerror or e})") from None
+    if not data.strip():
+        raise DocumentError(f"{p.name}: the file is empty")
+    return data
+
+
+def _extract_pages(data: bytes, kind: str, name: str, max_chars: int) -> list[Page]:
+    """The pages of text in ``data`` read as ``kind`` (form feeds split plain text into pages)."""
+    if kind == "pdf":
+        return _pdf_pages(data, name, max_chars)
+    if kind == "docx":
+        return _docx_pages(data, name)
+    text = _decode(data, name)
+    if kind == "html":
+        text = _html_text(text)
+    return [Page(i + 1, t) for i, t in enumerate(text.split("\f"))]
 
 
 def load_document_cached(path: str | Path) -> Document:
@@ -204,13 +216,6 @@ def describe(doc: Document, tokens: int | None = None) -> str:
 
 _KIND_NAMES = {"text": "text", "markdown": "Markdown", "code": "code", "csv": "CSV", "html": "HTML",
                "pdf": "PDF", "docx": "DOCX"}
-
-
-def _size(n: int) -> str:
-    """A byte count for people: ``512 bytes``, ``4.2 kB``, ``70.1 MB`` (SI units)."""
-    if n < 1000:
-        return f"{n} bytes"
-    return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
 
 
 def _sniff_kind(data: bytes, suffix: str, name: str) -> str:

@@ -178,34 +178,43 @@ def build_request(
     paths: list[str] = []
     for i, m in enumerate(msgs):
         if m.role == "user":
-            if m.images and not vision:
-                raise PromptError(f"message {i}: this model does not take images (it has no vision encoder)")
-            if not m.images:
-                out.append(UserMessage(content=m.content))
-                continue
-            chunks: list = [TextChunk(text=m.content)] if m.content else []
-            for p in m.images:
-                chunks.append(ImageChunk(image=_open_image(p)))
-                paths.append(p)
-            out.append(UserMessage(content=chunks))
+            out.append(_user_message(i, m, vision, paths))
         elif m.role == "assistant":
             if m.images:
                 raise PromptError(f"message {i}: images go on user messages only")
-            if keep_reasoning and m.reasoning:
-                if markers.kind == "control":
-                    content: Any = [ThinkChunk(thinking=m.reasoning)]
-                    if m.content:
-                        content.append(TextChunk(text=m.content))
-                else:
-                    content = markers.open_text + m.reasoning + markers.close_text + m.content
-            elif not m.content:
-                continue  # e.g. a turn cancelled while thinking: nothing to show the model
-            else:
-                content = m.content
-            out.append(AssistantMessage(content=content))
+            content = _assistant_content(m, markers, keep_reasoning)
+            if content:  # empty: e.g. a turn cancelled while thinking, nothing to show the model
+                out.append(AssistantMessage(content=content))
         else:
             raise PromptError(f"message {i}: a {m.role!r} message may only come first")
     return ChatCompletionRequest(messages=out), paths
+
+
+def _user_message(i: int, m: Message, vision: bool, paths: list[str]) -> UserMessage:
+    """Message ``i`` as a `UserMessage`: its text, then one `ImageChunk` per image (whose path is
+    appended to ``paths``)."""
+    if m.images and not vision:
+        raise PromptError(f"message {i}: this model does not take images (it has no vision encoder)")
+    if not m.images:
+        return UserMessage(content=m.content)
+    chunks: list = [TextChunk(text=m.content)] if m.content else []
+    for p in m.images:
+        chunks.append(ImageChunk(image=_open_image(p)))
+        paths.append(p)
+    return UserMessage(content=chunks)
+
+
+def _assistant_content(m: Message, markers: ReasoningMarkers, keep_reasoning: bool) -> Any:
+    """An earlier answer as mistral-common content: with ``keep_reasoning`` its reasoning first
+    (a `ThinkChunk`, or the text markers for text-marker models); else the answer alone."""
+    if not (keep_reasoning and m.reasoning):
+        return m.content
+    if markers.kind != "control":
+        return markers.open_text + m.reasoning + markers.close_text + m.content
+    content: list = [ThinkChunk(thinking=m.reasoning)]
+    if m.content:
+        content.append(TextChunk(text=m.content))
+    return content
 
 
 def encode(

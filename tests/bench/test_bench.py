@@ -342,7 +342,7 @@ def test_ctrl_c_during_a_measurement_leaves_no_temporary_files(ckpt, eval_dir, t
     capsys.readouterr()
     assert _bench(ckpt, eval_dir, tmp_path / "again", "--levels", "8", "--no-plots") == 0
     assert (ref / "meta.json").stat().st_mtime_ns == stamp  # the stored reference was reused
-    assert f"reference log-probs (bf16): 1/" in capsys.readouterr().err
+    assert "reference log-probs (bf16): 1/" in capsys.readouterr().err
 
 
 def test_clear_cache_removes_the_caches_and_keeps_the_results(tmp_path, capsys):

@@ -176,7 +176,7 @@ def test_pdf_without_text_asks_for_ocr(tmp_path):
 def test_enormous_files_are_refused(tmp_path):
     big = tmp_path / "huge.log"
     big.write_text("x" * 5000, encoding="utf-8")
-    with pytest.raises(DocumentError, match=r"huge.log: too large \(5.0 kB; the limit is 1.0 kB\)"):
+    with pytest.raises(DocumentError, match=r"huge.log: too large \(5.0 KB; the limit is 1.0 KB\)"):
         load_document(big, max_bytes=1000)
     with pytest.raises(DocumentError, match="huge.log: too much text"):
         load_document(big, max_chars=1000)

@@ -4,7 +4,6 @@ search, export, attachments, missing model and engine errors."""
 
 from __future__ import annotations
 
-import pytest
 from magimac.testing.checkpoint import Script
 
 from magimac.text.history import History

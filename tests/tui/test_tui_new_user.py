@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from textual.widgets import Input, Label, Markdown
+from textual.widgets import Input, Markdown
 
 from magimac.models.store import DEMO_SCOPE
 from magimac.testing.fake_engine import FakeEngine

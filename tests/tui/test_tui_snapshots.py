@@ -7,7 +7,6 @@ stats, and the memory figure is pinned.
 
 from __future__ import annotations
 
-import pytest
 
 from magimac.text.history import Attachment, History
 from magimac.tui.app import MagimacApp
