@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 from magimac.core import paths, staging
-from magimac.core.errors import MagimacError
 from magimac.engine import evaluate, measure
 from magimac.bench import reference as refcache
 from magimac.bench.measure import Row, measure_variant, pick_reference, task_runner
@@ -32,11 +31,8 @@ class Outcome:
 
 
 def _eval_set(source: Path, s: Settings) -> tuple[list, list]:
-    try:
-        texts = evaluate.load_eval_texts(measure.load_tokenizer(source), s.eval_dir)
-        return texts, evaluate.make_chunks(texts, s.chunk_len)
-    except evaluate.EvalError as e:
-        raise MagimacError(str(e)) from None
+    texts = evaluate.load_eval_texts(measure.load_tokenizer(source), s.eval_dir)
+    return texts, evaluate.make_chunks(texts, s.chunk_len)
 
 
 def _bandwidth(s: Settings) -> tuple[str | None, float | None, str | None]:

@@ -96,21 +96,21 @@ class ModelInfo:
         return img, brk, end
 
 
-def read_model(model: str | Path | None) -> ModelInfo:
-    """Resolve ``model`` (registry name, hub id, directory; None: the default installed model)
-    and read its config and tokenizer.  No MLX; any thread.
+def read_model(model: str | Path) -> ModelInfo:
+    """Read the config and tokenizer of the converted model directory ``model``.  No MLX; any
+    thread.
 
     Raises:
-        EngineLoadError: no such model, unreadable config.json, no tekken.json.
+        EngineLoadError: not a model directory, unreadable config.json, no tekken.json.
     """
     from magimac.models import store
     from magimac.text import prompt
     from magimac.text.reasoning import markers_for
 
-    try:
-        path = store.resolve_model(str(model) if model is not None else None)
-    except store.ModelNotFound as e:
-        raise EngineLoadError(str(e)) from None
+    path = Path(model).expanduser()
+    if not store.is_model_dir(path):
+        raise EngineLoadError(f"{path}: not a model directory (no config.json and *.safetensors); "
+                              "`magimac models` lists the installed ones")
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -81,8 +81,8 @@ class Engine:
     """Loads one converted model in a worker thread and runs turns on it.
 
     Args:
-        model: registry name, hub id or directory (resolved by `magimac.models.store.resolve_model`);
-            None: the default installed model.
+        model: a converted model directory; names are resolved once, before the engine, by
+            `magimac.session.model.choose_model`.
         context_length: the context limit in tokens; None: the registry entry's, else the
             model config's ``max_position_embeddings``.
         kv_bits: quantize the KV cache to this many bits (4 or 8; mlx-lm's quantized KV
@@ -100,7 +100,7 @@ class Engine:
 
     def __init__(
         self,
-        model: str | Path | None = None,
+        model: str | Path,
         *,
         context_length: int | None = None,
         kv_bits: int | None = None,

@@ -203,7 +203,7 @@ def test_quantized_kv_cache_gives_the_same_text(scripted_checkpoint):
 
 def test_missing_model_fails_to_load_with_one_line(tmp_path):
     e = Engine(tmp_path / "nope")
-    with pytest.raises(EngineLoadError, match="unknown model") as err:
+    with pytest.raises(EngineLoadError, match="not a model directory") as err:
         e.wait_loaded(timeout=60)
     assert "\n" not in str(err.value)
     _, _, _, done = run(e, [Message("user", "x")])
