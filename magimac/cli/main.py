@@ -11,6 +11,7 @@ base once and prints ``magimac: <message>`` with exit code 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -56,6 +57,10 @@ def _load_command(name: str):
         raise
 
 
+OUTPUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""Write errors of a full disk or quota, reported as one line instead of a traceback."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `magimac` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -92,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         # Python's docs advise for pipes, so the interpreter's final flush does not fail too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        if e.errno not in OUTPUT_FULL:
+            raise
+        # stdout (or a file it was redirected to) cannot take more: one line, and no second
+        # failure when the interpreter flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"magimac: cannot write the output: {e.strerror}; free some space or send it elsewhere",
+              file=sys.stderr)
+        return 1
     except SystemExit as e:
         # Rich's Console turns a BrokenPipeError into SystemExit(1) (`Console.on_broken_pipe`,
         # which has already pointed stdout at /dev/null): `magimac models | head -1` is the same

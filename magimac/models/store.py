@@ -305,15 +305,17 @@ def resolve_model(name_or_dir: str | None) -> Path:
 
 
 def close_matches(name: str, limit: int = 3) -> list[str]:
-    """Registry names, aliases and installed model names that look like ``name`` (difflib's
-    ratio >= 0.6, best first; at most ``limit``)."""
+    """The names `magimac models` lists (registry entries and installed models) that look like
+    ``name``, best first, at most ``limit``: difflib's ratio >= 0.6 against each name and alias,
+    an alias standing for its entry's name."""
     import difflib
 
-    known = set()
+    known: dict[str, str] = {}  # name or alias -> the name shown
     for entry in load_registry().values():
-        known.update([entry.name, *entry.aliases])
-    known.update(m.name for m in installed_models())
-    return difflib.get_close_matches(name, sorted(known), n=limit, cutoff=0.6)
+        known.update({a: entry.name for a in (entry.name, *entry.aliases)})
+    known.update({m.name: m.name for m in installed_models()})
+    near = difflib.get_close_matches(name, sorted(known), n=len(known), cutoff=0.6)
+    return list(dict.fromkeys(known[n] for n in near))[:limit]
 
 
 def unknown_model_message(name: str) -> str:

@@ -254,3 +254,12 @@ def test_sampling_options_are_checked_before_anything_loads(capsys, monkeypatch,
     rc, out, err = chat(capsys, monkeypatch, option, value, "Hi")
     assert rc == 1 and out == ""
     assert err.startswith(f"magimac: {message}") and err.count("\n") == 1 and f"got {value}" in err
+
+
+def test_a_full_disk_for_stdout_is_one_line(scripted_checkpoint):
+    p = subprocess.run([sys.executable, "-m", "magimac", "chat", "--model", str(scripted_checkpoint), "Hi"],
+                       stdout=open("/dev/full", "w"), stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        "magimac: cannot write the output: No space left on device; free some space or send it elsewhere")
+    assert "Traceback" not in p.stderr

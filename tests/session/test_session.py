@@ -114,3 +114,13 @@ def test_ctrl_c_while_waiting_leaves_the_run_readable_to_its_done():
     seen += list(run)
     assert [type(e).__name__ for e in seen] == ["AnswerDelta", "AnswerDelta", "Stats", "Done"]
     assert run.done.finish_reason == "cancelled" and run.answer.content == "ab"
+
+
+def test_close_matches_are_the_names_magimac_models_lists():
+    """An alias that looks like the typo is offered as its entry's listed name, once."""
+    from magimac.models.registry import load_registry
+    from magimac.models.store import close_matches
+
+    listed = set(load_registry())
+    near = close_matches("magistral-smal")
+    assert near and set(near) <= listed and len(near) == len(set(near))
