@@ -168,9 +168,15 @@ def check_memory(info: ModelInfo, context_length: int | None, kv_bits: int | Non
         force: load even when the plan says it does not fit.
 
     Raises:
-        EngineLoadError: it does not fit (the plan's one line, which says what to do).
+        EngineLoadError: more context than the model takes (its ``max_position_embeddings``),
+            or it does not fit (the plan's one line, which says what to do).
     """
     from magimac.models import plan
+
+    most = int(info.text_config.get("max_position_embeddings") or 0)
+    if context_length and most and context_length > most:
+        raise EngineLoadError(f"a context of {context_length:,} tokens is more than this model takes "
+                              f"({most:,}, its config.json max_position_embeddings): ask for at most {most:,}")
 
     try:
         choice = plan.check_fits(info.path, context_length, kv_bits, force=force)

@@ -263,3 +263,10 @@ def test_a_full_disk_for_stdout_is_one_line(scripted_checkpoint):
     assert p.stderr.strip().splitlines()[-1] == (
         "magimac: cannot write the output: No space left on device; free some space or send it elsewhere")
     assert "Traceback" not in p.stderr
+
+
+def test_more_context_than_the_model_takes_is_refused(capsys, monkeypatch, scripted_checkpoint):
+    rc, out, err = chat(capsys, monkeypatch, "--model", scripted_checkpoint, "--context-length", "99999999", "Hi")
+    assert rc == 1 and out == ""
+    assert err.startswith("magimac: a context of 99,999,999 tokens is more than this model takes (131,072")
+    assert err.count("\n") == 1
