@@ -173,6 +173,7 @@ def convert(
     recipe: str | None = None,
     quantize_vision: bool = False,
     target_ram_bytes: int | None = None,
+    gpu_limit_bytes: int | None = None,
     context: int = 32768,
     force: bool = False,
     progress: bool = True,
@@ -187,6 +188,8 @@ def convert(
         recipe: a name from `magimac.quantize.recipes.RECIPES` (default ``uniform``).
         quantize_vision: quantize the vision tower and projector too (default bf16).
         target_ram_bytes: RAM of the Mac that will run the model (default: this machine's).
+        gpu_limit_bytes: that Mac's GPU limit (the CLI passes the one `magimac plan` detects);
+            None: macOS's default for ``target_ram_bytes``.
         context: tokens of 16-bit KV cache for the fit check.
         force: replace an existing ``out`` that magimac wrote (never any other folder), and
             convert even when the fit check fails.
@@ -212,7 +215,7 @@ def convert(
     _check_out(out, ckpt, force)
     model, plan, est = _plan(config, ckpt, where, bits=bits, group_size=group_size, mode=mode,
                              recipe=recipe, quantize_vision=quantize_vision)
-    _check_fit(est, config, target_ram_bytes, context, force, say)
+    _check_fit(est, config, target_ram_bytes, context, force, say, gpu_limit_bytes)
     if ckpt is None:
         ckpt = download(where, revision)
     jobs = plan_jobs(ckpt, model, plan)
@@ -247,14 +250,15 @@ def _plan(config: dict, ckpt: Checkpoint | None, where, **settings):
 
 
 def _check_fit(est: Estimate, config: dict, target_ram_bytes: int | None, context: int, force: bool,
-               say: Callable[[str], None]) -> None:
+               say: Callable[[str], None], gpu_limit_bytes: int | None = None) -> None:
     """Print the size table; refuse (unless ``force``) a level that does not fit a Mac with
-    ``target_ram_bytes`` of RAM (default: this machine's) at macOS's default GPU limit."""
+    ``target_ram_bytes`` of RAM (default: this machine's) at ``gpu_limit_bytes`` (default:
+    macOS's default GPU limit)."""
     if target_ram_bytes is None:
         import psutil
 
         target_ram_bytes = psutil.virtual_memory().total
-    f = fit(est, config, ram_bytes=target_ram_bytes, context=context)
+    f = fit(est, config, ram_bytes=target_ram_bytes, context=context, gpu_limit_bytes=gpu_limit_bytes)
     say(describe(est, f))
     if not f.fits and not force:
         raise QuantizeError(

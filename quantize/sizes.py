@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from magimac.core.units import GB, default_gpu_limit, format_bytes, gpu_budget
+from magimac.core.units import default_gpu_limit, format_bytes, gpu_budget
 from magimac.quantize.layout import (
     architecture,
     base_params,
@@ -151,7 +151,8 @@ def kv_bytes_per_token(config: dict, bytes_per_value: int = 2) -> int:
 @dataclass(frozen=True)
 class Fit:
     """Whether weights plus a 16-bit KV cache fit: ``needed_bytes`` (weights + KV),
-    ``usable_bytes`` (`units.gpu_budget` of the macOS default GPU limit for ``ram_bytes``),
+    ``usable_bytes`` (`units.gpu_budget` of the GPU limit: the one given to `fit`, else the
+    macOS default for ``ram_bytes``),
     ``kv_bytes``, ``context`` (tokens); all in bytes."""
 
     weights_bytes: int
@@ -169,19 +170,23 @@ class Fit:
         return self.needed_bytes <= self.usable_bytes
 
 
-def fit(est: Estimate, config: dict, *, ram_bytes: int, context: int) -> Fit:
-    """Check ``est`` against a Mac with ``ram_bytes`` of RAM at macOS's default GPU limit
-    and a ``context``-token (16-bit) KV cache."""
+def fit(est: Estimate, config: dict, *, ram_bytes: int, context: int,
+        gpu_limit_bytes: int | None = None) -> Fit:
+    """Check ``est`` against a Mac with ``ram_bytes`` of RAM and a ``context``-token (16-bit)
+    KV cache, at ``gpu_limit_bytes`` (a detected limit, as `magimac plan` uses) or, when
+    None, macOS's default GPU limit for ``ram_bytes``."""
     kv = kv_bytes_per_token(config) * context
-    return Fit(est.total_bytes, kv, context, ram_bytes, gpu_budget(default_gpu_limit(ram_bytes)))
+    limit = gpu_limit_bytes if gpu_limit_bytes is not None else default_gpu_limit(ram_bytes)
+    return Fit(est.total_bytes, kv, context, ram_bytes, gpu_budget(limit))
 
 
 def describe(est: Estimate, f: Fit | None = None) -> str:
     """Human table: bytes by component, total, bits per weight, and the fit line."""
     lines = [f"output size ({est.recipe}, {level_name(est)}, vision {'quantized' if est.quantize_vision else 'bf16'}):"]
     for c, b in est.components.items():
-        lines.append(f"  {c:<13} {b / GB:8.3f} GB")
-    lines.append(f"  {'total':<13} {est.total_bytes / GB:8.3f} GB   ({est.bits_per_weight:.2f} bits per text weight)")
+        lines.append(f"  {c:<13} {format_bytes(b):>10}")
+    lines.append(f"  {'total':<13} {format_bytes(est.total_bytes):>10}   "
+                 f"({est.bits_per_weight:.2f} bits per text weight)")
     if f is not None:
         verdict = "fits" if f.fits else "does NOT fit"
         lines.append(

@@ -22,6 +22,11 @@ from magimac.engine import evaluate, measure
 from magimac.bench.variants import variants_root, weights_stamp
 
 
+def bench_root() -> Path:
+    """``<data dir>/bench``: the caches and the results live under it."""
+    return paths.data_dir() / "bench"
+
+
 def reference_root() -> Path:
     """``<data dir>/bench/reference``: the reference log-probabilities cache."""
     return paths.data_dir() / "bench" / "reference"
@@ -84,7 +89,8 @@ def caches() -> list[CacheEntry]:
 
 
 def clear_caches() -> list[CacheEntry]:
-    """Remove both bench caches (never ``bench/runs``, the results); returns what they held.
+    """Remove both bench caches (never ``bench/runs``, the results); returns what the ones
+    that existed held (an empty list: there was nothing to remove).
 
     Each is renamed aside in one step, then removed, so a removal cut short leaves no
     half-emptied cache that a later run would read.
@@ -92,10 +98,8 @@ def clear_caches() -> list[CacheEntry]:
     Raises:
         MagimacError: a cache cannot be moved (permissions); the line gives the rm command.
     """
-    held = caches()
+    held = [entry for entry in caches() if entry.path.is_dir()]
     for entry in held:
-        if not entry.path.is_dir():
-            continue
         aside = entry.path.with_name(f".{entry.path.name}.removing-{os.getpid()}")
         try:
             os.replace(entry.path, aside)

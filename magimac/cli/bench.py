@@ -75,10 +75,13 @@ def _console():
 
 def clear_cache() -> int:
     """`magimac bench --clear-cache`: remove both caches and say what they held."""
-    from magimac.bench.reference import clear_caches
+    from magimac.bench.reference import bench_root, clear_caches
 
-    for e in clear_caches():
+    removed = clear_caches()
+    for e in removed:
         print(f"removed {e.name}: {e.path} ({format_bytes(e.size_bytes)})")
+    if not removed:
+        print(f"nothing to remove: no bench caches under {bench_root()}")
     return 0
 
 

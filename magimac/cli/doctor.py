@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     lines = [
         f"machine      {facts['chip'] or facts['machine']} ({facts['machine']}), {facts['os']}",
         f"memory       {format_bytes(facts['total_memory'], binary=True)} total, "
-        f"{format_bytes(facts['available_memory'])} available",
+        f"{format_bytes(facts['available_memory'], binary=True)} available",
         f"GPU limit    {limit}" + (f", iogpu.wired_limit_mb={facts['wired_limit_mb']}"
                                    if facts["wired_limit_mb"] is not None else ""),
         f"MLX device   {facts['mlx_device'] or 'none'}" + (" (Metal)" if facts["metal"] else ""),

@@ -90,8 +90,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.source, args)
     from magimac.models.registry import quantize_source
 
+    gpu_limit = None
+    if target_ram is None:  # size against this machine as `magimac plan` sees it
+        from magimac.models import hardware
+
+        hw = hardware.detect(out.parent)
+        target_ram, gpu_limit = hw.total_memory, hw.gpu_limit
     convert(quantize_source(args.source), out, bits=args.bits, group_size=args.group_size, mode=args.mode, recipe=args.recipe,
-            quantize_vision=args.quantize_vision, target_ram_bytes=target_ram, context=args.context,
+            quantize_vision=args.quantize_vision, target_ram_bytes=target_ram, gpu_limit_bytes=gpu_limit,
+            context=args.context,
             force=args.force, progress=not args.quiet, revision=args.revision)
     print(out)
     return 0

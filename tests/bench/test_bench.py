@@ -363,3 +363,13 @@ def test_no_source_and_no_clear_cache_is_one_line(capsys):
     assert main(["bench"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("magimac: give the SOURCE") and err.count("\n") == 1
+
+
+def test_clear_cache_with_no_caches_says_nothing_to_remove(capsys):
+    from magimac.core import paths
+
+    root = paths.data_dir() / "bench"
+    assert main(["bench", "--clear-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "removed" not in out and "(0 B)" not in out
+    assert out.strip() == f"nothing to remove: no bench caches under {root}", out

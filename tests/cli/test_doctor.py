@@ -104,3 +104,10 @@ def test_an_installed_model_too_large_for_this_machine(fake_mac, random_checkpoi
     r = doctor_json(capsys)
     [f] = [f for f in r["findings"] if "big needs" in f["message"]]
     assert f["fix"] == "magimac rm big"
+
+
+def test_memory_line_gives_total_and_available_in_one_unit(fake_mac, capsys):
+    fake_mac["hw"] = replace(fake_mac["hw"], total_memory=int(23.5 * 2**30), available_memory=int(22.7 * 2**30))
+    assert main(["doctor"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("memory"))
+    assert line.split(None, 1)[1] == "23.5 GiB total, 22.7 GiB available", line
