@@ -214,7 +214,12 @@ class History:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
-        """Close the connection."""
+        """Checkpoint the WAL into the database file, then close the connection: after it
+        ``history.db`` alone holds everything (a backup of that one file is complete)."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:  # busy (another connection reading): SQLite checkpoints later
+            pass
         self.db.close()
 
     # conversations ---------------------------------------------------------------------

@@ -114,6 +114,7 @@ class MagimacApp(Conversations, Sending, App):
                  export_dir: Path | None = None, engine_factory=None) -> None:
         super().__init__()
         self.model_arg = model
+        self._owns_history = history is None  # one passed in stays the caller's to close
         self.history = history or History()
         self.export_dir = export_dir
         self.engine_factory = engine_factory
@@ -320,6 +321,8 @@ class MagimacApp(Conversations, Sending, App):
             self.history.update_message(live.id, content=live.answer, reasoning=live.reasoning,
                                         stats=live.stats, finish_reason="cancelled")
         self._close_session()
+        if self._owns_history:  # checkpoints the WAL: history.db alone then holds the history
+            self.history.close()
 
 
 def run(args) -> int:

@@ -5,16 +5,21 @@ from __future__ import annotations
 from textual.widgets import Collapsible, Static
 
 
+def tokens_label(n: int) -> str:
+    """``1 token``, ``812 tokens``."""
+    return f"{n} token" if n == 1 else f"{n} tokens"
+
+
 def thinking_title(tokens: int, seconds: float) -> str:
     """Title while the model reasons: ``Thinking… 312 tokens · 8 s``."""
-    return f"Thinking… {tokens} tokens · {seconds:.0f} s"
+    return f"Thinking… {tokens_label(tokens)} · {seconds:.0f} s"
 
 
 def thought_title(tokens: int, seconds: float | None) -> str:
     """Title once reasoning ended: ``Thought for 12 s · 812 tokens`` (no time when unknown)."""
     if seconds is None:
-        return f"Thought · {tokens} tokens"
-    return f"Thought for {seconds:.0f} s · {tokens} tokens"
+        return f"Thought · {tokens_label(tokens)}"
+    return f"Thought for {seconds:.0f} s · {tokens_label(tokens)}"
 
 
 LIVE_TAIL_CHARS = 2000

@@ -86,10 +86,14 @@ class SettingsScreen(ModalScreen[dict | None]):
             with Horizontal(classes="switch-row"):
                 yield Switch(bool(s.get("keep_reasoning", False)), id="keep_reasoning")
                 yield Label("Keep earlier answers' reasoning in the prompt (uses context)")
+            # above the buttons, and scrolled into view with them (`show_error`): below them it
+            # was off-screen at 30 rows, and Save seemed to do nothing
+            error = Static("", id="settings-error", classes="error")
+            error.display = False  # no blank row until there is something to say
+            yield error
             with Horizontal(classes="buttons"):
                 yield Button("Save (Ctrl+S)", id="save", variant="primary")
                 yield Button("Cancel (Esc)", id="cancel")
-            yield Static("", id="settings-error", classes="error")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":
@@ -97,15 +101,22 @@ class SettingsScreen(ModalScreen[dict | None]):
         else:
             self.dismiss(None)
 
+    def show_error(self, text: str) -> None:
+        """Show why Save was refused just above the buttons, and scroll both into view."""
+        error = self.query_one("#settings-error", Static)
+        error.update(text)
+        error.display = True
+        scroll = self.query_one("#settings", VerticalScroll)
+        self.call_after_refresh(scroll.scroll_end, animate=False)  # once the line has its height
+
     def action_save(self) -> None:
         out = dict(self.settings)
-        error = self.query_one("#settings-error", Static)
         model = self.query_one("#model", Input).value.strip()
         if model:
             try:  # refuse a model that cannot be found now, not each time the chat opens
                 store.resolve_model(model)
             except Exception as e:  # ModelNotFound, registry errors: the one-line reason
-                error.update(f"Model: {e}")
+                self.show_error(f"Model: {e}")
                 return
             out["model"] = model
         else:
@@ -118,7 +129,7 @@ class SettingsScreen(ModalScreen[dict | None]):
                 out.pop(key, None)
                 continue
             if problem := number_error(key, raw):
-                error.update(problem)
+                self.show_error(problem)
                 return
             out[key] = typ(raw)
         out["keep_reasoning"] = self.query_one("#keep_reasoning", Switch).value
