@@ -8,6 +8,10 @@ turn never starts).  ``--file PATH`` attaches a document
 (`magimac.text.retrieval.attach_for_engine`); the passages sent are reported first: one line on
 stderr, or a ``{"type": "documents", ...}`` line (`retrieval.context_report`) with ``--json``.
 
+An online model (`magimac models` lists them) needs ``--online``: without it nothing is sent
+and the command stops with a one-line reason. Its rate-limit waits are reported (a line on
+stderr, or ``{"type": "retry", "wait_s", "reason"}``).
+
 Exit status: 0 when the turn stops or hits the token limit, 1 on an error (printed as
 ``magimac: <message>``), 130 when interrupted (Ctrl-C cancels the turn; what was generated is
 kept).
@@ -28,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="?", help="the message; read from stdin when omitted and stdin is not a terminal")
     p.add_argument("--model", help="registry name, hub id or converted model directory (default: the default model)")
     p.add_argument("--json", action="store_true", help="print JSON Lines (reasoning, answer, stats, done)")
+    p.add_argument("--online", action="store_true",
+                   help="confirm that the conversation may go to Mistral's API (needed for an online --model)")
     p.add_argument("--hide-reasoning", action="store_true", help="do not print the reasoning")
     p.add_argument("--conversation", metavar="FILE", type=Path,
                    help="continue a conversation: a JSON list of {role, content, reasoning?, images?}")
@@ -150,7 +156,8 @@ def _show_prompt(run, as_json: bool) -> int:
     else:
         if documents is not None:
             print(documents.summary, file=sys.stderr)
-        print(json.dumps(p.tokens))
+        if run.session.choice.online is None:  # an online model's prompt is its request (JSON)
+            print(json.dumps(p.tokens))
         print(p.text)
     return 0
 
@@ -183,6 +190,9 @@ def _run(args: argparse.Namespace) -> int:
     messages = build_messages(args)
     settings = build_settings(args)
     choice = choose_model(args.model)
+    if choice.online is not None and not (args.online or args.show_prompt):
+        raise MagimacError(f"{choice.online.name} runs on Mistral's API ({choice.online.api_url}): nothing was "
+                           "sent; add --online to send this conversation there")
     if choice.notice:
         print(f"magimac: {choice.notice}", file=sys.stderr)
     session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,

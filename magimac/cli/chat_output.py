@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import asdict
 
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Retrying, Stats
 from magimac.core.units import format_bytes
 from magimac.session.turn import AnswerRecord, DocumentsUsed
 
@@ -44,7 +44,7 @@ def final_stats(answer: AnswerRecord) -> Stats | None:
 
 
 class JsonPrinter:
-    """``{"type": "documents"|"reasoning"|"answer"|"stats"|"done", ...}`` lines; ``stats``
+    """``{"type": "documents"|"reasoning"|"answer"|"retry"|"stats"|"done", ...}`` lines; ``stats``
     comes once, before ``done``, which is always last."""
 
     def __init__(self, hide_reasoning: bool = False) -> None:
@@ -61,6 +61,8 @@ class JsonPrinter:
         elif isinstance(ev, Stats):
             self._stats_sent = True
             json_line({"type": "stats", **asdict(ev)})
+        elif isinstance(ev, Retrying):
+            json_line({"type": "retry", "wait_s": ev.wait_s, "reason": ev.reason})
 
     def finish(self, done: Done, answer: AnswerRecord) -> None:
         if not self._stats_sent and (s := final_stats(answer)) is not None:
@@ -83,8 +85,8 @@ class TextPrinter:
         self.answer_end = "\n"
 
     def show(self, ev) -> None:
-        if isinstance(ev, DocumentsUsed):
-            print(ev.summary, file=self.err)
+        if isinstance(ev, (DocumentsUsed, Retrying)):
+            print(ev.summary if isinstance(ev, DocumentsUsed) else f"magimac: {ev.reason}", file=self.err)
         elif isinstance(ev, ReasoningDelta) and not self.hide_reasoning:
             if not self.in_reasoning and self.dim:
                 self.err.write(DIM)

@@ -25,7 +25,9 @@ class Loaded:
 
     Attributes:
         model: display name; quantization: e.g. ``"4bit"``; context_length: tokens the
-        engine allows; vision: whether images are accepted; weights_bytes: bytes in memory.
+        engine allows; vision: whether images are accepted; weights_bytes: bytes in memory;
+        service: where the model runs: "" on this machine, else the service's name
+        (``"Mistral API"``, `magimac.online`).
     """
 
     model: str
@@ -33,6 +35,7 @@ class Loaded:
     context_length: int
     vision: bool
     weights_bytes: int = 0
+    service: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,4 +94,13 @@ class EngineError:
     message: str
 
 
-Event = LoadProgress | Loaded | ReasoningDelta | AnswerDelta | Stats | Done | EngineError
+@dataclass(frozen=True)
+class Retrying:
+    """An online turn waits before it asks again (rate limit, HTTP 429): ``wait_s`` seconds
+    (the server's ``Retry-After``; None when it gave none), ``reason`` one line for people."""
+
+    wait_s: float | None
+    reason: str
+
+
+Event = LoadProgress | Loaded | ReasoningDelta | AnswerDelta | Stats | Done | EngineError | Retrying

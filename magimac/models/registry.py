@@ -49,6 +49,9 @@ class ModelEntry:
         reference_config: name of a packaged ``config.json`` of the real checkpoint
             (``magimac/data/``) used to plan sizes before anything is downloaded.
         source: the file the entry (or its last override) came from.
+
+    Entries with ``kind = "online"`` are models of Mistral's API: `magimac.models.online`
+    reads them, and `load_registry` leaves them out.
     """
 
     name: str
@@ -104,7 +107,10 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "mlx": (dict, False),
     "path": (str, False),
     "reference_config": (str, False),
+    "kind": (str, False),
 }
+ONLINE_KIND = "online"
+"""``kind`` of an entry served by Mistral's API (`magimac.models.online`); local ones omit it."""
 
 
 def shipped_registry_file() -> Path:
@@ -203,6 +209,8 @@ def _check_values(raw: dict[str, Any], bad) -> None:
             raise bad("mlx", f"unknown quantization level {level!r} (known: {', '.join(QUANT_LEVELS)})")
         if not isinstance(repo, str) or "/" not in repo:
             raise bad("mlx", f"level {level!r} must name a hub repo 'owner/name', got {repo!r}")
+    if raw.get("kind", "local") != "local":
+        raise bad("kind", f"must be \"local\" or \"{ONLINE_KIND}\", got {raw['kind']!r}")
     if not raw.get("hub_id") and not raw.get("path"):
         raise bad("hub_id", "an entry needs a hub_id or a local path")
 
@@ -228,6 +236,29 @@ def load_registry(user_file: Path | None = None) -> dict[str, ModelEntry]:
         RegistryError: a file is not valid TOML, or an entry or field is invalid; the
             message names the file, the entry and the field.
     """
+    merged, origin, user_file = merged_entries(user_file)
+    entries = {name: _validate(name, raw, origin[name]) for name, raw in merged.items()
+               if raw.get("kind") != ONLINE_KIND}
+    defaults = [e.name for e in entries.values() if e.default]
+    if len(defaults) > 1:
+        # a user file naming its own default wins over the shipped one
+        user_defaults = [n for n in defaults if origin[n] == str(user_file)]
+        if len(user_defaults) == 1:
+            entries = {
+                n: (e if n == user_defaults[0] or not e.default else _replace_default(e)) for n, e in entries.items()
+            }
+        else:
+            raise RegistryError(f"{user_file}: more than one entry has default = true: {', '.join(defaults)}")
+    return entries
+
+
+def merged_entries(user_file: Path | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, str], Path]:
+    """The raw entries of the shipped file with the user file's entries and fields laid over
+    them (not yet validated): ``(name -> raw table, name -> file it last came from, user file)``.
+
+    Raises:
+        RegistryError: a file is not valid TOML or not a table of entries.
+    """
     shipped_path = shipped_registry_file()
     merged: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
@@ -240,18 +271,7 @@ def load_registry(user_file: Path | None = None) -> dict[str, ModelEntry]:
             base = merged.get(name, {})
             merged[name] = {**base, **entry}
             origin[name] = str(user_file)
-    entries = {name: _validate(name, raw, origin[name]) for name, raw in merged.items()}
-    defaults = [e.name for e in entries.values() if e.default]
-    if len(defaults) > 1:
-        # a user file naming its own default wins over the shipped one
-        user_defaults = [n for n in defaults if origin[n] == str(user_file)]
-        if len(user_defaults) == 1:
-            entries = {
-                n: (e if n == user_defaults[0] or not e.default else _replace_default(e)) for n, e in entries.items()
-            }
-        else:
-            raise RegistryError(f"{user_file}: more than one entry has default = true: {', '.join(defaults)}")
-    return entries
+    return merged, origin, user_file
 
 
 def _replace_default(e: ModelEntry) -> ModelEntry:

@@ -14,26 +14,40 @@ from typing import Any, Callable
 from magimac.core.conversation import Message
 from magimac.core.events import Loaded
 from magimac.models import store
+from magimac.models.online import OnlineModel, check_available, find_online
 
 
 @dataclass(frozen=True)
 class ModelChoice:
     """A resolved ``--model``: ``path`` (a converted model directory) and ``notice`` (one line
-    for the person when the demo stands in for a missing Magistral model, else None)."""
+    for the person when the demo stands in for a missing Magistral model, else None).
+
+    ``online``: the `magimac.models.online.OnlineModel` when the name is a model of Mistral's
+    API (``path`` is then ``Path(name)``, no directory: nothing is read from it)."""
 
     path: Path
     notice: str | None = None
     is_demo: bool = False
+    online: OnlineModel | None = None
+
+    @property
+    def name(self) -> str:
+        """What the status bar shows before the model is loaded: the directory's or entry's name."""
+        return self.online.name if self.online else self.path.name
 
 
 def choose_model(name: str | None) -> ModelChoice:
-    """Resolve ``name`` (registry name, alias, hub id, directory; None: the default installed
-    model, else the bundled demo).
+    """Resolve ``name`` (registry name, alias, hub id, directory, or an online model's name;
+    None: the default installed model, else the bundled demo).
 
     Raises:
         magimac.models.store.ModelNotFound: nothing matches; the message says what to run and,
             for an unknown name, lists the close matches.
+        magimac.models.online.RetiredModel: an online model Mistral's API no longer serves (one
+            line: the date, the successor, how to pick it).
     """
+    if name and not Path(name).expanduser().exists() and (entry := find_online(name)) is not None:
+        return ModelChoice(Path(entry.name), online=check_available(entry))
     path = store.resolve_model(name)
     return ModelChoice(path, store.demo_notice(name, path), store.is_demo(path))
 
@@ -44,6 +58,14 @@ def default_engine_factory(path: Path, **options: Any):
     from magimac.engine.worker import Engine
 
     return Engine(path, **options)
+
+
+def online_engine_factory(model: OnlineModel, **_options: Any):
+    """`magimac.online.engine.OnlineEngine` for ``model`` (the local engine's options, such as
+    ``kv_bits``, do not apply to it)."""
+    from magimac.online.engine import OnlineEngine
+
+    return OnlineEngine(model)
 
 
 @dataclass
@@ -97,13 +119,16 @@ class ChatSession:
 
 def open_model(name: str | None = None, *, choice: ModelChoice | None = None,
                engine_factory: Callable[..., Any] | None = None, start: bool = True,
-               owns_engine: bool = True, **engine_options: Any) -> ChatSession:
+               owns_engine: bool = True, online_factory: Callable[..., Any] = online_engine_factory,
+               **engine_options: Any) -> ChatSession:
     """Resolve ``name`` (or take ``choice``) and start loading it in the background.
 
     Args:
         name: as `choose_model`. choice: an already resolved model (the name is not resolved
             again). engine_factory: ``f(path, **engine_options) -> engine`` (tests pass a fake;
             default `default_engine_factory`). start: start the engine's thread now.
+        online_factory: ``f(online_model, **engine_options) -> engine`` for a model of Mistral's
+            API (default `online_engine_factory`; ``engine_factory`` is for local models only).
         owns_engine: whether `ChatSession.close` closes the engine (False for an engine the
             caller shares, e.g. one a test passes in).
         engine_options: `Engine` options (``context_length``, ``kv_bits``, ``force``).
@@ -112,8 +137,10 @@ def open_model(name: str | None = None, *, choice: ModelChoice | None = None,
         magimac.models.store.ModelNotFound: as `choose_model`.
     """
     choice = choice or choose_model(name)
-    factory = engine_factory or default_engine_factory
-    engine = factory(choice.path, **engine_options)
+    if choice.online is not None:  # connects nothing yet: the first turn will
+        engine = online_factory(choice.online, **engine_options)
+    else:
+        engine = (engine_factory or default_engine_factory)(choice.path, **engine_options)
     if start and hasattr(engine, "start"):
         engine.start()
     return ChatSession(choice, engine, owns_engine=owns_engine)

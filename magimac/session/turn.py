@@ -51,6 +51,7 @@ class AnswerRecord:
         thinking_s: seconds from the first reasoning token to the first answer token (to the
             end of the turn when it stopped while reasoning).
         model: the label of the model that answered (``Magistral Small 1.2 · 4bit``).
+        service: where it ran when not on this machine (``"Mistral API"``), else None.
     """
 
     content: str = ""
@@ -63,6 +64,7 @@ class AnswerRecord:
     documents: dict | None = None
     thinking_s: float | None = None
     model: str | None = None
+    service: str | None = None
     _first_token: float | None = field(default=None, repr=False)
 
     def add(self, ev: Any, now: float | None = None) -> None:
@@ -92,12 +94,12 @@ class AnswerRecord:
     def stored_stats(self) -> dict:
         """The stats dict kept with the message in history (`magimac.text.history`): the
         engine's `Stats` fields, token counts as far as the text got, ``thinking_s``,
-        ``error``, ``documents`` and ``model`` where known."""
+        ``error``, ``documents``, ``model`` and ``service`` where known."""
         stats = dataclasses.asdict(self.stats or Stats())
         stats["reasoning_tokens"] = stats.get("reasoning_tokens") or self.reasoning_tokens
         stats["answer_tokens"] = stats.get("answer_tokens") or self.answer_tokens
         extra = {"thinking_s": self.thinking_s, "error": self.error, "documents": self.documents,
-                 "model": self.model}
+                 "model": self.model, "service": self.service}
         stats.update({k: v for k, v in extra.items() if v is not None})
         return stats
 
@@ -144,6 +146,7 @@ class TurnRun:
         self.messages, ctx = attach_for_engine(engine, self.messages, self.settings)
         loaded = self.session.wait_loaded()
         self.answer.model = model_label(loaded) if loaded is not None else None
+        self.answer.service = getattr(loaded, "service", "") or None
         if had_documents or ctx.passages:
             return DocumentsUsed(context_summary(ctx), context_report(ctx))
         return None
