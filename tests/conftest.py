@@ -25,6 +25,10 @@ def isolated_dirs(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(root / sub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # online models: no real key, no real keychain, no real API (tests/online point it at a stand-in)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    monkeypatch.delenv("MAGIMAC_MISTRAL_API_URL", raising=False)
     return root
 
 

@@ -22,6 +22,7 @@ characters of each part (deltas counted when it sends no usage).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -71,8 +72,10 @@ def _shown(body: dict) -> dict:
     return {**body, "messages": messages}
 
 
+@functools.lru_cache(maxsize=1)
 def _tekken():
-    """mistral-common's bundled Tekken tokenizer (the vocabulary of Mistral's current models)."""
+    """mistral-common's bundled Tekken tokenizer (the vocabulary of Mistral's current models),
+    read once per process (about a second)."""
     import mistral_common  # noqa: PLC0415
     from mistral_common.tokens.tokenizers.tekken import Tekkenizer  # noqa: PLC0415
 
@@ -98,7 +101,6 @@ class OnlineEngine:
         self.context_length = model.context_length
         self.loaded = Loaded(model.display_name, "API", model.context_length, model.vision, 0, SERVICE)
         self._turn: RemoteTurn | None = None
-        self._tokenizer = None
 
     def start(self) -> None:
         """Nothing to start: no model to load, no connection before a turn."""
@@ -142,9 +144,7 @@ class OnlineEngine:
         return len(self._count(text))
 
     def _count(self, text: str) -> list[int]:
-        if self._tokenizer is None:
-            self._tokenizer = _tekken()
-        return self._tokenizer.encode(text, bos=False, eos=False)
+        return _tekken().encode(text, bos=False, eos=False)
 
 
 class RemoteTurn:

@@ -28,6 +28,7 @@ from textual.screen import Screen
 
 from magimac.core.errors import MagimacError
 from magimac.core.events import EngineError, Loaded, LoadProgress
+from magimac.models.online import RetiredModel
 from magimac.models.store import DEMO_SCOPE, UnknownModel
 from magimac.session.model import ChatSession, choose_model, open_model
 from magimac.session.turn import model_label
@@ -39,6 +40,7 @@ from magimac.tui.composer import Composer
 from magimac.tui.conversations import Conversations
 from magimac.tui.live_turn import LiveTurn, Pace
 from magimac.tui.messages import LoadEvent
+from magimac.tui.online import OnlineChat
 from magimac.tui.screens import HelpScreen, MissingModel
 from magimac.tui.sending import Sending
 from magimac.tui.settings_screen import SettingsScreen
@@ -72,7 +74,7 @@ COMMANDS = [
 ]
 
 
-class MagimacApp(Conversations, Sending, App):
+class MagimacApp(Conversations, Sending, OnlineChat, App):
     """The magimac chat app.
 
     Args:
@@ -174,23 +176,27 @@ class MagimacApp(Conversations, Sending, App):
         `MissingModel` (the app stays open for reading history)."""
         try:
             choice = choose_model(model)
+        except RetiredModel as e:  # an online model the API no longer serves: offer its successor
+            self.offer_successor(e)
+            return
         except MagimacError as e:  # ModelNotFound, registry errors: explain, don't crash
             self.status.model = "no model"
             problem = str(e)
             self.push_screen(MissingModel(problem, unknown_name=isinstance(e, UnknownModel)))
             return
-        if self.session is not None and self.session.path == choice.path:
+        if self.session is not None and (self.session.path, self.session.choice.online) == (choice.path, choice.online):
             return
         if choice.notice:
             self.notify(choice.notice, timeout=10)
         self._close_session()
         self.loaded = None
-        self.status.model = choice.path.name
+        self.status.model = choice.name
+        self.status.service = ""
         self.status.load_state = "loading…"
         factory = self.engine_factory and (lambda path, **_options: self.engine_factory(path))
+        owns = self._owns_engine or choice.online is not None  # an online engine is always the app's
         try:
-            self.session = open_model(choice=choice, engine_factory=factory, start=self._owns_engine,
-                                      owns_engine=self._owns_engine)
+            self.session = open_model(choice=choice, engine_factory=factory, start=owns, owns_engine=owns)
         except Exception as e:  # a broken directory, an engine that refuses it
             self.status.load_state = "load failed"
             self.notify(f"cannot load {choice.path}: {e}", severity="error", timeout=10)
@@ -222,6 +228,7 @@ class MagimacApp(Conversations, Sending, App):
         elif isinstance(ev, Loaded):
             self.loaded = ev
             self.status.model = model_label(ev)
+            self.status.service = ev.service
             self.status.load_state = ""
             self.status.context_limit = ev.context_length
             self._update_context()
@@ -306,7 +313,7 @@ class MagimacApp(Conversations, Sending, App):
             self.start_engine(settings.get("model") or self.model_arg)
             self.notify("Settings saved")
 
-        hint = self.session.path.name if self.session else "the default model"
+        hint = self.session.choice.name if self.session else "the default model"
         self.push_screen(SettingsScreen(current, hint), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

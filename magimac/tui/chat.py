@@ -73,13 +73,23 @@ class AssistantMessage(Vertical):
         self.markdown = Markdown(markdown_math_to_unicode(message.content) if not live else "",
                                  classes="answer")
         self.note = Static("", classes="note", markup=False)
+        self.source = Static("", classes="source", markup=False)
+        self.show_source(stats)
         if not live:
             self._set_note(message.finish_reason, (message.stats or {}).get("error"))
+
+    def show_source(self, stats: dict) -> None:
+        """``☁ Mistral API · Mistral Medium 3.5 · API`` above an answer that came from an online
+        model (``stats["service"]``); nothing for a local one."""
+        service = stats.get("service")
+        self.source.update(f"☁ {service} · {stats.get('model') or ''}".rstrip(" ·") if service else "")
+        self.source.display = bool(service)
 
     def compose(self) -> ComposeResult:
         documents = (self.message.stats or {}).get("documents")
         if documents:  # the passages of attached documents this answer was given
             yield Static(f"📄 {documents['summary']}", classes="attachment", markup=False)
+        yield self.source
         yield self.reasoning
         yield self.markdown
         yield self.note
@@ -123,6 +133,7 @@ class AssistantMessage(Vertical):
         self.answer_text = message.content
         await self.markdown.update(markdown_math_to_unicode(message.content))
         stats = message.stats or {}
+        self.show_source(stats)
         if message.reasoning:
             self.reasoning.display = True
             self.reasoning.finish(int(stats.get("reasoning_tokens", 0)), stats.get("thinking_s"),

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from magimac.core.events import Done
+from magimac.core.events import Done, Retrying
 from magimac.session.turn import DocumentsUsed, TurnRun
 from magimac.text.history import StoredMessage
 from magimac.tui.chat import AssistantMessage
-from magimac.tui.messages import Streamed, TurnDocuments
+from magimac.tui.messages import Streamed, TurnDocuments, TurnNotice
 from magimac.tui.status_bar import StatusBar
 from magimac.tui.streaming import Chunk, DeltaBatcher
 
@@ -42,8 +42,9 @@ class Pace:
 
 
 def stream_turn(run: TurnRun, message_id: int, post: Callable, pace: Pace) -> None:
-    """Iterate ``run`` (in a thread worker) and ``post`` its events as `TurnDocuments` and
-    `Streamed` batches for the answer ``message_id``; the last batch always holds the `Done`."""
+    """Iterate ``run`` (in a thread worker) and ``post`` its events as `TurnDocuments`,
+    `TurnNotice` (an online turn waiting out a rate limit) and `Streamed` batches for the
+    answer ``message_id``; the last batch always holds the `Done`."""
     batcher = DeltaBatcher()
     pace.ready.set()
     pace.cost_s = posted = 0.0
@@ -51,6 +52,9 @@ def stream_turn(run: TurnRun, message_id: int, post: Callable, pace: Pace) -> No
         for ev in run:
             if isinstance(ev, DocumentsUsed):
                 post(TurnDocuments(message_id, ev))
+                continue
+            if isinstance(ev, Retrying):
+                post(TurnNotice(message_id, ev.reason, ev.wait_s))
                 continue
             due = batcher.add(ev)
             if isinstance(ev, Done):

@@ -66,3 +66,12 @@ class PlanAdvice(Message):
     def __init__(self, lines: list[str]) -> None:
         super().__init__()
         self.lines = lines
+
+
+class TurnNotice(Message):
+    """A turn's notice for the person while it waits (`magimac.core.events.Retrying`): ``text``
+    one line, ``wait_s`` seconds or None."""
+
+    def __init__(self, message_id: int, text: str, wait_s: float | None = None) -> None:
+        super().__init__()
+        self.message_id, self.text, self.wait_s = message_id, text, wait_s

@@ -13,6 +13,7 @@ from pathlib import Path
 from textual import work
 from textual.widgets import Static
 
+from magimac.session.turn import model_label
 from magimac.text.history import Attachment
 from magimac.tui.chat import AssistantMessage, UserMessage
 from magimac.tui.composer import Composer
@@ -72,6 +73,12 @@ class Sending:
         if self.session is None:
             self.notify("No model loaded: see `magimac pull` (F1 for help)", severity="error")
             return
+        if self.needs_consent():  # an online model: nothing goes out before the person agrees
+            self.ask_consent(title_from(text or "Image"), lambda: self._send_composed(text))
+            return
+        await self._send_composed(text)
+
+    async def _send_composed(self, text: str) -> None:
         self.composer.clear()
         await self.send(text, *self.attachments.take())
 
@@ -101,6 +108,8 @@ class Sending:
         run = self.session.turn([m.to_message() for m in self.messages], settings)
         answer = self.history.add_message(self.conversation.id, "assistant", "", reasoning="")
         widget = AssistantMessage(answer, live=True)
+        if self.loaded is not None and self.loaded.service:  # said from the first token on
+            widget.show_source({"service": self.loaded.service, "model": model_label(self.loaded)})
         await self.chat.add(widget)
         widget.begin_stream()
         self.live = LiveTurn(answer, widget, run)
@@ -165,6 +174,9 @@ class Sending:
     async def action_regenerate(self) -> None:
         """Answer the last user message again (the previous answer is replaced)."""
         if self.generating is not None or not self.messages or self.session is None:
+            return
+        if self.needs_consent():
+            self.ask_consent(title_from(self.messages[0].content), self.action_regenerate)
             return
         last = self.messages[-1]
         if last.role == "assistant":

@@ -17,7 +17,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
 
-from magimac.models import store
+from magimac.models.online import RetiredModel
+from magimac.session.model import choose_model
 from magimac.engine.settings import DEFAULT, GenerationSettings, setting_error
 
 PROMPT_MODES = [("the model's own", "default"), ("none", "none"), ("custom (below)", "custom")]
@@ -114,7 +115,12 @@ class SettingsScreen(ModalScreen[dict | None]):
         model = self.query_one("#model", Input).value.strip()
         if model:
             try:  # refuse a model that cannot be found now, not each time the chat opens
-                store.resolve_model(model)
+                choose_model(model)
+            except RetiredModel as e:  # offer its successor: filled in, Save again takes it
+                if e.successor:
+                    self.query_one("#model", Input).value = e.successor
+                self.show_error(f"Model: {e}" + (" (filled in: Save to use it)" if e.successor else ""))
+                return
             except Exception as e:  # ModelNotFound, registry errors: the one-line reason
                 self.show_error(f"Model: {e}")
                 return

@@ -1,4 +1,5 @@
-"""The status bar: model and quantization, context used of its limit, TTFT, tokens/s, memory."""
+"""The status bar: model and quantization, where it runs when not here (``☁ Mistral API``),
+context used of its limit, TTFT, tokens/s, memory."""
 
 from __future__ import annotations
 
@@ -32,11 +33,14 @@ class StatusBar(Static):
     tokens_per_s: reactive[float | None] = reactive(None)
     memory_bytes = reactive(0)
     generating = reactive(False)
+    service = reactive("")  # "" on this machine, else where the model runs ("Mistral API")
 
     def render(self) -> str:
         """One line: the model's name, shortened to leave the numbers visible (a registry
         display name such as the demo's is longer than an 80-column terminal leaves)."""
         parts = []
+        if self.service:
+            parts.append(f"☁ {self.service}")
         if self.load_state:
             parts.append(self.load_state)
         if self.context_limit:

@@ -21,3 +21,4 @@ def pinned_plan(monkeypatch):
     lines = ["`magimac pull magistral-small-2509 --quant 4bit`: fits this Mac"]
     monkeypatch.setattr("magimac.tui.screens.plan_recommendations", lambda: lines)
     return lines
+from magimac.testing.api_standin import api, closed_port_url, memory_keyring  # noqa: F401  (online models)

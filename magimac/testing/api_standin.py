@@ -9,15 +9,24 @@ then plain-string content, a last event with ``finish_reason`` and ``usage``, an
 What it answers is a queue of `Reply` objects (the default reply when it is empty): a stream,
 an HTTP error with headers (401, 404, 429 with ``Retry-After``), a stream cut before its end,
 or one malformed event.
+
+The pytest fixtures `api` (the stand-in, with ``MAGIMAC_MISTRAL_API_URL`` and ``MISTRAL_API_KEY``
+pointing at it; the key is `KEY`) and `memory_keyring` (keyring's backend swapped for a dict)
+are imported by the conftest files of the tests that use them.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
+KEY = "sk-standin-SECRET-4f7a9c"
+"""The test key: it must reach the stand-in's Authorization header, and nothing else."""
 REASONING = ["The person ", "says hello. ", "I greet them back."]
 ANSWER = ["Hello", "! How can ", "I help?"]
 
@@ -114,6 +123,56 @@ def serve(state: ApiStandIn):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     return server, t
+
+
+@pytest.fixture
+def api(monkeypatch):
+    """The stand-in on 127.0.0.1, with MAGIMAC_MISTRAL_API_URL and MISTRAL_API_KEY pointing at it."""
+    state = ApiStandIn()
+    server, thread = serve(state)
+    monkeypatch.setenv("MAGIMAC_MISTRAL_API_URL", state.url)
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def memory_keyring():
+    """keyring's backend swapped for a dict for the test (restored after)."""
+    import keyring
+    from keyring.backend import KeyringBackend
+    from keyring.errors import PasswordDeleteError
+
+    class Memory(KeyringBackend):
+        priority = 1
+        store: dict = {}
+
+        def get_password(self, service, username):
+            return self.store.get((service, username))
+
+        def set_password(self, service, username, password):
+            self.store[(service, username)] = password
+
+        def delete_password(self, service, username):
+            if self.store.pop((service, username), None) is None:
+                raise PasswordDeleteError("not saved")
+
+    before = keyring.get_keyring()
+    mem = Memory()
+    mem.store = {}
+    keyring.set_keyring(mem)
+    yield mem.store
+    keyring.set_keyring(before)
