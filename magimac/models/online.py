@@ -31,11 +31,18 @@ SERVICE = "Mistral API"
 
 class RetiredModel(MagimacError, ValueError):
     """An online model that Mistral's API no longer serves was chosen; the message is one line
-    with the date, the successor and how to pick it. ``successor``: its registry name or None."""
+    with the date, the successor and how to pick it.
 
-    def __init__(self, message: str, successor: str | None = None) -> None:
+    Attributes:
+        successor: the successor's registry name, or None. retired: the line's first part
+            (``X (name) was retired from Mistral's API on DATE``). successor_label:
+            ``mistral-medium-latest (Mistral Medium 3.5)``, or "".
+    """
+
+    def __init__(self, message: str, successor: str | None = None, retired: str = "",
+                 successor_label: str = "") -> None:
         super().__init__(message)
-        self.successor = successor
+        self.successor, self.retired, self.successor_label = successor, retired, successor_label
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,7 @@ def check_available(model: OnlineModel, models: dict[str, OnlineModel] | None = 
     line = f"{model.name} ({model.display_name}) was retired from Mistral's API on {model.retired}"
     successor = models.get(model.successor) if model.successor else None
     if successor is None:
-        raise RetiredModel(line + "; `magimac models` lists the online models")
-    raise RetiredModel(f"{line}: its successor is {successor.name} ({successor.display_name}); "
-                       f"pick it with `--model {successor.name}`", successor.name)
+        raise RetiredModel(line + "; `magimac models` lists the online models", retired=line)
+    label = f"{successor.name} ({successor.display_name})"
+    raise RetiredModel(f"{line}: its successor is {label}; pick it with `--model {successor.name}`",
+                       successor.name, line, label)

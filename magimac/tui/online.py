@@ -58,7 +58,11 @@ class OnlineChat:
 
     def offer_successor(self, error: RetiredModel) -> None:
         """A retired online model was chosen: say so, and offer its successor (yes switches this
-        conversation to it)."""
+        conversation to it); without a successor, say so only."""
+        if not error.successor:
+            self.status.model = "no model"
+            self.notify(str(error), title="Model", severity="error", timeout=15)
+            return
         def done(yes: bool | None) -> None:
             if not yes:
                 self.status.model = "no model"
@@ -69,7 +73,7 @@ class OnlineChat:
                 self.conversation.settings = settings
             self.start_engine(error.successor)
 
-        self.push_screen(Confirm(f"{error} Use {error.successor} now?"), done)
+        self.push_screen(Confirm(f"{error.retired}. Use its successor, {error.successor_label}, now?"), done)
 
     def on_turn_notice(self, message: TurnNotice) -> None:
         """A turn waits (rate limit): say so while it waits."""
