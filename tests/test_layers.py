@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "magimac.quantize": 1,
     "magimac.models": 2,
     "magimac.text": 3, "magimac.demo": 3,
-    "magimac.engine": 4,
+    "magimac.engine": 4, "magimac.online": 4,
     "magimac.session": 5,
     "magimac.bench": 6,
     "magimac.cli": 7, "magimac.tui": 7, "magimac.__main__": 7,
@@ -29,6 +29,8 @@ TOOLS = 8
 MLX = ("mlx", "mlx_lm", "mlx_vlm")
 MLX_ALLOWED = ("magimac.engine", "magimac.quantize", "magimac.testing", "magimac.demo.train")
 TEXTUAL_ALLOWED = ("magimac.tui",)
+ONLINE_SDK = ("mistralai", "httpx2", "keyring")
+ONLINE_SDK_ALLOWED = ("magimac.online", "magimac.testing")
 MAX_LINES = 400
 
 
@@ -109,7 +111,7 @@ def test_no_top_level_quantize_import():
     assert not wrong, "\n".join(wrong)
 
 
-def test_mlx_and_textual_only_where_the_table_says():
+def test_mlx_textual_and_the_api_sdk_only_where_the_table_says():
     wrong = []
     for mod, path in MODS.items():
         for name in imports(mod, path):
@@ -118,6 +120,8 @@ def test_mlx_and_textual_only_where_the_table_says():
                 wrong.append(f"{mod} imports {name}")
             if top == "textual" and not mod.startswith(TEXTUAL_ALLOWED):
                 wrong.append(f"{mod} imports {name}")
+            if top in ONLINE_SDK and not mod.startswith(ONLINE_SDK_ALLOWED):
+                wrong.append(f"{mod} imports {name} (the API's SDK and the keychain: magimac.online and the tools only)")
     assert not wrong, "\n".join(sorted(wrong))
 
 
@@ -175,3 +179,17 @@ def test_the_app_and_its_missing_model_screen_leave_mlx_unimported():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "MLX []" in r.stdout, r.stdout
+
+
+def test_local_chat_and_the_app_leave_the_api_sdk_unimported():
+    """Nothing of Mistral's SDK or the keychain is loaded unless an online model is chosen."""
+    code = (
+        "import sys\n"
+        "import magimac.cli.chat, magimac.cli.models, magimac.tui.app\n"
+        "from magimac.session.model import choose_model\n"
+        "magimac.cli.models.rows(); choose_model('demo')\n"
+        "print('SDK', sorted(m for m in sys.modules if m.split('.')[0] in ('mistralai', 'httpx2', 'keyring')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "SDK []" in r.stdout, r.stdout
