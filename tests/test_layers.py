@@ -175,21 +175,10 @@ def test_the_app_and_its_missing_model_screen_leave_mlx_unimported():
         "asyncio.run(main())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm', 'mlx_vlm'))\n"
         "print('MLX', bad)\n"
+        "import magimac.cli.chat, magimac.cli.models\n"  # and no online model chosen: no API SDK
+        "magimac.cli.models.rows()\n"
+        "print('SDK', sorted(m for m in sys.modules if m.split('.')[0] in ('mistralai', 'httpx2', 'keyring')))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "MLX []" in r.stdout, r.stdout
-
-
-def test_local_chat_and_the_app_leave_the_api_sdk_unimported():
-    """Nothing of Mistral's SDK or the keychain is loaded unless an online model is chosen."""
-    code = (
-        "import sys\n"
-        "import magimac.cli.chat, magimac.cli.models, magimac.tui.app\n"
-        "from magimac.session.model import choose_model\n"
-        "magimac.cli.models.rows(); choose_model('demo')\n"
-        "print('SDK', sorted(m for m in sys.modules if m.split('.')[0] in ('mistralai', 'httpx2', 'keyring')))\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "SDK []" in r.stdout, r.stdout
+    assert "MLX []" in r.stdout and "SDK []" in r.stdout, r.stdout
