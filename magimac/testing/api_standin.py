@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,7 +36,8 @@ ANSWER = ["Hello", "! How can ", "I help?"]
 class Reply:
     """One answer: ``status`` (200: a stream), ``headers``, ``body`` (for errors),
     ``reasoning`` / ``answer`` (the streamed parts), ``cut_after`` (close the connection after
-    this many events, without the end), ``malformed`` (send a broken event after the first)."""
+    this many events, without the end), ``malformed`` (send a broken event after the first),
+    ``delay_s`` (seconds between events: a slow stream to stop)."""
 
     status: int = 200
     headers: dict = field(default_factory=dict)
@@ -44,6 +46,7 @@ class Reply:
     answer: list[str] = field(default_factory=lambda: list(ANSWER))
     cut_after: int | None = None
     malformed: bool = False
+    delay_s: float = 0.0
 
 
 def chunk(content, finish=None, usage=None) -> dict:
@@ -113,6 +116,7 @@ def _handler(state: ApiStandIn):
                 if reply.malformed and i == 0:
                     self.wfile.write(b'data: {"choices": "not a list"}\n\n')
                 self.wfile.flush()
+                time.sleep(reply.delay_s)
             self.wfile.write(b"data: [DONE]\n\n")
 
     return Handler

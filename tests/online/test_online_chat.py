@@ -154,3 +154,18 @@ def test_the_key_never_reaches_output_logs_or_show_prompt(api, capsys, monkeypat
     assert shown["type"] == "prompt" and json.loads(shown["text"])["messages"] == [{"role": "user", "content": "Hi"}]
     assert len(api.requests) == 2  # --show-prompt sent nothing
     assert KEY not in caplog.text
+
+
+def test_cancel_stops_the_stream_and_keeps_what_arrived(api):
+    from magimac.core.conversation import Message
+    from magimac.core.events import ReasoningDelta
+    from magimac.session.model import open_model
+
+    api.replies.append(Reply(delay_s=0.5))
+    session = open_model(MODEL)
+    run = session.turn([Message("user", "Hi")])
+    assert isinstance(next(run), ReasoningDelta)
+    run.cancel()
+    rest = list(run)
+    assert run.done.finish_reason == "cancelled" and run.answer.reasoning.startswith(REASONING[0])
+    assert len(rest) <= 3 and run.answer.content == ""  # stopped within an event, not at the end
