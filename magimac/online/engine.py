@@ -45,6 +45,14 @@ TIMEOUT_S = 300.0
 FINISH = {"stop": "stop", "length": "length", "tool_calls": "stop"}
 
 
+class _Quiet:
+    """The SDK's debug logger, silenced: with ``MISTRAL_DEBUG`` set its default one logs every
+    request (headers and body: the conversation) at DEBUG."""
+
+    def debug(self, *args, **kwargs) -> None:
+        pass
+
+
 class _Cancelled(Exception):
     """Raised by the request hook of a cancelled turn, so the SDK does not retry it."""
 
@@ -212,7 +220,7 @@ class RemoteTurn:
         retries = RetryConfig("backoff", BackoffStrategy(1000, 60000, 1.5, int(self.engine.retry_for_s * 1000)),
                               retry_connection_errors=False, status_codes_override=["429"])
         return Mistral(api_key=key, server_url=self.engine.api_url, client=http, retry_config=retries,
-                       timeout_ms=int(self.engine.timeout_s * 1000)), http
+                       timeout_ms=int(self.engine.timeout_s * 1000), debug_logger=_Quiet()), http
 
     def _read(self, body: dict, key: str) -> None:
         client, http = self._client(key)

@@ -147,13 +147,14 @@ def test_still_rate_limited_after_the_retries_is_one_line(api):
 
 def test_the_key_never_reaches_output_logs_or_show_prompt(api, capsys, monkeypatch, caplog):
     caplog.set_level("DEBUG")
+    monkeypatch.setenv("MISTRAL_DEBUG", "1")  # the SDK's own switch for logging request headers
     for args in (["--json"], ["--stats"], ["--show-prompt"], ["--show-prompt", "--json"]):
         rc, _, out, err = chat(capsys, monkeypatch, "--model", MODEL, "--online", *args, "Hi")
         assert rc == 0 and KEY not in out + err
     shown = json.loads(out)
     assert shown["type"] == "prompt" and json.loads(shown["text"])["messages"] == [{"role": "user", "content": "Hi"}]
     assert len(api.requests) == 2  # --show-prompt sent nothing
-    assert KEY not in caplog.text
+    assert KEY not in caplog.text and "reasoning_effort" not in caplog.text  # nor the request body
 
 
 def test_cancel_stops_the_stream_and_keeps_what_arrived(api):
