@@ -48,8 +48,7 @@ async def test_asks_once_per_conversation_and_marks_api_answers(api, fake_engine
         assert len(api.requests) == 3  # the 429, then two answers
         assert api.bodies()[2]["messages"][1]["content"][0] == {
             "type": "thinking", "thinking": [{"type": "text", "text": "".join(REASONING)}]}
-        assert [w.source.render_str(str(w.source.render())).plain for w in answers(app)] == \
-            ["☁ Mistral API · Mistral Medium 3.5 · API"] * 2
+        assert [str(w.source.render()) for w in answers(app)] == ["☁ Mistral API · Mistral Medium 3.5 · API"] * 2
         await pilot.press("ctrl+s")
         await pilot.pause()
     [export] = tmp_path.glob("*.md")
@@ -67,7 +66,7 @@ async def test_a_cut_stream_keeps_the_partial_answer_marked(api, fake_engine):
         msg = app.messages[-1]
         assert (msg.content, msg.finish_reason) == ("".join(ANSWER[:2]), "error")
         note = "⏹ error: the connection to Mistral's API was cut mid-answer; what arrived is kept"
-        assert answers(app)[-1].note.render_str(str(answers(app)[-1].note.render())).plain == note
+        assert str(answers(app)[-1].note.render()) == note
 
 
 async def test_settings_switch_a_conversation_between_local_and_online(api, fake_engine, scripted_checkpoint):
@@ -77,9 +76,14 @@ async def test_settings_switch_a_conversation_between_local_and_online(api, fake
         await submit(pilot, "Hi")  # the local (fake) engine
         assert api.requests == []
         await pilot.press("f2")
-        app.screen.query_one("#model").value = MODEL
+        app.screen.query_one("#model").value = "magistral-medium-2509"  # retired: its successor is offered
         await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "retired from Mistral's API on 2026-07-31" in str(app.screen.query_one("#settings-error").render())
+        assert app.screen.query_one("#model").value == MODEL
+        await pilot.press("ctrl+s")  # Save again takes the successor
         await wait_until(pilot, lambda: app.loaded is not None and app.loaded.service == "Mistral API")
+        assert app.conversation.settings["model"] == MODEL
         await submit(pilot, "Now a hard one", confirm="y")
         sent = api.bodies()[0]["messages"]
         assert sent[1]["content"][0]["thinking"][0]["text"] == fake_engine.reasoning  # local reasoning, as chunks
