@@ -49,7 +49,7 @@ class StatusBar(Static):
             parts.append(f"TTFT {self.ttft_s:.2f} s")
         if self.tokens_per_s is not None:
             parts.append(f"{self.tokens_per_s:.1f} tok/s")
-        if self.memory_bytes:
+        if self.memory_bytes and not self.service:  # an online model takes no memory here
             parts.append(f"mem {format_bytes(self.memory_bytes)}")
         if self.generating:
             parts.append("Esc stops")

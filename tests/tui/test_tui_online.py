@@ -107,3 +107,21 @@ async def test_a_retired_model_offers_its_successor(api, fake_engine):
         await pilot.press("y")
         await wait_until(pilot, lambda: app.loaded is not None)
         assert app.session.choice.online.name == MODEL and api.requests == []
+
+
+def test_online_conversation_80x24(snap_compare, api):
+    """What a person sees after a turn with Mistral Medium 3.5 (stored, so the numbers are fixed)."""
+    from magimac.text.history import History
+    from test_tui_snapshots import pinned
+
+    h = History()
+    c = h.new_conversation("Primes mod 24", {"model": MODEL, "online_ok": True})
+    h.add_message(c.id, "user", "Why is p² − 1 divisible by 24 for primes p > 3?")
+    h.add_message(c.id, "assistant", "Every prime p > 3 is **1 or 5 mod 6**, so (p − 1)(p + 1) is a multiple of 24.",
+                  reasoning="p is odd and not a multiple of 3.",
+                  stats={"prompt_tokens": 21, "reasoning_tokens": 8, "answer_tokens": 24, "ttft_s": 0.42,
+                         "decode_tps": 61.5, "thinking_s": 1.0, "model": "Mistral Medium 3.5 · API",
+                         "service": "Mistral API"}, finish_reason="stop")
+    h.close()
+    assert snap_compare(MagimacApp(MODEL), terminal_size=(80, 24), run_before=pinned())
+    assert api.requests == []  # opening an online conversation sends nothing
