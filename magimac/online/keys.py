@@ -14,7 +14,6 @@ from magimac.core.errors import MagimacError
 
 ENV = "MISTRAL_API_KEY"
 SERVICE = "magimac"
-PROVIDERS = ("mistral",)
 
 
 class ApiKeyError(MagimacError):
