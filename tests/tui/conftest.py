@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from magimac.testing.api_standin import api  # noqa: F401  (the Mistral API stand-in)
 from magimac.testing.fake_engine import FakeEngine
 
 
@@ -21,4 +22,3 @@ def pinned_plan(monkeypatch):
     lines = ["`magimac pull magistral-small-2509 --quant 4bit`: fits this Mac"]
     monkeypatch.setattr("magimac.tui.screens.plan_recommendations", lambda: lines)
     return lines
-from magimac.testing.api_standin import api, closed_port_url, memory_keyring  # noqa: F401  (online models)
