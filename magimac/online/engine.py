@@ -219,8 +219,10 @@ class RemoteTurn:
                                                                  "response": [self._on_response]})
         retries = RetryConfig("backoff", BackoffStrategy(1000, 60000, 1.5, int(self.engine.retry_for_s * 1000)),
                               retry_connection_errors=False, status_codes_override=["429"])
-        return Mistral(api_key=key, server_url=self.engine.api_url, client=http, retry_config=retries,
-                       timeout_ms=int(self.engine.timeout_s * 1000), debug_logger=_Quiet()), http
+        client = Mistral(api_key=key, server_url=self.engine.api_url, client=http, retry_config=retries,
+                         timeout_ms=int(self.engine.timeout_s * 1000), debug_logger=_Quiet())
+        _ = client.chat  # the SDK loads its chat module at first use (0.5 s here): not part of TTFT
+        return client, http
 
     def _read(self, body: dict, key: str) -> None:
         client, http = self._client(key)
