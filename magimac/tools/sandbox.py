@@ -94,7 +94,7 @@ def isolation() -> Isolation:
         except (OSError, subprocess.TimeoutExpired):
             ok = False
         if ok:
-            return Isolation(True, True, "network namespace: no network; home folder hidden")
+            return Isolation(True, True, "network namespace: no network; home and starting folders hidden")
     return Isolation(False, os.getuid() == 0, "no network isolation on this system: the code could go online")
 
 
