@@ -104,7 +104,8 @@ class FakeEngine:
     def _turn(self, messages: list) -> Iterator:
         prompt = self.prompt_tokens(messages)
         n_reasoning = n_answer = 0
-        reasoning = iter(lambda: " more", None) if self.endless else iter(_words(self.reasoning))
+        after_tools = bool(messages) and getattr(messages[-1], "role", "") == "tool"  # no new reasoning (Magistral)
+        reasoning = iter(lambda: " more", None) if self.endless else iter([] if after_tools else _words(self.reasoning))
         for text in reasoning:
             if self._cancel.is_set():
                 break

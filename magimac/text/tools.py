@@ -92,3 +92,12 @@ def mistral_tool_message(m: Message) -> ToolMessage:
 def tool_message(call_id_: str, name: str, content: str, seconds: float | None = None) -> Message:
     """Our ``tool`` message for one result (``content``: the output, or ``"error: ..."``)."""
     return Message("tool", content, tool_call_id=call_id_, name=name, seconds=seconds)
+
+
+def result_title(name: str, content: str, seconds: float | None) -> str:
+    """A result's one-line title (the app's folded block, the Markdown export): ``Ran python ·
+    0.4 s``, ``python failed · 0.1 s`` or ``python not allowed``; ``content`` as the model got it."""
+    if content == f"error: {DENIED}":
+        return f"{name} not allowed"
+    took = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    return f"{name} failed{took}" if content.startswith("error: ") else f"Ran {name}{took}"

@@ -66,3 +66,12 @@ class PlanAdvice(Message):
     def __init__(self, lines: list[str]) -> None:
         super().__init__()
         self.lines = lines
+
+
+class ToolEvent(Message):
+    """A `ToolCall` or `ToolResult` of the turn answering ``message_id``, from the generation worker."""
+
+    def __init__(self, message_id: int, event) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self.event = event
