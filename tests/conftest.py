@@ -34,6 +34,8 @@ def scripted_checkpoint(tmp_path_factory) -> Path:
     return build_checkpoint(tmp_path_factory.mktemp("scripted") / "ckpt", script=Script())
 
 
+SMALL = {"vision": False, "layers": 1, "vocab": 20000, "hidden": 64, "intermediate": 64}
+"""A smaller scripted model (builds and loads in a fraction of the time; enough for tool scripts)."""
 TOOL_SCRIPT = Script("Multiply with python", tool_calls=(("python", '{"code": "print(6*7)"}'),), after_tools="Got it!")
 """A model that calls python once after reasoning, and answers "Got it!" after the result."""
 
@@ -41,7 +43,7 @@ TOOL_SCRIPT = Script("Multiply with python", tool_calls=(("python", '{"code": "p
 @pytest.fixture(scope="session")
 def tool_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint that emits `TOOL_SCRIPT` (a python call, then an answer after the result)."""
-    return build_checkpoint(tmp_path_factory.mktemp("tool") / "ckpt", script=TOOL_SCRIPT, vision=False)
+    return build_checkpoint(tmp_path_factory.mktemp("tool") / "ckpt", script=TOOL_SCRIPT, **SMALL)
 
 
 @pytest.fixture(scope="session")

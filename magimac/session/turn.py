@@ -109,7 +109,9 @@ def model_label(loaded) -> str:
 
 class TurnRun:
     """The events of one turn: `DocumentsUsed` (when documents are attached), then the engine's
-    `ReasoningDelta` / `AnswerDelta` / `Stats`, and always a `Done` last.
+    `ReasoningDelta` / `AnswerDelta` / `Stats`, and always a `Done` last.  With ``tools`` (a
+    `magimac.session.tool_loop.ToolUse`) also `ToolCall` and `ToolResult`, round after round
+    (`tool_loop`); `new_messages` is then what to store.
 
     Iterating blocks until the next event. A `KeyboardInterrupt` raised while waiting leaves the
     run intact: call `cancel` and iterate again to receive the rest, down to ``Done("cancelled")``.

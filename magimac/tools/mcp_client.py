@@ -110,12 +110,13 @@ class McpTools:
             raise MagimacError(f"{name}: no answer within {timeout_s:g} s") from None
 
     def close(self) -> None:
-        """Stop every server and the thread."""
-        for _, queue in list(self._tools.values()):
+        """Stop every server (up to 5 s) and the thread."""
+        queues = {id(q): q for _, q in self._tools.values()}
+        for queue in queues.values():
             self._loop.call_soon_threadsafe(queue.put_nowait, None)
-        for t in self._tasks:
+        if self._tasks:
             try:
-                asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(_wrap(t)), 5), self._loop).result(6)
+                asyncio.run_coroutine_threadsafe(asyncio.wait(self._tasks, timeout=5), self._loop).result(6)
             except Exception:  # a server that does not stop in time is left to die with us
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -196,10 +197,6 @@ async def _spawn(coro):
 
 async def _wait(fut, timeout_s: float):
     return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
-
-
-async def _wrap(task):
-    return await task
 
 
 def open_mcp_tools(path: Path | None = None) -> McpTools | None:

@@ -80,8 +80,8 @@ def test_an_unknown_tool_name_is_one_line(capsys, monkeypatch, tool_checkpoint):
 
 
 def test_a_call_of_a_tool_that_is_not_on_goes_back_as_an_error(capsys, monkeypatch, tmp_path):
-    ckpt = build_checkpoint(tmp_path / "calc", vision=False, script=Script(
-        "Use calculator", tool_calls=(("calculator", '{"x": 1}'),), after_tools="Hmm!"))
+    ckpt = build_checkpoint(tmp_path / "calc", vocab=20000, vision=False, layers=1, hidden=64, intermediate=64, script=Script(
+        "Try a tool", tool_calls=(("calculator", '{"x": 1}'),), after_tools="Hmm!"))
     rc, out, err = chat(capsys, monkeypatch, "--model", ckpt, "--json", "--tools", "python", "Hi")
     result = next(d for d in lines(out) if d["type"] == "tool_result")
     assert result["error"] == "there is no tool named 'calculator' (tools on: python)" and rc == 0
@@ -117,3 +117,13 @@ def test_an_mcp_tool_is_called(mcp_json):
         assert bad.output is None and bad.error.startswith("add: ")
     finally:
         mcp.close()
+
+
+@pytest.mark.parametrize("reply, answer", [("o\n", "once"), ("a\n", "conversation"), ("\n", "deny"), ("x\n", "deny")])
+def test_on_a_terminal_the_person_is_asked(reply, answer):
+    from magimac.cli.chat_tools import terminal_ask
+
+    err = io.StringIO()
+    ask = terminal_ask(io.StringIO(reply), err)
+    assert ask(ToolCall("c00000001", "python", {"code": "print(1)"}), "print(1)") == answer
+    assert "the model wants to run python:\n    print(1)\nRun it? [o]nce, [a]lways" in err.getvalue()

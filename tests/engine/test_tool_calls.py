@@ -45,3 +45,19 @@ def test_without_tools_offered_the_prompt_has_no_tool_list(tool_engine):
     text = tool_engine.encode([Message("user", "Hi")], GenerationSettings()).text
     assert "[AVAILABLE_TOOLS]" not in text
     assert '[AVAILABLE_TOOLS][{"type": "function"' in tool_engine.encode([Message("user", "Hi")], SETTINGS).text
+
+
+def test_malformed_arguments_from_the_model_are_an_error_call_not_a_crash(tmp_path):
+    from magimac.engine.worker import Engine
+    from magimac.testing.checkpoint import Script, build_checkpoint
+
+    ckpt = build_checkpoint(tmp_path / "bad", vocab=20000, vision=False, layers=1, hidden=64, intermediate=64, script=Script(
+        "Bad call", tool_calls=(("python", '{"code": print(1'),), after_tools="Sorry!"))
+    engine = Engine(ckpt)
+    try:
+        calls, text, done = round_(engine, [Message("user", "Hi")])
+        assert done.finish_reason == "stop" and text == "Bad call"
+        (call,) = calls
+        assert call.error.startswith("the arguments are not valid JSON") and call.raw == '{"code": print(1'
+    finally:
+        engine.close()

@@ -56,3 +56,14 @@ def test_a_file_outside_its_folder_cannot_be_read(tmp_path):
     secret.write_text("the person's secret")
     r = run(f"print(open({str(secret)!r}).read())")
     assert r.output is None and r.error.split(":")[0] in ("PermissionError", "FileNotFoundError")
+
+
+def test_a_cancel_stops_a_running_program_at_once():
+    import threading
+    import time
+
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    start = time.monotonic()
+    r = run_python("import time\ntime.sleep(30)", LIMITS, cancel=cancel)
+    assert r.error == "cancelled" and time.monotonic() - start < 1.5

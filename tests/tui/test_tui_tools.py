@@ -79,3 +79,13 @@ async def test_unknown_tool_and_malformed_arguments_need_no_permission(scripted_
         assert results[0].startswith("error: there is no tool named 'calculator'")
         assert results[1].startswith("error: the arguments are not valid JSON")
         assert [str(b.title) for b in app.chat.query(ToolBlock)] == ["calculator failed · 0.0 s", "python failed · 0.0 s"]
+
+
+async def test_the_scripted_model_calls_python_through_the_app(tool_engine, tool_checkpoint):
+    app = app_for(tool_engine, tool_checkpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ask_and_answer(pilot, "o")
+        assert [m.content for m in app.messages[2:]] == ["42", "Got it!"]
+        stats = app.messages[-1].stats
+        assert stats["prompt_tokens"] - stats["cached_tokens"] == 2 + tool_engine.count_tokens("42")
+        assert "Ran python" in "\n".join(screen_lines(app))
