@@ -6,7 +6,7 @@ stdout instead: ``{"type": "reasoning"|"answer", "text"}``, ``{"type": "stats", 
 ``{"type": "done", "finish_reason", "error"?}`` (always the last line, also when the
 turn never starts); with ``--tools`` (`magimac.cli.chat_tools`) also ``{"type": "tool_call",
 "id", "name", "arguments", "error"?}`` and ``{"type": "tool_result", "id", "name", "output" |
-"error", "seconds"}``.  ``--file PATH`` attaches a document
+"error", "seconds"}``, and a ``stats`` line per engine round (the last one before ``done``).  ``--file PATH`` attaches a document
 (`magimac.text.retrieval.attach_for_engine`); the passages sent are reported first: one line on
 stderr, or a ``{"type": "documents", ...}`` line (`retrieval.context_report`) with ``--json``.
 
