@@ -1,6 +1,7 @@
 """The tools a conversation may use, and running one call: built-ins and MCP servers' tools.
 
-Built-ins: ``python`` (`magimac.tools.sandbox`) and ``search_documents``
+Built-ins: ``python`` (`magimac.tools.sandbox`; the conversation's attached documents are
+copied into its folder, under their names: the only files of the person's it sees) and ``search_documents``
 (`magimac.text.doc_search`, over the conversation's attached documents).  MCP tools come from
 the servers of ``mcp.json`` (`magimac.tools.mcp_client`), named as their server gives them.
 A call to a tool that is not on, or whose arguments could not be read, is answered with an
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from magimac.core.errors import MagimacError
@@ -64,7 +66,8 @@ class Toolbox:
             return ToolResult(call.id, call.name, error=f"there is no tool named {call.name!r} (tools on: {on})")
         try:
             if call.name == PYTHON.name:
-                r = run_python(_str_arg(call, "code"), self.limits, cancel=cancel)
+                attached = tuple(d for d in dict.fromkeys(documents) if Path(d).is_file())
+                r = run_python(_str_arg(call, "code"), self.limits, attached, cancel)
                 return ToolResult(call.id, call.name, r.output, r.error, r.seconds)
             if call.name == SEARCH_DOCUMENTS.name:
                 from magimac.text.doc_search import search_documents

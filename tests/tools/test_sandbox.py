@@ -67,3 +67,14 @@ def test_a_cancel_stops_a_running_program_at_once():
     start = time.monotonic()
     r = run_python("import time\ntime.sleep(30)", LIMITS, cancel=cancel)
     assert r.error == "cancelled" and time.monotonic() - start < 1.5
+
+
+def test_attached_documents_are_the_files_the_code_sees(tmp_path):
+    from magimac.core.events import ToolCall
+    from magimac.tools.toolbox import Toolbox
+
+    doc = tmp_path / "data.csv"
+    doc.write_text("a,b\n1,2\n")
+    code = "import os\nprint(sorted(os.listdir('.')), open('data.csv').read().split()[1])"
+    call = ToolCall("c00000001", "python", {"code": code}, "")
+    assert Toolbox(("python",), LIMITS).run(call, [str(doc)]).output == "['data.csv', 'main.py'] 1,2"
