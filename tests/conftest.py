@@ -38,6 +38,18 @@ def scripted_checkpoint(tmp_path_factory) -> Path:
     return build_checkpoint(tmp_path_factory.mktemp("scripted") / "ckpt", script=Script())
 
 
+SMALL = {"vision": False, "layers": 1, "vocab": 20000, "hidden": 64, "intermediate": 64}
+"""A smaller scripted model (builds and loads in a fraction of the time; enough for tool scripts)."""
+TOOL_SCRIPT = Script("Multiply with python", tool_calls=(("python", '{"code": "print(6*7)"}'),), after_tools="Got it!")
+"""A model that calls python once after reasoning, and answers "Got it!" after the result."""
+
+
+@pytest.fixture(scope="session")
+def tool_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint that emits `TOOL_SCRIPT` (a python call, then an answer after the result)."""
+    return build_checkpoint(tmp_path_factory.mktemp("tool") / "ckpt", script=TOOL_SCRIPT, **SMALL)
+
+
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory) -> Path:
     """A bf16 Magistral-format checkpoint with random weights (and a decoy consolidated file)."""
@@ -56,6 +68,14 @@ def engine(scripted_checkpoint):
     """The one loaded engine on the scripted checkpoint (it answers `Script()`), shared by the
     engine, prompt and app tests (each test compares its own turns, so sharing the KV cache is safe)."""
     e = loaded_engine(scripted_checkpoint)
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="session")
+def tool_engine(tool_checkpoint):
+    """A loaded engine on `tool_checkpoint` (shared: each test compares its own turns)."""
+    e = loaded_engine(tool_checkpoint)
     yield e
     e.close()
 

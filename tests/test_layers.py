@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "magimac.models": 2,
     "magimac.text": 3, "magimac.demo": 3,
     "magimac.engine": 4, "magimac.online": 4,
+    "magimac.tools": 4.5,
     "magimac.session": 5,
     "magimac.bench": 6,
     "magimac.cli": 7, "magimac.tui": 7, "magimac.__main__": 7,

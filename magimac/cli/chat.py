@@ -4,7 +4,9 @@ The answer goes to stdout; the reasoning goes to stderr (dimmed when stderr is a
 and ``NO_COLOR`` is unset; ``--hide-reasoning`` drops it).  ``--json`` prints JSON Lines on
 stdout instead: ``{"type": "reasoning"|"answer", "text"}``, ``{"type": "stats", ...Stats}``,
 ``{"type": "done", "finish_reason", "error"?}`` (always the last line, also when the
-turn never starts).  ``--file PATH`` attaches a document
+turn never starts); with ``--tools`` (`magimac.cli.chat_tools`) also ``{"type": "tool_call",
+"id", "name", "arguments", "error"?}`` and ``{"type": "tool_result", "id", "name", "output" |
+"error", "seconds"}``, and a ``stats`` line per engine round (the last one before ``done``).  ``--file PATH`` attaches a document
 (`magimac.text.retrieval.attach_for_engine`); the passages sent are reported first: one line on
 stderr, or a ``{"type": "documents", ...}`` line (`retrieval.context_report`) with ``--json``.
 
@@ -61,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", action="store_true", help="print the turn's numbers to stderr")
     p.add_argument("--show-prompt", action="store_true",
                    help="print the prompt's token ids (JSON) and its text, and generate nothing")
+    from magimac.cli.chat_tools import add_arguments as tool_arguments
+
+    tool_arguments(p)
 
 
 def _read_conversation(path: Path) -> list[Message]:
@@ -84,7 +89,7 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
     stdin = sys.stdin if stdin is None else stdin
     messages = _read_conversation(args.conversation) if args.conversation else []
     text = args.prompt
-    if text is None and not (messages and messages[-1].role == "user") and not stdin.isatty():
+    if text is None and not (messages and messages[-1].role in ("user", "tool")) and not stdin.isatty():
         text = stdin.read().rstrip("\n")  # the newline `echo` adds is not part of the message
         if not text.strip():
             text = None
@@ -99,6 +104,8 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
     elif messages and messages[-1].role == "user":
         messages[-1].images = [*messages[-1].images, *args.image]
         messages[-1].documents = [*messages[-1].documents, *files]
+    elif messages and messages[-1].role == "tool" and not (args.image or files):
+        pass  # the model continues its turn after the tool results
     else:
         raise MagimacError("no prompt: give it as an argument, on stdin, or end --conversation with a user message")
     return messages
@@ -187,8 +194,11 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from magimac.session.model import choose_model, open_model
 
+    from magimac.cli.chat_tools import tool_use
+
     messages = build_messages(args)
     settings = build_settings(args)
+    tools = tool_use(args)
     choice = choose_model(args.model)
     if choice.online is not None and not (args.online or args.show_prompt):
         raise MagimacError(f"{choice.online.name} runs on Mistral's API ({choice.online.api_url}): nothing was "
@@ -198,12 +208,14 @@ def _run(args: argparse.Namespace) -> int:
     session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
                          force=args.force)
     try:
-        run_ = session.turn(messages, settings)
+        run_ = session.turn(messages, settings, tools)
         if args.show_prompt:
             return _show_prompt(run_, args.json)
         return _stream(run_, args)
     finally:
         session.close()
+        if tools is not None and tools.toolbox.mcp is not None:
+            tools.toolbox.mcp.close()
 
 
 def _stream(run_, args: argparse.Namespace) -> int:

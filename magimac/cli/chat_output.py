@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import asdict
 
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Retrying, Stats
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Retrying, Stats, ToolCall, ToolResult
 from magimac.core.units import format_bytes
 from magimac.session.turn import AnswerRecord, DocumentsUsed
 
@@ -63,6 +63,13 @@ class JsonPrinter:
             json_line({"type": "stats", **asdict(ev)})
         elif isinstance(ev, Retrying):
             json_line({"type": "retry", "wait_s": ev.wait_s, "reason": ev.reason})
+        elif isinstance(ev, ToolCall):
+            json_line({"type": "tool_call", "id": ev.id, "name": ev.name, "arguments": ev.arguments}
+                      | ({"error": ev.error, "raw": ev.raw} if ev.error else {}))
+        elif isinstance(ev, ToolResult):
+            json_line({"type": "tool_result", "id": ev.id, "name": ev.name}
+                      | ({"error": ev.error} if ev.error is not None else {"output": ev.output})
+                      | {"seconds": ev.seconds})
 
     def finish(self, done: Done, answer: AnswerRecord) -> None:
         if not self._stats_sent and (s := final_stats(answer)) is not None:
@@ -71,6 +78,15 @@ class JsonPrinter:
         if done.error:
             d["error"] = done.error
         json_line(d)
+
+
+def tool_line(ev: ToolCall | ToolResult) -> str:
+    """A call or result as one stderr line: ``[python c00000001] {"code": ...}`` /
+    ``[python c00000001 · 0.4 s] 10063`` (first line of the output, up to 200 characters)."""
+    if isinstance(ev, ToolCall):
+        return f"[{ev.name} {ev.id}] {ev.raw or '{}'}" + (f" (error: {ev.error})" if ev.error else "")
+    first = (ev.content.splitlines() or [""])[0][:200]
+    return f"[{ev.name} {ev.id} · {ev.seconds:.1f} s] {first}"
 
 
 class TextPrinter:
@@ -99,6 +115,10 @@ class TextPrinter:
             self.out.write(ev.text)
             self.out.flush()
             self.answer_end = ev.text[-1:] or self.answer_end
+        elif isinstance(ev, (ToolCall, ToolResult)):
+            if self.in_reasoning:
+                self._end_reasoning("\n")
+            print(tool_line(ev), file=self.err)
 
     def _end_reasoning(self, gap: str) -> None:
         self.err.write((RESET if self.dim else "") + gap)
@@ -113,5 +133,7 @@ class TextPrinter:
         self.out.flush()
         if self.stats and (s := final_stats(answer)) is not None:
             print(stats_line(s), file=self.err)
-        if done.finish_reason == "length":
+        if done.finish_reason == "length" and done.error:
+            print(f"magimac: stopped: {done.error} (raise --max-tool-rounds)", file=self.err)
+        elif done.finish_reason == "length":
             print("magimac: stopped at the token limit (raise --max-tokens or --context-length)", file=self.err)

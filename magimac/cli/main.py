@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("magimac.cli.doctor", "hardware, versions and what is wrong"),
     "bench": ("magimac.cli.bench", "compare quantization levels: speed, memory, quality"),
     "key": ("magimac.cli.key", "save or remove the Mistral API key (OS keychain) for online models"),
+    "tools": ("magimac.cli.tools", "list the tools a model may use: built-in and MCP servers' (mcp.json)"),
 }
 
 

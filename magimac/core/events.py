@@ -103,4 +103,48 @@ class Retrying:
     reason: str
 
 
-Event = LoadProgress | Loaded | ReasoningDelta | AnswerDelta | Stats | Done | EngineError | Retrying
+class ToolCall:
+    """The model called a tool (sent when the call's arguments are complete).
+
+    Attributes:
+        id: the call's id, ``"c"`` + 8 digits counting the calls of the conversation from 1
+            (9 characters [a-zA-Z0-9], as mistral-common requires).
+        name: the tool's name as the model wrote it.
+        arguments: the arguments (a JSON object), ``{}`` when they could not be read.
+        raw: the arguments' text as the model wrote it.
+        error: why the call cannot run (arguments not a JSON object), one line; else None.
+    """
+
+    id: str
+    name: str
+    arguments: dict = field(default_factory=dict)
+    raw: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool call's result, given back to the model.
+
+    Attributes:
+        id: the `ToolCall`'s id; name: the tool's name.
+        output: what the tool returned (the tool message's text), or None when it failed.
+        error: one line (``"the person did not allow this call"``, ``"time limit of 10 s
+            reached"``, ...) when it failed, else None; the model sees ``"error: " + error``.
+        seconds: how long the tool ran, seconds (0 when it did not run).
+    """
+
+    id: str
+    name: str
+    output: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def content(self) -> str:
+        """The tool message's text for the model: the output, or ``"error: " + error``."""
+        return self.output if self.error is None else f"error: {self.error}"
+
+
+Event = (LoadProgress | Loaded | ReasoningDelta | AnswerDelta | Stats | Done | EngineError | Retrying
+         | ToolCall | ToolResult)

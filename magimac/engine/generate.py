@@ -34,7 +34,8 @@ from magimac.engine.budget import budget_processor
 from magimac.engine.loading import ModelInfo
 from magimac.engine.settings import GenerationSettings
 from magimac.text import prompt as prompt_mod
-from magimac.text.reasoning import ReasoningSplitter
+from magimac.text.tool_calls import OutputSplitter
+from magimac.text.tools import calls_in
 
 
 class TurnError(Exception):
@@ -226,7 +227,7 @@ class TurnRunner:
             mx.random.seed(settings.seed)
         room = self.context_length - len(tokens)
         max_tokens = room if settings.max_tokens is None else min(settings.max_tokens, room)
-        splitter = ReasoningSplitter(self.info.markers, self.info.tekken)
+        splitter = OutputSplitter(self.info.markers, self.info.tekken, calls_in(messages) + 1)
         mx.reset_peak_memory()
         out = self._decode(tokens[common:], embeddings, sampler, processors, max_tokens, splitter, turn)
         for ev in splitter.flush():

@@ -61,6 +61,8 @@ class GenerationSettings:
             system prompt (a string here, or a leading ``system`` message) that has no thinking
             block of its own, so the model still reasons (`magimac.text.prompt.
             with_reasoning_instructions`); False sends the custom prompt alone.
+        tools: the tools offered to the model (`magimac.text.tools.ToolSpec`s, in order);
+            empty: none (the prompt has no ``[AVAILABLE_TOOLS]``).
     """
 
     temperature: float | None = None
@@ -74,6 +76,7 @@ class GenerationSettings:
     keep_reasoning: bool = False
     system_prompt: str | None | _Default = DEFAULT
     reasoning_instructions: bool = True
+    tools: tuple = ()
 
 
 class SettingRange(NamedTuple):

@@ -218,7 +218,7 @@ class Engine:
         settings = settings or GenerationSettings()
         instructions = self._own_system_prompt() if settings.reasoning_instructions else None
         return prompt.encode(info.tokenizer, messages, info.markers, self._system_prompt(settings),
-                             settings.keep_reasoning, info.vision, instructions)
+                             settings.keep_reasoning, info.vision, instructions, tuple(settings.tools))
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of plain ``text`` (no BOS/EOS; control-token text counts as text)."""

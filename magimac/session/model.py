@@ -101,11 +101,12 @@ class ChatSession:
         """The `Loaded` event once `wait_loaded` returned, else None."""
         return self._loaded
 
-    def turn(self, messages: list[Message], settings=None):
-        """A `magimac.session.turn.TurnRun` answering ``messages`` (not started until iterated)."""
+    def turn(self, messages: list[Message], settings=None, tools=None):
+        """A `magimac.session.turn.TurnRun` answering ``messages`` (not started until iterated);
+        ``tools``: a `magimac.session.tool_loop.ToolUse` to let the model use tools."""
         from magimac.session.turn import TurnRun
 
-        return TurnRun(self, list(messages), settings)
+        return TurnRun(self, list(messages), settings, tools)
 
     def cancel(self) -> None:
         """Stop the running turn within a token (its events end with Done("cancelled"))."""

@@ -111,7 +111,9 @@ def model_label(loaded) -> str:
 
 class TurnRun:
     """The events of one turn: `DocumentsUsed` (when documents are attached), then the engine's
-    `ReasoningDelta` / `AnswerDelta` / `Stats`, and always a `Done` last.
+    `ReasoningDelta` / `AnswerDelta` / `Stats`, and always a `Done` last.  With ``tools`` (a
+    `magimac.session.tool_loop.ToolUse`) also `ToolCall` and `ToolResult`, round after round
+    (`tool_loop`); `new_messages` is then what to store.
 
     Iterating blocks until the next event. A `KeyboardInterrupt` raised while waiting leaves the
     run intact: call `cancel` and iterate again to receive the rest, down to ``Done("cancelled")``.
@@ -122,10 +124,17 @@ class TurnRun:
         done: the `Done` event once received.
     """
 
-    def __init__(self, session, messages: list[Message], settings=None) -> None:
+    def __init__(self, session, messages: list[Message], settings=None, tools=None) -> None:
         self.session = session
         self.messages = messages
         self.settings = settings
+        self.tools = None  # a `magimac.session.tool_loop.ToolRounds` when the model may use tools
+        if tools is not None:
+            from magimac.engine.settings import GenerationSettings
+            from magimac.session.tool_loop import ToolRounds
+
+            self.settings = dataclasses.replace(settings or GenerationSettings(), tools=tools.toolbox.specs())
+            self.tools = ToolRounds(tools, [d for m in messages for d in m.documents])
         self.answer = AnswerRecord()
         self.done: Done | None = None
         self._engine_turn = None
@@ -154,6 +163,8 @@ class TurnRun:
     def cancel(self) -> None:
         """Stop the turn within a token; the events still to come end with ``Done("cancelled")``."""
         self._cancelled = True
+        if self.tools is not None:
+            self.tools.cancel.set()
         if self._engine_turn is not None:
             self.session.cancel()
 
@@ -175,6 +186,10 @@ class TurnRun:
                 raise
             except StopIteration:
                 ev = Done("error", "the engine ended the turn without finishing it")
+            if self.tools is not None:
+                self.tools.see(ev)
+                if isinstance(ev, Done) and self.tools.calls:
+                    ev = self._tool_round(ev)
         self.answer.add(ev)
         if isinstance(ev, Done):
             self.done = ev
@@ -195,6 +210,25 @@ class TurnRun:
             self.session.cancel()
         if documents is not None:
             self._queued.append(documents)
+
+    def new_messages(self) -> list[Message]:
+        """What the turn adds to the conversation: the tool loop's steps (assistant calls, tool
+        results), then the answer (the text and reasoning of its last round)."""
+        if self.tools is None:
+            return [Message("assistant", self.answer.content, reasoning=self.answer.reasoning or None)]
+        return [*self.tools.steps, self.tools.round_message(self.answer)]
+
+    def _tool_round(self, done: Done):
+        """An engine round ended after tool calls: settle them (`ToolRounds.finish_round`), queue
+        their results and start the next round; returns the next event to give."""
+        results, end = self.tools.finish_round(done, self.answer)
+        self._queued.extend(results)
+        if end is not None:
+            self._queued.append(end)
+        else:
+            self._engine_turn = self.session.engine.submit(self.messages + self.tools.steps, self.settings)
+            self._events = iter(self._engine_turn)
+        return self._queued.pop(0)  # never empty: a result per call, or the ending Done
 
     def _fail(self, error: str | None, reason: str = "error") -> None:
         """End the run before it reached the engine: its only event is this `Done`."""

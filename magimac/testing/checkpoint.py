@@ -19,6 +19,12 @@ stream is the token embedding; embeddings are one-hot per script token and `lm_h
 token's slot to its successor, so the model is a deterministic bigram chain.  A token may
 appear more than once in the script only if it is always followed by the same token.
 
+Tool calls: ``Script(..., tool_calls=(("python", '{"code": "print(2)"}'),), after_tools=T)``
+emits ``[THINK] reasoning [/THINK] [TOOL_CALLS]python[ARGS]{...} </s>`` after ``[/INST]``
+(the arguments text as given, so malformed JSON can be scripted), and after
+``[/TOOL_RESULTS]`` the text ``after_tools`` then ``</s>``; ``repeat_calls=True`` makes it
+call the same tools again after every result instead (a model that never stops calling).
+
 Run as a script: ``python -m magimac.testing.checkpoint OUT_DIR [--script-reasoning T --script-answer T]``.
 """
 
@@ -33,7 +39,8 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from magimac.testing.tekken import BOS, END_INST, END_THINK, EOS, THINK, write_tekken
+from magimac.testing.tekken import (ARGS, BOS, END_INST, END_THINK, END_TOOL_RESULTS, EOS, THINK, TOOL_CALLS,
+                                    write_tekken)
 
 # The wording of SYSTEM_PROMPT.txt in mistralai/Magistral-Small-2509 (model card).
 SYSTEM_PROMPT = (
@@ -56,6 +63,9 @@ class Script:
     reasoning: str = DEFAULT_SCRIPT_REASONING
     answer: str = DEFAULT_SCRIPT_ANSWER
     think: bool = True  # False: the model skips reasoning and answers at once
+    tool_calls: tuple[tuple[str, str], ...] = ()  # (name, arguments text) calls instead of the answer
+    after_tools: str = "Done."  # the answer after [/TOOL_RESULTS]
+    repeat_calls: bool = False  # after [/TOOL_RESULTS], the same calls again
 
 
 def tiny_config(
@@ -186,13 +196,32 @@ def script_tokens(tekken_path: Path, script: Script) -> list[int]:
     ids: list[int] = []
     if script.think:
         ids += [THINK, *tok.encode(script.reasoning, bos=False, eos=False), END_THINK]
+    if script.tool_calls:
+        return ids + _call_tokens(tok, script)
     ids += [*tok.encode(script.answer, bos=False, eos=False), EOS]
     return ids
 
 
-def _bigram_chain(tokens: list[int]) -> dict[int, int]:
-    chain: dict[int, int] = {}
-    prev = END_INST
+def _call_tokens(tok, script: Script) -> list[int]:
+    """``[TOOL_CALLS]name[ARGS]arguments`` for each call of ``script``, then ``</s>``."""
+    ids: list[int] = []
+    for name, args in script.tool_calls:
+        ids += [TOOL_CALLS, *tok.encode(name, bos=False, eos=False), ARGS, *tok.encode(args, bos=False, eos=False)]
+    return ids + [EOS]
+
+
+def after_tools_tokens(tekken_path: Path, script: Script) -> list[int]:
+    """What a scripted checkpoint emits after ``[/TOOL_RESULTS]`` (ending with ``</s>``)."""
+    from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+
+    tok = Tekkenizer.from_file(tekken_path)
+    if script.repeat_calls:
+        return _call_tokens(tok, script)
+    return [*tok.encode(script.after_tools, bos=False, eos=False), EOS]
+
+
+def _bigram_chain(tokens: list[int], prev: int = END_INST, chain: dict[int, int] | None = None) -> dict[int, int]:
+    chain = {} if chain is None else chain
     for t in tokens:
         if chain.setdefault(prev, t) != t:
             raise ValueError(
@@ -253,7 +282,10 @@ def build_checkpoint(
             arrays[name] = rng.normal(0.0, 0.02, size=shape).astype(np.float32)
 
     if script is not None:
-        _script_weights(arrays, script_tokens(tekken, script), text["hidden_size"],
+        chain = _bigram_chain(script_tokens(tekken, script))
+        if script.tool_calls:
+            chain = _bigram_chain(after_tools_tokens(tekken, script), END_TOOL_RESULTS, chain)
+        _script_weights(arrays, chain, text["hidden_size"],
                         "model.language_model." if vision else "model.", logit_scale)
     write_shards(out, arrays, shards)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -270,11 +302,10 @@ def build_checkpoint(
     return out
 
 
-def _script_weights(arrays: dict[str, np.ndarray], tokens: list[int], hidden: int, lm: str,
+def _script_weights(arrays: dict[str, np.ndarray], chain: dict[int, int], hidden: int, lm: str,
                     logit_scale: float) -> None:
-    """Make ``arrays`` a bigram chain over ``tokens``: one embedding slot per token whose
-    ``lm_head`` row points at its successor; attention and MLP outputs zeroed (pure residual)."""
-    chain = _bigram_chain(tokens)
+    """Make ``arrays`` the bigram ``chain`` (token -> next token): one embedding slot per token
+    whose ``lm_head`` row points at its successor; attention and MLP outputs zeroed (pure residual)."""
     if len(chain) > hidden:
         raise ValueError(f"script has {len(chain)} distinct tokens; hidden size {hidden} allows {hidden}")
     emb = np.zeros(arrays[f"{lm}embed_tokens.weight"].shape, np.float32)

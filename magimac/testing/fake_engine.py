@@ -7,6 +7,11 @@ a fixed reasoning and answer, one word per delta, without MLX, in microseconds. 
 reasons until `cancel` (a long answer to stop, or an app to close while it streams).
 
 Tokens here are whitespace-separated words: ``count_tokens("a b c") == 3``.
+
+``tool_rounds=[[("python", '{"code": "print(1)"}')], ...]``: the k-th round of a turn (k
+counted by the assistant messages with tool calls after the last user message) reasons, then
+sends those calls as `ToolCall` events (ids and argument errors as the engine's splitter makes
+them) and stops; once the rounds are used up it answers as usual.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ class FakeEngine:
 
     def __init__(self, reasoning: str = REASONING, answer: str = ANSWER, *, model: str = "fake model",
                  quantization: str = "bf16", context_length: int = 4096, vision: bool = False,
-                 endless: bool = False, delay_s: float = 0.0, load_error: str | None = None) -> None:
+                 endless: bool = False, delay_s: float = 0.0, load_error: str | None = None,
+                 tool_rounds: list[list[tuple[str, str]]] | None = None) -> None:
         self.reasoning, self.answer = reasoning, answer
+        self.tool_rounds = tool_rounds or []
         self.context_length = context_length
         self.loaded = Loaded(model, quantization, context_length, vision)
         self.endless, self.delay_s, self.load_error = endless, delay_s, load_error
@@ -97,7 +104,8 @@ class FakeEngine:
     def _turn(self, messages: list) -> Iterator:
         prompt = self.prompt_tokens(messages)
         n_reasoning = n_answer = 0
-        reasoning = iter(lambda: " more", None) if self.endless else iter(_words(self.reasoning))
+        after_tools = bool(messages) and getattr(messages[-1], "role", "") == "tool"  # no new reasoning (Magistral)
+        reasoning = iter(lambda: " more", None) if self.endless else iter([] if after_tools else _words(self.reasoning))
         for text in reasoning:
             if self._cancel.is_set():
                 break
@@ -105,13 +113,31 @@ class FakeEngine:
             yield ReasoningDelta(text)
             if self.delay_s:
                 time.sleep(self.delay_s)
-        for text in [] if self._cancel.is_set() else _words(self.answer):
+        calls = self._calls(messages)
+        for text in [] if self._cancel.is_set() or calls else _words(self.answer):
             n_answer += 1
             yield AnswerDelta(text)
+        yield from [] if self._cancel.is_set() else calls
         stats = Stats(prompt_tokens=len(prompt), ttft_s=0.01, decode_tps=100.0, reasoning_tokens=n_reasoning,
                       answer_tokens=n_answer, context_length=self.context_length)
         yield stats
         yield Done("cancelled" if self._cancel.is_set() else "stop", None, stats)
+
+    def _calls(self, messages: list) -> list:
+        """The `ToolCall`s of this round (`tool_rounds`), or [] when they are used up."""
+        from magimac.core.events import ToolCall
+        from magimac.text.tool_calls import parse_arguments
+        from magimac.text.tools import call_id, calls_in
+
+        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+        k = sum(1 for m in messages[last_user + 1:] if getattr(m, "tool_calls", None))
+        if k >= len(self.tool_rounds):
+            return []
+        calls = []
+        for name, raw in self.tool_rounds[k]:
+            args, error = parse_arguments(raw)
+            calls.append(ToolCall(call_id(calls_in(messages) + len(calls) + 1), name, args, raw, error))
+        return calls
 
     def cancel(self) -> None:
         """End the running turn at its next delta with ``Done("cancelled")``."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from magimac.core import staging
 from magimac.text.history import ConversationInfo, StoredMessage
+from magimac.text.tools import result_title
 
 NOTES = {"cancelled": "stopped", "length": "stopped at the token limit", "error": "error", None: "interrupted"}
 
@@ -18,11 +19,18 @@ def conversation_markdown(conv: ConversationInfo, messages: list[StoredMessage],
     An answer is headed by the model that wrote it (``stats["model"]``, stored by the app), else
     by ``model`` (the conversation's), else "Magistral"."""
     out = [f"# {conv.title}", ""]
+    previous = None
     for m in messages:
         if m.role == "system":
             continue
+        if m.role == "tool":
+            out += tool_markdown(m)
+            previous = m.role
+            continue
         author = (m.stats or {}).get("model") or model or "Magistral"
-        out += ["## You" if m.role == "user" else f"## {author}", ""]
+        if not (m.role == "assistant" and previous == "tool"):  # the answer goes on after its tool calls
+            out += ["## You" if m.role == "user" else f"## {author}", ""]
+        previous = m.role
         if m.role == "assistant" and m.reasoning:
             out += ["<details><summary>Reasoning</summary>", "", m.reasoning.strip(), "", "</details>", ""]
         out += [m.content.strip(), ""]
@@ -33,6 +41,17 @@ def conversation_markdown(conv: ConversationInfo, messages: list[StoredMessage],
         if m.role == "assistant" and m.finish_reason != "stop":
             out += [f"*({NOTES.get(m.finish_reason, m.finish_reason)})*", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def tool_markdown(m: StoredMessage) -> list[str]:
+    """A tool row as a folded ``<details>`` block: ``Ran python · 0.4 s``, the code (or the
+    arguments) and what came back, in fences."""
+    s = m.stats or {}
+    name = s.get("name") or "tool"
+    title = result_title(name, m.content, s.get("seconds"))
+    lang = "python" if name == "python" else "json"
+    return ["<details><summary>" + title + "</summary>", "", f"```{lang}", (m.reasoning or "").strip(), "```", "",
+            "```", m.content.strip(), "```", "", "</details>", ""]
 
 
 def export_path(directory: Path, conv: ConversationInfo) -> Path:

@@ -107,6 +107,12 @@ class StoredMessage:
         attachments: images and documents; stats: the turn's numbers (`events.Stats` fields);
         finish_reason: ``stop``/``length``/``cancelled``/``error`` for a finished answer, None
         for user messages and for an answer still streaming or cut short by a crash.
+
+    Tool calls (`magimac.session.tool_loop`): an assistant row of a round that called tools has
+    ``stats["tool_calls"]`` (``{"id", "name", "arguments"}`` dicts); each result is a ``tool`` row
+    whose content is what the model was given, ``stats`` holds ``tool_call_id``, ``name``,
+    ``arguments`` and ``seconds``, and ``reasoning`` holds the call's code or arguments (so that
+    search finds it; it is not sent to the model as reasoning).
     """
 
     id: int
@@ -126,12 +132,17 @@ class StoredMessage:
 
     def to_message(self) -> Message:
         """The `conversation.Message` the engine takes."""
+        s = self.stats or {}
+        if self.role == "tool":
+            return Message("tool", self.content, tool_call_id=s.get("tool_call_id"), name=s.get("name"),
+                           seconds=s.get("seconds"))
         return Message(
             role=self.role,
             content=self.content,
             reasoning=self.reasoning,
             images=[a.path for a in self.attachments if a.kind == "image"],
             documents=[a.path for a in self.attachments if a.kind == "document"],
+            tool_calls=list(s.get("tool_calls") or []) if self.role == "assistant" else [],
         )
 
 

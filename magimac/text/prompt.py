@@ -17,6 +17,12 @@ by construction.  Mapping (decisions recorded here):
   (text kind, as the model wrote it).  Reasoning is dropped by default; an assistant message
   left with nothing (a turn cancelled while thinking) is left out, and mistral-common joins
   the user messages around it.
+- Tools (`magimac.text.tools`): the specs go in the request's ``tools``; an assistant's
+  ``tool_calls`` go on its `AssistantMessage` (its content may then be empty); a ``tool``
+  message is a `ToolMessage`.  The assistant messages of the turn in progress (after the last
+  user message: the rounds of a tool loop) keep their reasoning, as the model wrote it, so the
+  next round's prompt starts with the tokens already in the KV cache.  A conversation may end
+  with tool messages: the model then continues its turn after ``[/TOOL_RESULTS]``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from magimac.core.conversation import Message
 from magimac.text.reasoning import ReasoningMarkers
+from magimac.text.tools import ToolSpec, mistral_tool_calls, mistral_tool_message
 
 
 class PromptError(MagimacError, ValueError):
@@ -151,6 +158,7 @@ def build_request(
     keep_reasoning: bool = False,
     vision: bool = True,
     instructions: str | None = None,
+    tools: tuple[ToolSpec, ...] = (),
 ) -> tuple[ChatCompletionRequest, list[str]]:
     """Map messages to a `ChatCompletionRequest`; returns it and the image paths in order.
 
@@ -162,6 +170,7 @@ def build_request(
         vision: whether the model takes images.
         instructions: the model's own system prompt, to keep before a custom one that has no
             thinking block (`with_reasoning_instructions`); None: send custom prompts as they are.
+        tools: the tools offered to the model, in order.
 
     Raises:
         PromptError: a system message not first, an unknown role, images on a model
@@ -176,18 +185,21 @@ def build_request(
     if system_prompt:
         out.append(SystemMessage(content=system_chunks(system_prompt, markers)))
     paths: list[str] = []
+    last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=-1)
     for i, m in enumerate(msgs):
         if m.role == "user":
             out.append(_user_message(i, m, vision, paths))
         elif m.role == "assistant":
             if m.images:
                 raise PromptError(f"message {i}: images go on user messages only")
-            content = _assistant_content(m, markers, keep_reasoning)
-            if content:  # empty: e.g. a turn cancelled while thinking, nothing to show the model
-                out.append(AssistantMessage(content=content))
+            content = _assistant_content(m, markers, keep_reasoning or i > last_user)
+            if content or m.tool_calls:  # empty: e.g. a turn cancelled while thinking
+                out.append(AssistantMessage(content=content or None, tool_calls=mistral_tool_calls(m) or None))
+        elif m.role == "tool":
+            out.append(mistral_tool_message(m))
         else:
             raise PromptError(f"message {i}: a {m.role!r} message may only come first")
-    return ChatCompletionRequest(messages=out), paths
+    return ChatCompletionRequest(messages=out, tools=[t.to_mistral() for t in tools] or None), paths
 
 
 def _user_message(i: int, m: Message, vision: bool, paths: list[str]) -> UserMessage:
@@ -225,17 +237,19 @@ def encode(
     keep_reasoning: bool = False,
     vision: bool = True,
     instructions: str | None = None,
+    tools: tuple[ToolSpec, ...] = (),
 ) -> Prompt:
-    """Encode a conversation ending with a user message into a `Prompt` (``instructions``: as
-    `build_request`).
+    """Encode a conversation ending with a user message (or with tool results, which the model
+    continues) into a `Prompt` (``instructions``, ``tools``: as `build_request`).
 
     Raises:
         PromptError: see `build_request`; also a conversation that does not end with a user
-            message, or one mistral-common rejects (its message, on one line).
+            message or a tool message, or one mistral-common rejects (its message, on one line).
     """
-    if not messages or messages[-1].role != "user":
+    if not messages or messages[-1].role not in ("user", "tool"):
         raise PromptError("the conversation must end with a user message")
-    request, paths = build_request(messages, markers, system_prompt, keep_reasoning, vision, instructions)
+    request, paths = build_request(messages, markers, system_prompt, keep_reasoning, vision, instructions,
+                                   tools)
     try:
         tokenized = tokenizer.encode_chat_completion(request)
     except Exception as e:  # mistral-common's validation errors

@@ -46,6 +46,7 @@ from magimac.tui.sending import Sending
 from magimac.tui.settings_screen import SettingsScreen
 from magimac.tui.sidebar import Sidebar
 from magimac.tui.status_bar import StatusBar
+from magimac.tui.tool_use import AppTools
 
 KEYS_HINT = ("Enter sends · Ctrl+J new line · F3, or a line /image PATH or /file PATH, attaches an "
              "image or a document · F1 help · Ctrl+P all commands")
@@ -74,7 +75,7 @@ COMMANDS = [
 ]
 
 
-class MagimacApp(Conversations, Sending, OnlineChat, App):
+class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
     """The magimac chat app.
 
     Args:

@@ -97,7 +97,7 @@ class AssistantMessage(Vertical):
     def _set_note(self, finish_reason: str | None, error: str | None = None) -> None:
         if finish_reason == "error":
             text = f"error: {error}" if error else "error"
-        elif finish_reason == "stop" and not self.message.content.strip():
+        elif finish_reason == "stop" and not self.message.content.strip() and not (self.message.stats or {}).get("tool_calls"):
             text = "no answer after the reasoning (regenerate with Ctrl+R)"
         else:
             text = FINISH_NOTES.get(finish_reason, "")
@@ -180,13 +180,17 @@ class ChatView(VerticalScroll):
         self._stick = True  # keep the end in view as content grows or the terminal resizes
 
     def message_widget(self, message: StoredMessage, live: bool = False):
-        """A widget for one stored message."""
+        """A widget for one stored message (a ``tool`` row: its folded `ToolBlock`)."""
+        if message.role == "tool":
+            from magimac.tui.tool_blocks import ToolBlock
+
+            return ToolBlock.from_row(message)
         return UserMessage(message) if message.role == "user" else AssistantMessage(message, live=live)
 
     async def show(self, messages: list[StoredMessage], empty_text: str) -> None:
         """Replace the contents with ``messages`` (or a hint when there are none)."""
         await self.remove_children()
-        shown = [m for m in messages if m.role in ("user", "assistant")]
+        shown = [m for m in messages if m.role in ("user", "assistant", "tool")]
         self.earlier = shown[:-WINDOW_MESSAGES] if len(shown) > WINDOW_MESSAGES else []
         widgets = [self.message_widget(m) for m in shown[len(self.earlier):]]
         if not widgets:
@@ -250,7 +254,7 @@ class ChatView(VerticalScroll):
         self.scroll_home(animate=False)
 
     def _messages(self) -> list:
-        return [w for w in self.children if isinstance(w, (UserMessage, AssistantMessage))]
+        return [w for w in self.children if isinstance(w, (UserMessage, AssistantMessage)) or w.has_class("tool")]
 
     async def _trim(self) -> None:
         shown = self._messages()

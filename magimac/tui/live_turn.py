@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from magimac.core.events import Done, Retrying
+from magimac.core.events import Done, Retrying, ToolCall, ToolResult
 from magimac.session.turn import DocumentsUsed, TurnRun
 from magimac.text.history import StoredMessage
 from magimac.tui.chat import AssistantMessage
-from magimac.tui.messages import Streamed, TurnDocuments, TurnNotice
+from magimac.tui.messages import Streamed, ToolEvent, TurnDocuments, TurnNotice
 from magimac.tui.status_bar import StatusBar
 from magimac.tui.streaming import Chunk, DeltaBatcher
 
@@ -56,6 +56,10 @@ def stream_turn(run: TurnRun, message_id: int, post: Callable, pace: Pace) -> No
             if isinstance(ev, Retrying):
                 post(TurnNotice(message_id, ev.reason, ev.wait_s))
                 continue
+            if isinstance(ev, (ToolCall, ToolResult)):  # after the text before it
+                post(Streamed(message_id, batcher.take(), run.answer.stored_stats()))
+                post(ToolEvent(message_id, ev))
+                continue
             due = batcher.add(ev)
             if isinstance(ev, Done):
                 break
@@ -91,6 +95,7 @@ class LiveTurn:
     reasoning: str = ""
     answer: str = ""
     stats: dict = field(default_factory=dict)
+    blocks: dict = field(default_factory=dict)  # call id -> its `tool_blocks.ToolBlock`
 
     @property
     def id(self) -> int:

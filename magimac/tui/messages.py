@@ -75,3 +75,10 @@ class TurnNotice(Message):
     def __init__(self, message_id: int, text: str, wait_s: float | None = None) -> None:
         super().__init__()
         self.message_id, self.text, self.wait_s = message_id, text, wait_s
+class ToolEvent(Message):
+    """A `ToolCall` or `ToolResult` of the turn answering ``message_id``, from the generation worker."""
+
+    def __init__(self, message_id: int, event) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self.event = event

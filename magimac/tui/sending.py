@@ -105,7 +105,7 @@ class Sending:
         """Answer the conversation's messages: stream into a new assistant message."""
         assert self.conversation is not None and self.session is not None
         settings = generation_settings(self.conversation.settings or {})
-        run = self.session.turn([m.to_message() for m in self.messages], settings)
+        run = self.session.turn([m.to_message() for m in self.messages], settings, self.turn_tools())
         answer = self.history.add_message(self.conversation.id, "assistant", "", reasoning="")
         widget = AssistantMessage(answer, live=True)
         if self.loaded is not None and self.loaded.service:  # said from the first token on
@@ -146,10 +146,13 @@ class Sending:
     async def _finish(self, live: LiveTurn, message: Streamed) -> None:
         self.live = None
         msg = live.finished(message.chunk)
-        self.history.update_message(msg.id, content=msg.content, reasoning=msg.reasoning or "",
-                                    stats=msg.stats, finish_reason=msg.finish_reason)
-        self.messages.append(msg)
-        await live.widget.finish(msg)
+        if live.run.tools is not None and live.run.tools.steps:
+            await self.store_tool_rounds(live, msg)
+        else:
+            self.history.update_message(msg.id, content=msg.content, reasoning=msg.reasoning or "",
+                                        stats=msg.stats, finish_reason=msg.finish_reason)
+            self.messages.append(msg)
+            await live.widget.finish(msg)
         self._update_context()
         self.status.generating = False
         self.generating = None  # last: waiting code sees a finished turn
@@ -179,7 +182,9 @@ class Sending:
             self.ask_consent(title_from(self.messages[0].content), self.action_regenerate)
             return
         last = self.messages[-1]
-        if last.role == "assistant":
+        if last.role == "assistant" and len(self.messages) > 1 and self.messages[-2].role != "user":
+            await self._drop_tool_rounds()  # the answer came after tool calls: drop them all
+        elif last.role == "assistant":
             self.history.delete_messages_from(self.conversation.id, last.id)
             self.messages.pop()
             widgets = self.chat.query(AssistantMessage)
@@ -187,6 +192,13 @@ class Sending:
                 await widgets.last().remove()
         if self.messages and self.messages[-1].role == "user":
             await self.generate()
+
+    async def _drop_tool_rounds(self) -> None:
+        """Delete what followed the last user message (tool rounds and answer) and redraw."""
+        i = max(i for i, m in enumerate(self.messages) if m.role == "user")
+        self.history.delete_messages_from(self.conversation.id, self.messages[i + 1].id)
+        del self.messages[i + 1:]
+        await self.chat.show(self.messages, self.empty_hint())
 
     def action_edit_last(self) -> None:
         """Put the last user message back in the composer; sending replaces it and what follows."""

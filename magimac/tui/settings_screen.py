@@ -6,7 +6,8 @@ the model's own SYSTEM_PROMPT.txt, ``none``, ``custom``), ``system_prompt`` (the
 ``temperature``, ``top_p``, ``max_tokens``, ``reasoning_budget`` (absent: the engine's
 defaults), ``keep_reasoning`` (bool), ``reasoning_instructions`` (bool, default True: a custom
 system prompt without a ``[THINK]`` block is sent after the model's reasoning instructions, so
-the model still reasons; `magimac.text.prompt.with_reasoning_instructions`).
+the model still reasons; `magimac.text.prompt.with_reasoning_instructions`), ``tools`` (the
+tools offered, default `magimac.tui.tool_use.DEFAULT_TOOLS`) and ``allowed_tools``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch, TextAr
 from magimac.models.online import RetiredModel
 from magimac.session.model import choose_model
 from magimac.engine.settings import DEFAULT, GenerationSettings, setting_error
+from magimac.tools.toolbox import BUILTIN_NAMES
+
+TOOL_LABELS = {
+    "python": "Tool python: the model may run Python in a sandbox (asks you first)",
+    "search_documents": "Tool search_documents: the model may search the attached documents",
+}
 
 PROMPT_MODES = [("the model's own", "default"), ("none", "none"), ("custom (below)", "custom")]
 NUMBERS = {  # key -> (label, type, hint); the allowed values: `engine.SETTING_RANGES`
@@ -87,6 +94,12 @@ class SettingsScreen(ModalScreen[dict | None]):
             with Horizontal(classes="switch-row"):
                 yield Switch(bool(s.get("keep_reasoning", False)), id="keep_reasoning")
                 yield Label("Keep earlier answers' reasoning in the prompt (uses context)")
+            from magimac.tui.tool_use import DEFAULT_TOOLS
+
+            for name in BUILTIN_NAMES:
+                with Horizontal(classes="switch-row"):
+                    yield Switch(name in s.get("tools", DEFAULT_TOOLS), id=f"tool_{name}")
+                    yield Label(TOOL_LABELS[name])
             # above the buttons, and scrolled into view with them (`show_error`): below them it
             # was off-screen at 30 rows, and Save seemed to do nothing
             error = Static("", id="settings-error", classes="error")
@@ -140,4 +153,8 @@ class SettingsScreen(ModalScreen[dict | None]):
             out[key] = typ(raw)
         out["keep_reasoning"] = self.query_one("#keep_reasoning", Switch).value
         out["reasoning_instructions"] = self.query_one("#reasoning_instructions", Switch).value
+        from magimac.tui.tool_use import DEFAULT_TOOLS
+
+        others = [n for n in out.get("tools", DEFAULT_TOOLS) if n not in BUILTIN_NAMES]  # MCP tools
+        out["tools"] = [n for n in BUILTIN_NAMES if self.query_one(f"#tool_{n}", Switch).value] + others
         self.dismiss(out)

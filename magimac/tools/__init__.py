@@ -1,0 +1,1 @@
+"""What runs for a model's tool call: the python sandbox, the toolbox, MCP servers (no MLX)."""
