@@ -103,6 +103,7 @@ class Retrying:
     reason: str
 
 
+@dataclass(frozen=True)
 class ToolCall:
     """The model called a tool (sent when the call's arguments are complete).
 
