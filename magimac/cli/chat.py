@@ -4,7 +4,9 @@ The answer goes to stdout; the reasoning goes to stderr (dimmed when stderr is a
 and ``NO_COLOR`` is unset; ``--hide-reasoning`` drops it).  ``--json`` prints JSON Lines on
 stdout instead: ``{"type": "reasoning"|"answer", "text"}``, ``{"type": "stats", ...Stats}``,
 ``{"type": "done", "finish_reason", "error"?}`` (always the last line, also when the
-turn never starts).  ``--file PATH`` attaches a document
+turn never starts).  ``--library NAME`` searches a library
+(`magimac.session.library`) and sends its best passages, numbered for citation; ``--file PATH``
+attaches a document
 (`magimac.text.retrieval.attach_for_engine`); the passages sent are reported first: one line on
 stderr, or a ``{"type": "documents", ...}`` line (`retrieval.context_report`) with ``--json``.
 
@@ -34,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", metavar="PATH", action="append", default=[], help="attach an image (repeatable)")
     p.add_argument("--file", metavar="PATH", action="append", default=[],
                    help="attach a document: text, Markdown, code, CSV, HTML, PDF, DOCX (repeatable; read locally)")
+    p.add_argument("--library", metavar="NAME", action="append", default=[],
+                   help="search this library (magimac library add) and send its best passages (repeatable)")
     sys_group = p.add_mutually_exclusive_group()
     sys_group.add_argument("--system", metavar="TEXT", help="use this system prompt instead of the model's")
     sys_group.add_argument("--system-file", metavar="FILE", type=Path, help="read the system prompt from FILE")
@@ -188,12 +192,25 @@ def _run(args: argparse.Namespace) -> int:
     session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
                          force=args.force)
     try:
-        run_ = session.turn(messages, settings)
+        run_ = session.turn(messages, settings, libraries=_libraries(args))
         if args.show_prompt:
             return _show_prompt(run_, args.json)
         return _stream(run_, args)
     finally:
         session.close()
+
+
+def _libraries(args: argparse.Namespace) -> list[str]:
+    """The ``--library`` names, each checked to exist before the model loads.
+
+    Raises:
+        LibraryError: no library of that name (the message lists those there are).
+    """
+    from magimac.text.library import store
+
+    for name in args.library:
+        store.open_index(name).close()
+    return list(dict.fromkeys(args.library))
 
 
 def _stream(run_, args: argparse.Namespace) -> int:

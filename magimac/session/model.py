@@ -79,11 +79,12 @@ class ChatSession:
         """The `Loaded` event once `wait_loaded` returned, else None."""
         return self._loaded
 
-    def turn(self, messages: list[Message], settings=None):
-        """A `magimac.session.turn.TurnRun` answering ``messages`` (not started until iterated)."""
+    def turn(self, messages: list[Message], settings=None, libraries=()):
+        """A `magimac.session.turn.TurnRun` answering ``messages`` (not started until iterated),
+        with passages of ``libraries`` (names) put before the last message."""
         from magimac.session.turn import TurnRun
 
-        return TurnRun(self, list(messages), settings)
+        return TurnRun(self, list(messages), settings, libraries)
 
     def cancel(self) -> None:
         """Stop the running turn within a token (its events end with Done("cancelled"))."""

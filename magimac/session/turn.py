@@ -120,10 +120,11 @@ class TurnRun:
         done: the `Done` event once received.
     """
 
-    def __init__(self, session, messages: list[Message], settings=None) -> None:
+    def __init__(self, session, messages: list[Message], settings=None, libraries=()) -> None:
         self.session = session
         self.messages = messages
         self.settings = settings
+        self.libraries = list(libraries)
         self.answer = AnswerRecord()
         self.done: Done | None = None
         self._engine_turn = None
@@ -144,9 +145,25 @@ class TurnRun:
         self.messages, ctx = attach_for_engine(engine, self.messages, self.settings)
         loaded = self.session.wait_loaded()
         self.answer.model = model_label(loaded) if loaded is not None else None
+        if self.libraries:
+            return self._prepare_libraries(ctx if had_documents or ctx.passages else None)
         if had_documents or ctx.passages:
             return DocumentsUsed(context_summary(ctx), context_report(ctx))
         return None
+
+    def _prepare_libraries(self, attached) -> DocumentsUsed:
+        """The libraries' passages into the last message; the report lists them first, then
+        the attached documents' passages (``attached``: their Context, or None)."""
+        from magimac.session.library import attach_libraries
+        from magimac.text.retrieval import context_report, context_summary
+
+        self.messages, summary, report = attach_libraries(self.session.engine, self.messages,
+                                                          self.settings, self.libraries)
+        if attached is not None:
+            summary = f"{summary}\n{context_summary(attached)}"
+            report["passages"] += context_report(attached)["passages"]
+            report["tokens"] += attached.tokens
+        return DocumentsUsed(summary, report)
 
     def cancel(self) -> None:
         """Stop the turn within a token; the events still to come end with ``Done("cancelled")``."""
