@@ -80,7 +80,10 @@ class AnswerRecord:
         elif isinstance(ev, Stats):
             self.stats = ev
         elif isinstance(ev, DocumentsUsed):
-            passages = [{k: v for k, v in p.items() if k != "text"} for p in ev.report["passages"]]
+            # attached documents' passages without their text (the files are there); library
+            # passages keep theirs, so a citation [n] opens again from history
+            passages = [p if p.get("n") else {k: v for k, v in p.items() if k != "text"}
+                        for p in ev.report["passages"]]
             self.documents = {"summary": ev.summary, "passages": passages}
         elif isinstance(ev, Done):
             self.finish_reason, self.error = ev.finish_reason, ev.error

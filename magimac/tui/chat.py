@@ -80,6 +80,10 @@ class AssistantMessage(Vertical):
         documents = (self.message.stats or {}).get("documents")
         if documents:  # the passages of attached documents this answer was given
             yield Static(f"📄 {documents['summary']}", classes="attachment", markup=False)
+            if any(p.get("n") for p in documents.get("passages", [])):
+                from magimac.tui.citations import Citations
+
+                yield Citations(documents["passages"])
         yield self.reasoning
         yield self.markdown
         yield self.note
