@@ -13,7 +13,6 @@ import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from magimac.core.units import format_bytes
 from magimac.text.library import index, store
@@ -92,9 +91,9 @@ def _summary(name: str, r: index.Report) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    out, err = Console(), Console(stderr=True)
+    err = Console(stderr=True)
     if args.action == "list":
-        return _list(out)
+        return _list()
     if args.action == "rm":
         store.remove(args.name)
         print(f"removed library {args.name} (its files are untouched)", file=sys.stderr)
@@ -104,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         index.check_folders(args.folders)
         if store.exists(args.name):
             index.add(args.name, args.folders)  # raises the one-line "already exists"
+    else:
+        store.open_index(args.name).close()  # a missing library is said before anything else
     embedder = _embedder(args, err)
     with BarProgress(err) as bar:
         if args.action == "add":
@@ -114,17 +115,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(out: Console) -> int:
+def _list() -> int:
+    """One line per library: name, counts, how it is searched, size, folders."""
     names = store.names()
     if not names:
         print("no libraries yet: 'magimac library add NAME FOLDER' makes one", file=sys.stderr)
         return 0
-    t = Table("library", "folders", "files", "pages", "passages", "not readable", "search", "size")
     for name in names:
         i = store.info(name)
-        search = f"words + {i.embedder}" if i.embedder else "words (BM25)"
+        search = f"words + meaning ({i.embedder})" if i.embedder else "words (BM25)"
         scanned = f" ({i.scanned_pages} scanned)" if i.scanned_pages else ""
-        t.add_row(name, "\n".join(i.folders), f"{i.files:,}", f"{i.pages:,}{scanned}", f"{i.passages:,}",
-                  str(i.problems), search, format_bytes(i.bytes))
-    out.print(t)
+        print(f"{name}: {i.files:,} files, {i.pages:,} pages{scanned}, {i.passages:,} passages, "
+              f"{i.problems} not readable; {search}; {format_bytes(i.bytes)}; {', '.join(i.folders)}")
     return 0

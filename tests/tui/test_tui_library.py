@@ -1,0 +1,58 @@
+"""Libraries in the app: `/library NAME` in the composer, the cited passages above the answer,
+and a citation opening its passage (file path, page, text), also after a restart."""
+
+from __future__ import annotations
+
+from pilot_helpers import wait_until
+
+from magimac.testing.library_corpus import LIGHTHOUSE_PAGE, write_corpus
+from magimac.text.history import History
+from magimac.text.library import index
+from magimac.tui.app import MagimacApp
+from magimac.tui.chat import AssistantMessage
+from magimac.tui.citations import Citations, PassageScreen
+
+
+async def test_library_passages_are_cited_and_open(engine, scripted_checkpoint, tmp_path, monkeypatch):
+    docs = write_corpus(tmp_path / "docs")
+    index.add("docs", [docs])
+    sent: list = []
+    submit = engine.submit
+    monkeypatch.setattr(engine, "submit", lambda messages, settings=None: (sent.append(messages),
+                                                                           submit(messages, settings))[1])
+    app = MagimacApp(str(scripted_checkpoint), history=History(), engine_factory=lambda _p: engine)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        app.composer.text = "/library nope"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert any("no library named 'nope'" in n.message for n in app._notifications)
+        app.composer.text = "/library docs\nWho was the lighthouse keeper of Ushant Island?"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.generating is None and app.messages
+                         and app.messages[-1].role == "assistant")
+        await pilot.pause()
+        assert app.conversation.settings["libraries"] == ["docs"]
+        assert sent[-1][-1].content.startswith("Passages from the person's document library")
+        assert f"[1] ledger.pdf, page {LIGHTHOUSE_PAGE}\nThe lighthouse keeper" in sent[-1][-1].content
+        cites = app.chat.query(AssistantMessage).last().query(Citations).first()
+        button = cites.query("Button").first()
+        assert str(button.label).startswith(f"[1] ledger.pdf p.{LIGHTHOUSE_PAGE} · ")
+        button.press()
+        await wait_until(pilot, lambda: isinstance(app.screen, PassageScreen))
+        where = str(app.screen.query_one("#passage-where").render())
+        assert where == f"[1] {docs / 'ledger.pdf'}, page {LIGHTHOUSE_PAGE}"
+        assert "Marguerite Le Bris" in str(app.screen.query_one("#passage-text Static").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PassageScreen)
+        conversation = app.conversation.id
+
+    reopened = MagimacApp(str(scripted_checkpoint), history=History(), engine_factory=lambda _p: engine)
+    async with reopened.run_test(size=(110, 32)) as pilot:
+        await reopened.open_conversation(conversation)
+        await pilot.pause()
+        cites = reopened.chat.query(AssistantMessage).last().query(Citations).first()
+        cites.query("Button").first().press()
+        await wait_until(pilot, lambda: isinstance(reopened.screen, PassageScreen))
+        assert "Marguerite Le Bris" in str(reopened.screen.query_one("#passage-text Static").render())
