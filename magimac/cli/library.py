@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from magimac.core.units import format_bytes
@@ -58,7 +59,8 @@ class BarProgress(index.Progress):
     def file_done(self, path: str, pages: int, problem: str | None, read: bool) -> None:
         self.pages += pages
         if problem:
-            self.bar.console.print(f"[yellow]not indexed[/]: {problem}", markup=True, highlight=False)
+            # a Text, not markup: a file name may hold "[...]"
+            self.bar.console.print(Text.assemble(("not indexed", "yellow"), f": {problem}"), soft_wrap=True)
         self.bar.update(self.files_task, advance=1, extra=f"{self.pages:,} pages")
 
     def embed_start(self, total_passages: int) -> None:

@@ -23,6 +23,9 @@ from magimac.text.passages import fts_query
 
 RRF_K = 60
 CANDIDATES = 50
+#: Words-only hits scoring under this fraction of the best one are left out (BM25's IDF makes
+#: a word found on every page worth almost nothing: such a hit shares only common words).
+BM25_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,9 @@ def _search_one(con: sqlite3.Connection, name: str, query: str, k: int, embedder
             dense = _dense(con, qvec, int(m["dim"]), CANDIDATES)
     if embedder is not None and note is None:
         scores = _rrf([bm25, dense])
-    else:
-        scores = {pid: s for pid, s in bm25}
+    else:  # words only: drop matches of nothing but common words ("the", "of"), near zero
+        top = bm25[0][1] if bm25 else 0.0
+        scores = {pid: s for pid, s in bm25 if s >= BM25_FLOOR * top}
     best = sorted(scores, key=lambda p: -scores[p])[:k]
     bm25_rank = {pid: i + 1 for i, (pid, _) in enumerate(bm25)}
     dense_rank = {pid: i + 1 for i, (pid, _) in enumerate(dense)}
