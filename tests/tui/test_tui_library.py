@@ -56,3 +56,36 @@ async def test_library_passages_are_cited_and_open(engine, scripted_checkpoint, 
         cites.query("Button").first().press()
         await wait_until(pilot, lambda: isinstance(reopened.screen, PassageScreen))
         assert "Marguerite Le Bris" in str(reopened.screen.query_one("#passage-text Static").render())
+
+
+async def test_a_library_chosen_in_the_settings_is_searched(engine, scripted_checkpoint, tmp_path, monkeypatch):
+    from textual.widgets import Input
+
+    from magimac.tui.settings_screen import SettingsScreen
+
+    index.add("docs", [write_corpus(tmp_path / "docs")])
+    sent: list = []
+    submit = engine.submit
+    monkeypatch.setattr(engine, "submit", lambda messages, settings=None: (sent.append(messages),
+                                                                           submit(messages, settings))[1])
+    app = MagimacApp(str(scripted_checkpoint), history=History(), engine_factory=lambda _p: engine)
+    async with app.run_test(size=(110, 40)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        app.screen.query_one("#libraries", Input).value = "docs, nope"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, SettingsScreen)  # refused, with the reason
+        assert "Libraries: no library named 'nope' (libraries: docs)" in str(
+            app.screen.query_one("#settings-error").render())
+        app.screen.query_one("#libraries", Input).value = "docs"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+        assert app.conversation.settings["libraries"] == ["docs"]
+        await wait_until(pilot, lambda: app.loaded is not None)
+        app.composer.text = "Who was the lighthouse keeper of Ushant Island?"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.generating is None and app.messages
+                         and app.messages[-1].role == "assistant")
+        assert "Marguerite Le Bris" in sent[-1][-1].content
