@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for q in (a, u):
         q.add_argument("--no-embeddings", action="store_true",
                        help="index words only, even with an embedding model installed")
+        q.add_argument("--read-scans", action="store_true",
+                       help="read scanned PDF pages (no text layer) with the model's vision: slow, off by default")
+        q.add_argument("--model", help="the vision model for --read-scans (default: the default model)")
 
 
 class BarProgress(index.Progress):
@@ -63,6 +66,9 @@ class BarProgress(index.Progress):
             self.bar.console.print(Text.assemble(("not indexed", "yellow"), f": {problem}"), soft_wrap=True)
         self.bar.update(self.files_task, advance=1, extra=f"{self.pages:,} pages")
 
+    def page_read(self, label: str, seconds: float) -> None:
+        self.bar.console.print(Text(f"read {label} from its image in {seconds:.1f} s"), soft_wrap=True)
+
     def embed_start(self, total_passages: int) -> None:
         if total_passages:
             self.embed_task = self.bar.add_task("vectors", total=total_passages, extra="")
@@ -86,6 +92,7 @@ def _summary(name: str, r: index.Report) -> str:
     parts = [f"{r.added} added", f"{r.changed} changed", f"{r.unchanged} unchanged", f"{r.deleted} deleted"]
     line = (f"library {name}: {', '.join(parts)}; {r.pages:,} pages read, {r.passages:,} passages"
             + (f", {r.embedded:,} vectors" if r.embedded else "")
+            + (f"; {r.scans_read} scanned pages read by the model in {r.scan_seconds:.1f} s" if r.scans_read else "")
             + (f"; {len(r.problems)} not readable" if r.problems else "") + f" ({r.seconds:.1f} s)")
     for folder in r.missing_folders:
         line += f"\nfolder {folder} not found: its files are kept in the index"
@@ -108,13 +115,35 @@ def run(args: argparse.Namespace) -> int:
     else:
         store.open_index(args.name).close()  # a missing library is said before anything else
     embedder = _embedder(args, err)
-    with BarProgress(err) as bar:
-        if args.action == "add":
-            report = index.add(args.name, args.folders, embedder, bar)
-        else:
-            report = index.update(args.name, embedder, bar)
+    session = _vision_session(args)
+    try:
+        reader = None
+        if session is not None:
+            from magimac.session.scans import vision_page_reader
+
+            reader = vision_page_reader(session)
+        with BarProgress(err) as bar:
+            if args.action == "add":
+                report = index.add(args.name, args.folders, embedder, bar, reader)
+            else:
+                report = index.update(args.name, embedder, bar, reader)
+    finally:
+        if session is not None:
+            session.close()
     print(_summary(args.name, report), file=sys.stderr)
     return 0
+
+
+def _vision_session(args: argparse.Namespace):
+    """The model that reads scanned pages (``--read-scans``), loading; else None."""
+    if not args.read_scans:
+        return None
+    from magimac.session.model import choose_model, open_model
+
+    choice = choose_model(args.model)
+    if choice.notice:
+        print(f"magimac: {choice.notice}", file=sys.stderr)
+    return open_model(choice=choice)
 
 
 def _list() -> int:

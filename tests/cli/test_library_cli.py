@@ -69,3 +69,19 @@ def test_the_embedding_model_is_a_registry_entry():
     assert (e.hub_id, e.dim, e.query_prefix, e.passage_prefix) == (
         "mlx-community/multilingual-e5-small-mlx", 384, "query: ", "passage: ")
     assert not e.installed()
+
+
+def test_read_scans_reads_scanned_pages_with_the_model(capsys, tmp_path, scripted_checkpoint):
+    """--read-scans: each page without a text layer goes to the model as an image; the scripted
+    checkpoint "reads" it as its scripted answer, which becomes the page's searchable text."""
+    from magimac.testing.checkpoint import DEFAULT_SCRIPT_ANSWER
+    from magimac.text.library import search
+
+    docs = write_corpus(tmp_path / "docs")
+    rc, out, err = run(capsys, "library", "add", "docs", docs, "--read-scans", "--model", scripted_checkpoint)
+    assert rc == 0, err
+    assert "read ledger.pdf p.12 from its image in " in err and "read scan.pdf p.1 from its image in " in err
+    assert "9 added" in err and "2 scanned pages read by the model in " in err
+    assert "not indexed: broken.pdf: not a PDF file (no %PDF header)" in err  # still refused as before
+    hits = search.search("docs", DEFAULT_SCRIPT_ANSWER).hits
+    assert {(h.name, h.page) for h in hits} == {("ledger.pdf", 12), ("scan.pdf", 1)}

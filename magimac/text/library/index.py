@@ -30,6 +30,7 @@ from pathlib import Path
 from magimac.text.documents import SUPPORTED_SUFFIXES, UNSUPPORTED_HINTS, DocumentError, load_document
 from magimac.text.library import store
 from magimac.text.library.embedding import Embedder, to_blob
+from magimac.text.library.scans import PageReader, read_scanned_pdf
 from magimac.text.passages import split_passages
 
 #: Passage size in the index (characters; about 250 tokens, within the 512 tokens an
@@ -37,6 +38,8 @@ from magimac.text.passages import split_passages
 PASSAGE_CHARS = 1000
 #: Passages embedded per call of `Embedder.embed_passages`.
 EMBED_BATCH = 32
+#: How `load_document`'s refusal of a PDF without any text layer ends.
+SCANNED_PDF_ENDING = "(scanned pages?); run it through OCR first"
 
 
 class Progress:
@@ -49,6 +52,9 @@ class Progress:
     def file_done(self, path: str, pages: int, problem: str | None, read: bool) -> None:
         """One file handled: ``pages`` indexed (0 when unchanged or unreadable), ``problem`` its
         one-line reason when it could not be read, ``read`` whether it was (re)read."""
+
+    def page_read(self, label: str, seconds: float) -> None:
+        """A scanned page (``label``: ``scan.pdf p.3``) was read by the model in ``seconds``."""
 
     def embed_start(self, total_passages: int) -> None:
         """``total_passages`` passages will be embedded."""
@@ -65,6 +71,7 @@ class Report:
         added / changed / unchanged / deleted: file counts.
         pages: pages read in this run; passages: passages written in this run.
         embedded: passages given a vector in this run.
+        scans_read / scan_seconds: scanned pages read by the model, and the seconds it took.
         problems: ``(path, one-line reason)`` of files that could not be read.
         missing_folders: folders not found (their files kept).
         seconds: wall time of the run.
@@ -77,6 +84,8 @@ class Report:
     pages: int = 0
     passages: int = 0
     embedded: int = 0
+    scans_read: int = 0
+    scan_seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)
     missing_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -99,8 +108,9 @@ def check_folders(folders: list[str | Path]) -> list[str]:
 
 
 def add(name: str, folders: list[str | Path], embedder: Embedder | None = None,
-        progress: Progress | None = None) -> Report:
-    """Make library ``name`` from ``folders`` (`check_folders`) and index them.
+        progress: Progress | None = None, reader: PageReader | None = None) -> Report:
+    """Make library ``name`` from ``folders`` (`check_folders`) and index them; with
+    ``reader``, scanned PDF pages are read from their image (`scans.read_scanned_pdf`).
 
     Raises:
         LibraryError: the name is taken or invalid, a folder is missing.
@@ -115,7 +125,7 @@ def add(name: str, folders: list[str | Path], embedder: Embedder | None = None,
     try:
         con = store.create_index(staging / "index.db", name, roots)
         try:
-            report = _sync(con, roots, embedder, progress or Progress())
+            report = _sync(con, roots, embedder, progress or Progress(), reader)
         finally:
             con.close()
         os.chmod(staging, 0o700)
@@ -128,25 +138,29 @@ def add(name: str, folders: list[str | Path], embedder: Embedder | None = None,
     return report
 
 
-def update(name: str, embedder: Embedder | None = None, progress: Progress | None = None) -> Report:
-    """Re-read what changed in library ``name``'s folders, drop deleted files, and fill in
-    missing vectors when ``embedder`` is given. Raises LibraryError as `store.open_index`."""
+def update(name: str, embedder: Embedder | None = None, progress: Progress | None = None,
+           reader: PageReader | None = None) -> Report:
+    """Re-read what changed in library ``name``'s folders, drop deleted files, fill in
+    missing vectors when ``embedder`` is given, and with ``reader`` read the scanned pages
+    not read yet. Raises LibraryError as `store.open_index`."""
     con = store.open_index(name)
     try:
         roots = json.loads(store.meta(con)["folders"])
-        return _sync(con, roots, embedder, progress or Progress())
+        return _sync(con, roots, embedder, progress or Progress(), reader)
     finally:
         con.close()
 
 
 def _sync(con: sqlite3.Connection, roots: list[str], embedder: Embedder | None,
-          progress: Progress) -> Report:
+          progress: Progress, reader: PageReader | None = None) -> Report:
     t0 = time.monotonic()
     report = Report(missing_folders=[r for r in roots if not Path(r).is_dir()])
     present = [r for r in roots if r not in report.missing_folders]
     known = {p: (i, s, m, h) for i, p, s, m, h in
              con.execute("SELECT id, path, size, mtime_ns, sha256 FROM files")}
     found = list(_walk(present))
+    unread = {r[0] for r in con.execute("SELECT DISTINCT file_id FROM pages WHERE scanned=1")} if reader else set()
+    reading = _Reading(reader, progress, report) if reader else None
     progress.start(len(found))
     seen: set[str] = set()
     for path, problem in found:
@@ -155,7 +169,8 @@ def _sync(con: sqlite3.Connection, roots: list[str], embedder: Embedder | None,
             _record_problem(con, path, problem, report)
             progress.file_done(path, 0, problem, False)
             continue
-        pages, problem, read = _sync_file(con, path, known.get(path), report)
+        old = known.get(path)
+        pages, problem, read = _sync_file(con, path, old, report, reading, old is not None and old[0] in unread)
         progress.file_done(path, pages, problem, read)
     for path, (file_id, *_rest) in known.items():
         if path not in seen and any(_under(path, r) for r in present):
@@ -202,23 +217,24 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _sync_file(con, path: str, old, report: Report) -> tuple[int, str | None, bool]:
-    """Bring one file's rows up to date; returns ``(pages indexed, problem, read)``."""
+def _sync_file(con, path: str, old, report: Report, reading=None, force: bool = False) -> tuple[int, str | None, bool]:
+    """Bring one file's rows up to date (``force``: re-read it even if unchanged, for its
+    scanned pages); returns ``(pages indexed, problem, read)``."""
     try:
         st = os.stat(path)
-        if old is not None and (old[1], old[2]) == (st.st_size, st.st_mtime_ns):
+        if old is not None and (old[1], old[2]) == (st.st_size, st.st_mtime_ns) and not force:
             report.unchanged += 1
             return 0, None, False
         digest = file_sha256(path)
     except OSError as e:
         return 0, _record_problem(con, path, f"{Path(path).name}: cannot read ({e.strerror or e})", report), False
-    if old is not None and old[3] == digest:
+    if old is not None and old[3] == digest and not force:
         con.execute("UPDATE files SET size=?, mtime_ns=? WHERE id=?", (st.st_size, st.st_mtime_ns, old[0]))
         con.commit()
         report.unchanged += 1
         return 0, None, False
     try:
-        doc = load_document(path)
+        doc, scanned_read = _load(path, reading)
     except DocumentError as e:
         if old is not None:
             _drop_file(con, old[0])
@@ -226,7 +242,7 @@ def _sync_file(con, path: str, old, report: Report) -> tuple[int, str | None, bo
     with con:
         if old is not None:
             _drop_file(con, old[0], commit=False)
-        _insert(con, path, st, digest, doc, report)
+        _insert(con, path, st, digest, doc, report, scanned_read)
         con.execute("DELETE FROM problems WHERE path=?", (path,))
     if old is None:
         report.added += 1
@@ -235,13 +251,16 @@ def _sync_file(con, path: str, old, report: Report) -> tuple[int, str | None, bo
     return len(doc.pages), None, True
 
 
-def _insert(con, path: str, st: os.stat_result, digest: str, doc, report: Report) -> None:
+def _insert(con, path: str, st: os.stat_result, digest: str, doc, report: Report,
+            scanned_read: set[int] = frozenset()) -> None:
+    """A file's rows; ``pages.scanned``: 1 for a PDF page without text, 2 for one whose text
+    was read from its image by the model."""
     cur = con.execute("INSERT INTO files(path, size, mtime_ns, sha256, kind, pages, indexed_at) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (path, st.st_size, st.st_mtime_ns, digest, doc.kind, len(doc.pages), time.time()))
     file_id = cur.lastrowid
     for page in doc.pages:
-        scanned = int(doc.kind == "pdf" and not page.text.strip())
+        scanned = 2 if page.number in scanned_read else int(doc.kind == "pdf" and not page.text.strip())
         con.execute("INSERT INTO pages VALUES (?, ?, ?, ?)", (file_id, page.number, len(page.text), scanned))
         for chunk in _chunks(doc, page.text):
             pid = con.execute("INSERT INTO passages(file_id, page, text) VALUES (?, ?, ?)",
@@ -249,6 +268,32 @@ def _insert(con, path: str, st: os.stat_result, digest: str, doc, report: Report
             con.execute("INSERT INTO passages_fts(rowid, text) VALUES (?, ?)", (pid, chunk))
             report.passages += 1
     report.pages += len(doc.pages)
+
+
+def _load(path: str, reading) -> tuple:
+    """``(Document, pages read from their image)``: `load_document`, and with ``reading`` a PDF
+    with blank pages (or no text at all) read again with its scans read by the model."""
+    try:
+        doc = load_document(path)
+    except DocumentError as e:
+        if reading is None or not str(e).endswith(SCANNED_PDF_ENDING):
+            raise
+        return read_scanned_pdf(path, reading.read, reading.on_page)
+    if reading is not None and doc.kind == "pdf" and any(not p.text.strip() for p in doc.pages):
+        return read_scanned_pdf(path, reading.read, reading.on_page)
+    return doc, set()
+
+
+class _Reading:
+    """A `PageReader` with its progress and report."""
+
+    def __init__(self, reader: PageReader, progress: Progress, report: Report) -> None:
+        self.read, self.progress, self.report = reader, progress, report
+
+    def on_page(self, label: str, seconds: float) -> None:
+        self.report.scans_read += 1
+        self.report.scan_seconds = round(self.report.scan_seconds + seconds, 3)
+        self.progress.page_read(label, seconds)
 
 
 def _chunks(doc, text: str) -> list[str]:
