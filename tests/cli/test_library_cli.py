@@ -85,3 +85,26 @@ def test_read_scans_reads_scanned_pages_with_the_model(capsys, tmp_path, scripte
     assert "not indexed: broken.pdf: not a PDF file (no %PDF header)" in err  # still refused as before
     hits = search.search("docs", DEFAULT_SCRIPT_ANSWER).hits
     assert {(h.name, h.page) for h in hits} == {("ledger.pdf", 12), ("scan.pdf", 1)}
+
+
+def test_with_an_embedding_model_installed_chat_searches_by_meaning(capsys, monkeypatch, tmp_path,
+                                                                   isolated_dirs, scripted_checkpoint):
+    """An embedder entry in the user's models.toml, installed where `magimac pull` puts it: the
+    library gets vectors, and a French question finds the English passage (hybrid)."""
+    from magimac.testing.embedder import build_embedding_model
+    from magimac.testing.library_corpus import CONCEPTS
+
+    (isolated_dirs / "config" / "models.toml").write_text(
+        '[embedders.tiny]\nhub_id = "example/tiny"\ndim = 32\nquery_prefix = ""\npassage_prefix = ""\n')
+    build_embedding_model(isolated_dirs / "models" / "embedders" / "tiny", CONCEPTS)
+    docs = write_corpus(tmp_path / "docs")
+    rc, out, err = run(capsys, "library", "add", "docs", docs)
+    assert rc == 0 and "18 vectors" in err and "no embedding model" not in err
+    rc, out, err = run(capsys, "library", "list")
+    assert "words + meaning (tiny)" in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    rc, out, err = run(capsys, "chat", "--model", scripted_checkpoint, "--json", "--library", "docs",
+                       "Délai de paiement des factures ?")
+    documents = json.loads(out.splitlines()[0])
+    assert documents["mode"] == "hybrid" and not documents["notes"]
+    assert "billing.txt" in [p["document"] for p in documents["passages"][:2]]
