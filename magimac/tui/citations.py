@@ -38,7 +38,7 @@ class Citations(Horizontal):
 
     DEFAULT_CSS = """
     Citations { height: auto; margin: 0 0 0 2; }
-    Citations Button { min-width: 10; height: 1; border: none; margin: 0 1 0 0; }
+    Citations Button { margin: 0 2 0 0; }
     """
 
     def __init__(self, passages: list[dict]) -> None:
@@ -47,7 +47,7 @@ class Citations(Horizontal):
 
     def compose(self) -> ComposeResult:
         for i, p in enumerate(self.passages):
-            yield Button(passage_label(p), id=f"cite-{i}", classes="cite")
+            yield Button(passage_label(p), id=f"cite-{i}", classes="cite", compact=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
