@@ -12,9 +12,10 @@
    whose vectors come from a bilingual word list written for this corpus (`LEXICON`). Its
    numbers measure the fusion and the pipeline with a known dense signal, not the quality of a
    trained model: the table says which one ran.
-2. Indexing: pages/s of `index.add` on a generated 200-page PDF and on text files, and the peak
-   Python heap (tracemalloc) while indexing 100 and then 400 files (flat memory in the number
-   of files means the two peaks are close).
+2. Indexing (words only): pages/s of `index.add` on a generated 200-page PDF and on 100 and 400
+   text files of two pages each, then the peak Python heap (tracemalloc, a second run of each)
+   while indexing 100 and then 400 files (flat memory in the number of files means the two
+   peaks are close), and the process's maximum RSS.
 
 Prints tables and writes ``bench/out/library.json``. Usage::
 
@@ -116,14 +117,18 @@ def _indexing(work: Path, pdf_pages: int) -> dict:
         d.mkdir()
         for i in range(n):
             (d / f"note{i:04d}.txt").write_text(f"Note {i}. {text}\f{text}", encoding="utf-8")
-        tracemalloc.start()
         t0 = time.perf_counter()
-        r = index.add(f"files{n}", [d])
+        r = index.add(f"files{n}", [d])  # timed without tracemalloc (it slows allocation)
         s = time.perf_counter() - t0
+        tracemalloc.start()
+        index.add(f"traced{n}", [d])
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         result[f"files{n}"] = {"files": r.added, "pages": r.pages, "seconds": round(s, 2),
                                "pages_per_s": round(r.pages / s, 1), "peak_heap_mib": round(peak / 2**20, 2)}
+    import resource
+
+    result["process_max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["peak_ratio_400_vs_100"] = round(result["files400"]["peak_heap_mib"] / result["files100"]["peak_heap_mib"], 2)
     return result
 
@@ -150,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         f = indexing[f"files{n}"]
         print(f"  {f['files']} text files, {f['pages']} pages: {f['seconds']} s ({f['pages_per_s']} pages/s), "
               f"peak Python heap {f['peak_heap_mib']} MiB")
-    print(f"  peak heap 400 files / 100 files: {indexing['peak_ratio_400_vs_100']}")
+    print(f"  peak heap 400 files / 100 files: {indexing['peak_ratio_400_vs_100']}; process max RSS "
+          f"{indexing['process_max_rss_mib']} MiB (MLX and the embedder included)")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "library.json").write_text(json.dumps({"retrieval": retrieval, "indexing": indexing}, indent=1))
     print(f"wrote {OUT / 'library.json'}", file=sys.stderr)
