@@ -2,7 +2,7 @@
 
 A library is a name and the folders it indexes. Its index is ``<data dir>/libraries/NAME/
 index.db`` (`magimac.core.paths.data_dir`), readable by its owner only: the folder is 0700 and
-the database 0600 (SQLite gives its journal the database's permissions). The index is only
+the database 0600 (SQLite gives its WAL and shared-memory files the database's permissions). The index is only
 ever rebuilt from the files, never the other way: files are opened for reading only.
 
 Schema (``SCHEMA_VERSION`` 1):
@@ -136,7 +136,7 @@ def create_index(db: Path, name: str, folders: list[str]) -> sqlite3.Connection:
     """A new, empty index database at ``db`` (0600), with its schema and ``meta``."""
     private_dir(db.parent)
     os.close(os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    con = sqlite3.connect(db)
+    con = _connect(db)
     con.executescript(SCHEMA)
     meta = {"name": name, "folders": json.dumps(folders), "created": str(int(time.time())),
             "embedder": "", "dim": "0", "schema": str(SCHEMA_VERSION)}
@@ -157,7 +157,7 @@ def open_index(name: str) -> sqlite3.Connection:
         raise LibraryError(f"no library named {name!r} (libraries: {known}); "
                            f"make it with 'magimac library add {name} FOLDER'")
     try:
-        con = sqlite3.connect(db)
+        con = _connect(db)
         version = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     except sqlite3.DatabaseError as e:
         raise LibraryError(f"{db}: not a magimac library index ({e}); remove it with "
@@ -165,6 +165,17 @@ def open_index(name: str) -> sqlite3.Connection:
     if version is None or int(version[0]) != SCHEMA_VERSION:
         raise LibraryError(f"{db}: index of another magimac version; run "
                            f"'magimac library rm {name}' and add it again")
+    return con
+
+
+def _connect(db: Path) -> sqlite3.Connection:
+    """A connection in WAL mode with ``synchronous=NORMAL`` (SQLite's advice for WAL): a commit
+    per file costs no fsync, and a crash can only lose the last commits, never the database's
+    consistency (the index is rebuilt from the files anyway). SQLite gives the ``-wal`` and
+    ``-shm`` files the database's permissions."""
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
     return con
 
 
