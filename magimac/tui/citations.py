@@ -8,6 +8,8 @@ after a restart.
 
 from __future__ import annotations
 
+import re
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -25,6 +27,40 @@ def take_library_lines(text: str) -> tuple[str, list[str]]:
         else:
             keep.append(line)
     return "\n".join(keep).strip(), names
+
+
+_CITE = re.compile(r"(?<![\w!\\])\[(\d{1,3})\](?![(:])")
+_CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.S)  # left as typed
+
+
+def _numbered(documents: dict | None) -> dict[int, dict]:
+    return {p["n"]: p for p in (documents or {}).get("passages", []) if p.get("n") and p.get("file")}
+
+
+def link_citations(markdown: str, documents: dict | None) -> str:
+    """``[1]`` in an answer as a Markdown link ``[\\[1\\]](cite:1)`` for each number a
+    library passage of ``documents`` (the answer's stored report) carries; code spans and
+    blocks, and other text, as they are."""
+    numbered = _numbered(documents)
+    if not numbered:
+        return markdown
+
+    def link(m: re.Match) -> str:
+        n = m.group(1)
+        return f"[\\[{n}\\]](cite:{n})" if int(n) in numbered else m.group(0)
+
+    parts = _CODE.split(markdown)  # odd items are code
+    return "".join(part if i % 2 else _CITE.sub(link, part) for i, part in enumerate(parts))
+
+
+def open_citation(app, href: str, documents: dict | None) -> bool:
+    """Open passage N for a ``cite:N`` link (`PassageScreen`); False for any other link."""
+    if not href.startswith("cite:") or not href[5:].isdigit():
+        return False
+    passage = _numbered(documents).get(int(href[5:]))
+    if passage is not None:
+        app.push_screen(PassageScreen(passage))
+    return True
 
 
 def passage_label(p: dict) -> str:

@@ -89,3 +89,27 @@ async def test_a_library_chosen_in_the_settings_is_searched(engine, scripted_che
         await wait_until(pilot, lambda: app.generating is None and app.messages
                          and app.messages[-1].role == "assistant")
         assert "Marguerite Le Bris" in sent[-1][-1].content
+
+
+async def test_a_citation_in_the_answer_is_a_link_to_its_passage(tmp_path, scripted_checkpoint):
+    from textual.widgets import Markdown
+
+    from magimac.testing.fake_engine import FakeEngine
+
+    docs = write_corpus(tmp_path / "docs")
+    index.add("docs", [docs])
+    engine = FakeEngine(answer="She lit it from 1911 [1]; see `[1]` and [2].")
+    app = MagimacApp(str(scripted_checkpoint), history=History(), engine_factory=lambda _p: engine)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await wait_until(pilot, lambda: app.loaded is not None)
+        app.composer.text = "/library docs\nWho was the lighthouse keeper of Ushant Island?"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.generating is None and app.messages
+                         and app.messages[-1].role == "assistant")
+        await pilot.pause()
+        md = app.chat.query(AssistantMessage).last().markdown
+        assert md.source == r"She lit it from 1911 [\[1\]](cite:1); see `[1]` and [2]."  # only passage 1 was sent
+        md.post_message(Markdown.LinkClicked(md, "cite:1"))
+        await wait_until(pilot, lambda: isinstance(app.screen, PassageScreen))
+        assert str(app.screen.query_one("#passage-where").render()) == \
+            f"[1] {docs / 'ledger.pdf'}, page {LIGHTHOUSE_PAGE}"
