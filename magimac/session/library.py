@@ -85,3 +85,26 @@ def attach_libraries(engine, messages: list[Message], settings, libraries: list[
     if results.notes:
         summary += "\n" + "\n".join(results.notes)
     return with_library(messages, ctx), summary, library_report(results, ctx, libraries)
+
+
+def search_libraries(libraries: list[str], query: str, k: int = 5) -> dict:
+    """Search ``libraries`` with the installed embedder (if any): what a ``search_documents``
+    tool returns to the model (the tools issue calls this mid-reasoning).
+
+    Args:
+        libraries: library names (the conversation's); query: the model's query text;
+        k: how many passages (1 to 20 are sensible).
+
+    Returns:
+        JSON-ready ``{"mode": "hybrid" | "bm25", "notes": [str], "passages": [{"n", "document",
+        "file", "page", "score", "text"}]}``, best first (``page`` is None for files without
+        pages).
+
+    Raises:
+        LibraryError: a library does not exist or cannot be read.
+    """
+    results = search(libraries, query, k=k, embedder=library_embedder())
+    return {"mode": results.mode, "notes": list(results.notes),
+            "passages": [{"n": i, "document": h.name, "file": h.file, "page": h.page if h.paged else None,
+                          "score": round(h.score, 4), "text": h.text}
+                         for i, h in enumerate(results.hits, start=1)]}
