@@ -6,7 +6,9 @@ stdout instead: ``{"type": "reasoning"|"answer", "text"}``, ``{"type": "stats", 
 ``{"type": "done", "finish_reason", "error"?}`` (always the last line, also when the
 turn never starts); with ``--tools`` (`magimac.cli.chat_tools`) also ``{"type": "tool_call",
 "id", "name", "arguments", "error"?}`` and ``{"type": "tool_result", "id", "name", "output" |
-"error", "seconds"}``, and a ``stats`` line per engine round (the last one before ``done``).  ``--file PATH`` attaches a document
+"error", "seconds"}``, and a ``stats`` line per engine round (the last one before ``done``).  ``--library NAME`` searches a library
+(`magimac.session.library`) and sends its best passages, numbered for citation; ``--file PATH``
+attaches a document
 (`magimac.text.retrieval.attach_for_engine`); the passages sent are reported first: one line on
 stderr, or a ``{"type": "documents", ...}`` line (`retrieval.context_report`) with ``--json``.
 
@@ -42,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", metavar="PATH", action="append", default=[], help="attach an image (repeatable)")
     p.add_argument("--file", metavar="PATH", action="append", default=[],
                    help="attach a document: text, Markdown, code, CSV, HTML, PDF, DOCX (repeatable; read locally)")
+    p.add_argument("--library", metavar="NAME", action="append", default=[],
+                   help="search this library (magimac library add) and send its best passages (repeatable)")
     sys_group = p.add_mutually_exclusive_group()
     sys_group.add_argument("--system", metavar="TEXT", help="use this system prompt instead of the model's")
     sys_group.add_argument("--system-file", metavar="FILE", type=Path, help="read the system prompt from FILE")
@@ -208,7 +212,7 @@ def _run(args: argparse.Namespace) -> int:
     session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
                          force=args.force)
     try:
-        run_ = session.turn(messages, settings, tools)
+        run_ = session.turn(messages, settings, tools, libraries=_libraries(args))
         if args.show_prompt:
             return _show_prompt(run_, args.json)
         return _stream(run_, args)
@@ -216,6 +220,19 @@ def _run(args: argparse.Namespace) -> int:
         session.close()
         if tools is not None and tools.toolbox.mcp is not None:
             tools.toolbox.mcp.close()
+
+
+def _libraries(args: argparse.Namespace) -> list[str]:
+    """The ``--library`` names, each checked to exist before the model loads.
+
+    Raises:
+        LibraryError: no library of that name (the message lists those there are).
+    """
+    from magimac.text.library import store
+
+    for name in args.library:
+        store.open_index(name).close()
+    return list(dict.fromkeys(args.library))
 
 
 def _stream(run_, args: argparse.Namespace) -> int:

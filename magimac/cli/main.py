@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("magimac.cli.bench", "compare quantization levels: speed, memory, quality"),
     "key": ("magimac.cli.key", "save or remove the Mistral API key (OS keychain) for online models"),
     "tools": ("magimac.cli.tools", "list the tools a model may use: built-in and MCP servers' (mcp.json)"),
+    "library": ("magimac.cli.library", "index folders of documents and search them from chat"),
 }
 
 

@@ -27,6 +27,11 @@ def add_arguments_for(name: str, p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.command == "rm":
         return remove(args.model, yes=args.yes)
+    from magimac.models.embedders import load_embedders, pull_embedder
+
+    if args.model in (embedders := load_embedders()):
+        pull_embedder(embedders[args.model], lambda s: print(s, file=sys.stderr))
+        return 0
     from magimac.models.pull import pull
 
     pull(args.model, args.quant, force=args.force, keep_original=args.keep_original)

@@ -101,12 +101,13 @@ class ChatSession:
         """The `Loaded` event once `wait_loaded` returned, else None."""
         return self._loaded
 
-    def turn(self, messages: list[Message], settings=None, tools=None):
+    def turn(self, messages: list[Message], settings=None, tools=None, libraries=()):
         """A `magimac.session.turn.TurnRun` answering ``messages`` (not started until iterated);
-        ``tools``: a `magimac.session.tool_loop.ToolUse` to let the model use tools."""
+        ``tools``: a `magimac.session.tool_loop.ToolUse` to let the model use tools; passages of
+        ``libraries`` (names) are put before the last message."""
         from magimac.session.turn import TurnRun
 
-        return TurnRun(self, list(messages), settings, tools)
+        return TurnRun(self, list(messages), settings, tools, libraries)
 
     def cancel(self) -> None:
         """Stop the running turn within a token (its events end with Done("cancelled"))."""

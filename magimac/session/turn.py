@@ -82,7 +82,10 @@ class AnswerRecord:
         elif isinstance(ev, Stats):
             self.stats = ev
         elif isinstance(ev, DocumentsUsed):
-            passages = [{k: v for k, v in p.items() if k != "text"} for p in ev.report["passages"]]
+            # attached documents' passages without their text (the files are there); library
+            # passages keep theirs, so a citation [n] opens again from history
+            passages = [p if p.get("n") else {k: v for k, v in p.items() if k != "text"}
+                        for p in ev.report["passages"]]
             self.documents = {"summary": ev.summary, "passages": passages}
         elif isinstance(ev, Done):
             self.finish_reason, self.error = ev.finish_reason, ev.error
@@ -124,7 +127,7 @@ class TurnRun:
         done: the `Done` event once received.
     """
 
-    def __init__(self, session, messages: list[Message], settings=None, tools=None) -> None:
+    def __init__(self, session, messages: list[Message], settings=None, tools=None, libraries=()) -> None:
         self.session = session
         self.messages = messages
         self.settings = settings
@@ -135,6 +138,7 @@ class TurnRun:
 
             self.settings = dataclasses.replace(settings or GenerationSettings(), tools=tools.toolbox.specs())
             self.tools = ToolRounds(tools, [d for m in messages for d in m.documents])
+        self.libraries = list(libraries)
         self.answer = AnswerRecord()
         self.done: Done | None = None
         self._engine_turn = None
@@ -156,9 +160,25 @@ class TurnRun:
         loaded = self.session.wait_loaded()
         self.answer.model = model_label(loaded) if loaded is not None else None
         self.answer.service = getattr(loaded, "service", "") or None
+        if self.libraries:
+            return self._prepare_libraries(ctx if had_documents or ctx.passages else None)
         if had_documents or ctx.passages:
             return DocumentsUsed(context_summary(ctx), context_report(ctx))
         return None
+
+    def _prepare_libraries(self, attached) -> DocumentsUsed:
+        """The libraries' passages into the last message; the report lists them first, then
+        the attached documents' passages (``attached``: their Context, or None)."""
+        from magimac.session.library import attach_libraries
+        from magimac.text.retrieval import context_report, context_summary
+
+        self.messages, summary, report = attach_libraries(self.session.engine, self.messages,
+                                                          self.settings, self.libraries)
+        if attached is not None:
+            summary = f"{summary}\n{context_summary(attached)}"
+            report["passages"] += context_report(attached)["passages"]
+            report["tokens"] += attached.tokens
+        return DocumentsUsed(summary, report)
 
     def cancel(self) -> None:
         """Stop the turn within a token; the events still to come end with ``Done("cancelled")``."""

@@ -48,6 +48,13 @@ def split_passages(text: str, max_chars: int) -> list[str]:
     return out
 
 
+def fts_query(question: str) -> str:
+    """The FTS5 query for a question: its distinct words (Unicode letters and digits; the first
+    `MAX_QUERY_WORDS`), each quoted, OR-ed; '' when it has no words."""
+    words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w+", question)))[:MAX_QUERY_WORDS]
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
 def rank(question: str, passages: list[str]) -> dict[int, float]:
     """Score passages against a question with SQLite FTS5 BM25.
 
@@ -60,10 +67,9 @@ def rank(question: str, passages: list[str]) -> dict[int, float]:
         ``{index into passages: -bm25}`` for the passages matching at least one word (higher is
         better); empty when none match or the question has no words.
     """
-    words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w+", question)))[:MAX_QUERY_WORDS]
-    if not words or not passages:
+    query = fts_query(question)
+    if not query or not passages:
         return {}
-    query = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
     con = sqlite3.connect(":memory:")
     try:
         con.execute("CREATE VIRTUAL TABLE p USING fts5(body, tokenize='porter unicode61 remove_diacritics 2')")

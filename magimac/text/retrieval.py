@@ -44,6 +44,7 @@ class Passage:
             no word of the question occurs in the documents).
         tokens: the passage's token count including its label (tokens), as counted by the
             ``count_tokens`` given to `build_context`.
+        path: the file's absolute path, for library passages ('' for attached documents).
     """
 
     doc_name: str
@@ -51,6 +52,7 @@ class Passage:
     text: str
     score: float = 0.0
     tokens: int = 0
+    path: str = ""
 
 
 @dataclass

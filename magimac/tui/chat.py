@@ -46,6 +46,14 @@ class UserMessage(Vertical):
             yield Static(attachment_line(att), classes="attachment", markup=False)
 
 
+def rendered_answer(message: StoredMessage) -> str:
+    """The answer as shown: LaTeX as Unicode, and citations ``[1]`` of library passages as
+    links that open the passage (`magimac.tui.citations.link_citations`)."""
+    from magimac.tui.citations import link_citations
+
+    return link_citations(markdown_math_to_unicode(message.content), (message.stats or {}).get("documents"))
+
+
 class AssistantMessage(Vertical):
     """An answer: its reasoning block, the Markdown answer and a note when it did not finish.
 
@@ -70,8 +78,8 @@ class AssistantMessage(Vertical):
         self.reasoning = ReasoningBlock(message.reasoning or "", title=title, collapsed=collapsed,
                                         classes="reasoning")
         self.reasoning.display = bool(message.reasoning) or live
-        self.markdown = Markdown(markdown_math_to_unicode(message.content) if not live else "",
-                                 classes="answer")
+        self.markdown = Markdown(rendered_answer(message) if not live else "", classes="answer",
+                                 open_links=False)  # `on_markdown_link_clicked` opens them
         self.note = Static("", classes="note", markup=False)
         self.source = Static("", classes="source", markup=False)
         self.show_source(stats)
@@ -89,6 +97,10 @@ class AssistantMessage(Vertical):
         documents = (self.message.stats or {}).get("documents")
         if documents:  # the passages of attached documents this answer was given
             yield Static(f"📄 {documents['summary']}", classes="attachment", markup=False)
+            if any(p.get("n") for p in documents.get("passages", [])):
+                from magimac.tui.citations import Citations
+
+                yield Citations(documents["passages"])
         yield self.source
         yield self.reasoning
         yield self.markdown
@@ -103,6 +115,14 @@ class AssistantMessage(Vertical):
             text = FINISH_NOTES.get(finish_reason, "")
         self.note.update(f"⏹ {text}" if text else "")
         self.note.display = bool(text)
+
+    def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
+        """A citation link (``cite:N``) opens its passage; other links open as Textual does."""
+        event.stop()
+        from magimac.tui.citations import open_citation
+
+        if not open_citation(self.app, event.href, (self.message.stats or {}).get("documents")):
+            self.app.open_url(event.href)
 
     def begin_stream(self) -> None:
         """Start the answer's MarkdownStream (call once mounted)."""
@@ -131,7 +151,7 @@ class AssistantMessage(Vertical):
             await self._stream.stop()
             self._stream = None
         self.answer_text = message.content
-        await self.markdown.update(markdown_math_to_unicode(message.content))
+        await self.markdown.update(rendered_answer(message))
         stats = message.stats or {}
         self.show_source(stats)
         if message.reasoning:

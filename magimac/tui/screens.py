@@ -38,7 +38,7 @@ HELP_KEYS: list[tuple[str, str]] = [
     ("F2", "settings: model, prompt, sampling, reasoning"),
     ("F3", "attach an image or a document (file picker)"),
     ("/image PATH", "a line of your message: attach an image"),
-    ("/file PATH", "a line of your message: attach a document"),
+    ("/file PATH", "a line: a document; /library NAME: a library"),
     ("Ctrl+P", "command palette: every action by name"),
     ("F1 / Ctrl+Q", "this help / quit"),
 ]

@@ -16,6 +16,7 @@ from textual.widgets import Static
 from magimac.session.turn import model_label
 from magimac.text.history import Attachment
 from magimac.tui.chat import AssistantMessage, UserMessage
+from magimac.tui.citations import Citations, take_library_lines
 from magimac.tui.composer import Composer
 from magimac.tui.live_turn import LiveTurn, stream_turn
 from magimac.tui.messages import Streamed, TurnDocuments
@@ -58,7 +59,13 @@ class Sending:
             self.chat.scroll_page_down(animate=False)
 
     async def on_composer_submitted(self, event: Composer.Submitted) -> None:
-        text, typed_images, typed_files = parse_composer(event.text)
+        text, libraries = take_library_lines(event.text)
+        if libraries and not self.use_libraries(libraries):
+            return
+        text, typed_images, typed_files = parse_composer(text)
+        if libraries and not (text or typed_images or typed_files):
+            self.composer.clear()
+            return
         for raw in typed_images + typed_files:
             if not self.attachments.attach(Path(raw)):
                 return
@@ -105,7 +112,8 @@ class Sending:
         """Answer the conversation's messages: stream into a new assistant message."""
         assert self.conversation is not None and self.session is not None
         settings = generation_settings(self.conversation.settings or {})
-        run = self.session.turn([m.to_message() for m in self.messages], settings, self.turn_tools())
+        run = self.session.turn([m.to_message() for m in self.messages], settings, self.turn_tools(),
+                                libraries=(self.conversation.settings or {}).get("libraries", []))
         answer = self.history.add_message(self.conversation.id, "assistant", "", reasoning="")
         widget = AssistantMessage(answer, live=True)
         if self.loaded is not None and self.loaded.service:  # said from the first token on
@@ -127,6 +135,30 @@ class Sending:
             return
         await self.live.widget.mount(Static(f"📄 {message.used.summary}", classes="attachment",
                                             markup=False), before=0)
+        if message.used.report.get("libraries"):
+            await self.live.widget.mount(Citations(message.used.report["passages"]), before=1)
+
+    def use_libraries(self, names: list[str]) -> bool:
+        """Search libraries ``names`` in this conversation from now on (kept in its settings);
+        False (and a notice) when one does not exist."""
+        from magimac.core.errors import MagimacError
+        from magimac.text.library import store
+
+        try:
+            for name in names:
+                store.open_index(name).close()
+        except MagimacError as e:
+            self.notify(str(e), severity="error")
+            return False
+        settings = dict(self.conversation.settings or {}) if self.conversation else {}
+        settings["libraries"] = list(dict.fromkeys([*settings.get("libraries", []), *names]))
+        if self.conversation is None:
+            self.conversation = self.history.new_conversation("New chat", settings)
+        else:
+            self.history.set_settings(self.conversation.id, settings)
+        self.conversation.settings = settings
+        self.notify(f"library {', '.join(names)}: its passages go with every message of this conversation")
+        return True
 
     async def on_streamed(self, message: Streamed) -> None:
         live = self.live

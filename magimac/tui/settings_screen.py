@@ -7,7 +7,8 @@ the model's own SYSTEM_PROMPT.txt, ``none``, ``custom``), ``system_prompt`` (the
 defaults), ``keep_reasoning`` (bool), ``reasoning_instructions`` (bool, default True: a custom
 system prompt without a ``[THINK]`` block is sent after the model's reasoning instructions, so
 the model still reasons; `magimac.text.prompt.with_reasoning_instructions`), ``tools`` (the
-tools offered, default `magimac.tui.tool_use.DEFAULT_TOOLS`) and ``allowed_tools``.
+tools offered, default `magimac.tui.tool_use.DEFAULT_TOOLS`) and ``allowed_tools``, ``libraries``
+(names of libraries searched with every message; `magimac.session.library`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ def number_error(key: str, raw: str) -> str | None:
     except ValueError:
         problem = f"is not {'a whole number' if typ is int else 'a number'}"
     return f"{label}: {raw!r} {problem}" if problem else None
+
+
+def parse_libraries(raw: str) -> tuple[list[str], str | None]:
+    """``"papers, notes"`` -> (names, None), or ([], the one-line reason one cannot be used)."""
+    from magimac.core.errors import MagimacError
+    from magimac.text.library import store as libraries
+
+    names = list(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    try:
+        for name in names:
+            libraries.open_index(name).close()
+    except MagimacError as e:
+        return [], str(e)
+    return names, None
 
 
 def generation_settings(settings: dict) -> GenerationSettings:
@@ -100,6 +115,8 @@ class SettingsScreen(ModalScreen[dict | None]):
                 with Horizontal(classes="switch-row"):
                     yield Switch(name in s.get("tools", DEFAULT_TOOLS), id=f"tool_{name}")
                     yield Label(TOOL_LABELS[name])
+            yield Label("Libraries searched with each message (names, commas; magimac library list)")
+            yield Input(", ".join(s.get("libraries", [])), placeholder="none", id="libraries")
             # above the buttons, and scrolled into view with them (`show_error`): below them it
             # was off-screen at 30 rows, and Save seemed to do nothing
             error = Static("", id="settings-error", classes="error")
@@ -151,6 +168,11 @@ class SettingsScreen(ModalScreen[dict | None]):
                 self.show_error(problem)
                 return
             out[key] = typ(raw)
+        libraries, problem = parse_libraries(self.query_one("#libraries", Input).value)
+        if problem:
+            self.show_error(f"Libraries: {problem}")
+            return
+        out["libraries"] = libraries
         out["keep_reasoning"] = self.query_one("#keep_reasoning", Switch).value
         out["reasoning_instructions"] = self.query_one("#reasoning_instructions", Switch).value
         from magimac.tui.tool_use import DEFAULT_TOOLS
