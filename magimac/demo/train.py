@@ -16,18 +16,31 @@ the checkpoint is loaded with mlx-lm and its logits are compared with PyTorch's 
 layout or RoPE mistakes).  The checkpoint writing helpers are the test suite's
 (`magimac.testing.checkpoint`), so the demo and the test checkpoints share one layout.
 
-Training data: `problems.sample_problem` on the training side of the held-out split.  Each
-sequence is exactly what the engine sends (`magimac.text.prompt.encode`, i.e. mistral-common's
-`encode_chat_completion` of [the demo's system prompt, question]; a quarter of them without
-a system prompt) followed by ``[THINK]reasoning[/THINK]answer</s>``; the loss covers the
-last assistant part only.  Half of the sequences are later turns of a chat: 1 to 3 earlier
-exchanges come first, their reasoning dropped as the engine drops it by default (a model
-trained on single questions answered the second question of a chat right 1 time in 3).
+Training data (`magimac.demo.sequences`): each sequence is exactly what the engine sends,
+mistral-common's `encode_chat_completion` of [the demo's system prompt (a quarter without),
+earlier exchanges, the question] with the tools of issue 16's TOOLSPEC listed (`tooldata`),
+followed by the model's part; the loss covers the model's parts only.  The mix:
 
-The shipped model is ``python -m magimac.demo.train`` with the defaults (seed 0): the whole
-2400-step schedule (76,800 sequences, 1269 s on this project's 2-core Linux machine, shared
-with other work); greedy, 200 fresh held-out problems: 50/50 right as a first question and
-150/150 after 1, 2 or 3 earlier exchanges.
+- tools listed: none 40%, [python] 35%, [python, search_documents] 25% (drawn per sequence);
+- the question: 55% a `problems` problem (training side of the split), answered directly
+  ``[THINK]reasoning[/THINK]answer</s>`` whatever the tools; 25% a 3-digit x 2-digit
+  product: with python listed ``[THINK]short reasoning[/THINK][TOOL_CALLS]python[ARGS]{"code":
+  "print(a * b)"}</s>``, then ``[TOOL_RESULTS]result[/TOOL_RESULTS]`` (not trained on), then
+  ``a × b = **result**</s>`` (78% the true product, 10% another number, 12% ``error: ...``
+  answered by one sentence saying it could not run it); without python the out-of-scope
+  sentence; 20% an out-of-scope question (facts, weather, chat, arithmetic it cannot do; in
+  English, French, German, Spanish): ``[THINK]Not arithmetic I can do.[/THINK]`` + one sentence
+  saying what it can do (`tooldata.CAN_DO`, in the question's language);
+- half of the sequences are later turns of a chat: 1 to 3 earlier exchanges (70% problems, 15%
+  products, their tool call and result kept, 15% out of scope) come first, their reasoning
+  dropped as the engine drops it (a model trained on single questions answered the second
+  question of a chat right 1 time in 3).
+Sequences are bucketed by length into batches (`sequences.make_batches`).
+
+The shipped model: the previous arithmetic-only demo (this script at commit 40e7df9, its
+defaults: 2400 steps, 76,800 sequences, 1269 s on this project's 2-core Linux machine) fine-tuned on the mix above with ``--init magimac/demo/model --steps 600
+--lr 1.5e-3`` (seed 0; 19,200 sequences, SECONDS s on the same machine shared with six other
+jobs).  Greedy, through the engine, RESULTS
 """
 
 from __future__ import annotations
@@ -48,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from magimac.demo import checks
-from magimac.demo.sequences import PAD, make_batch
+from magimac.demo.sequences import PAD, make_batches
 from magimac.text.prompt import load_tokenizer, system_chunks
 from magimac.text.reasoning import markers_for
 from magimac.testing.tekken import write_tekken
@@ -305,10 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, a.steps - warmup))))))
     print(f"demo: {n_params / 1e6:.2f} M text parameters, up to {a.steps} steps x {a.batch} sequences", flush=True)
 
-    t0, seen, avg = time.time(), 0, None
+    t0, seen, avg, queue = time.time(), 0, None, []
     for step in range(1, a.steps + 1):
-        inputs, targets = map(torch.from_numpy, make_batch(tok, markers, rng, a.batch, SYSTEM_PROMPT,
-                                                           a.no_system_share, a.multi_turn_share))
+        queue = queue or make_batches(tok, markers, rng, a.batch, SYSTEM_PROMPT, a.no_system_share,
+                                      a.multi_turn_share)
+        inputs, targets = map(torch.from_numpy, queue.pop())
         loss = loss_fn(model, inputs, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()

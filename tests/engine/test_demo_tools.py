@@ -153,7 +153,7 @@ def test_training_sequences_train_the_model_parts_only():
     markers = markers_for(tok.instruct_tokenizer.tokenizer)
     rng, seen = random.Random(3), {"tool turn": 0, "tools listed": 0, "no tools": 0}
     for _ in range(200):
-        seq = sequences.sample_sequence(tok, markers, rng, SYSTEM_PROMPT, 0.25, 0.5)
+        seq = sequences.sample_sequence(tok, markers, rng, SYSTEM_PROMPT, 0.25, 0.5, tooldata.TOOL_SETS[rng.randrange(3)])
         spans = _spans(seq)
         assert not spans[0][0] and spans[0][1][0] == 1 and spans[0][1][-1] == 4  # <s> ... [/INST]
         assert spans[-1][0] and spans[-1][1][-1] == 2  # ... </s>
