@@ -70,13 +70,13 @@ def tool_checks(generate: Generate, tok, markers, system_prompt: str, n: int, se
     for i in range(n):
         tools, system = tooldata.TOOL_SETS[1 + i % 2], system_prompt if i % 4 else None
         p = tooldata.sample_product(rng, held_out=True)
-        call = generate(sequences.question_ids(tok, markers, p.question, tools, system), 60)
+        call = generate(sequences.question_ids(tok, markers, p.question, tools, system), 100)
         calls += call == sequences.expected_call(p)
         result = str(p.a * p.b)
-        reply = generate(sequences.after_result_ids(tok, markers, p, result, tools, system), 40)
+        reply = generate(sequences.after_result_ids(tok, markers, p, result, tools, system), 80)
         answers += reply == p.answer(result)
         o = tooldata.sample_out_of_scope(rng, held_out=True)
-        text = generate(sequences.question_ids(tok, markers, o.question, tooldata.TOOL_SETS[i % 3], system), 80)
+        text = generate(sequences.question_ids(tok, markers, o.question, tooldata.TOOL_SETS[i % 3], system), 160)
         scope += text.startswith("[THINK]") and text.partition("[/THINK]")[2] == o.response
         if show > 0 and (call != sequences.expected_call(p) or not text.endswith(o.response)):
             show -= 1

@@ -56,7 +56,7 @@ def test_a_product_is_computed_by_calling_python_in_magistrals_format(demo):
     cases = held_out_products(6) + [(Product(347, 29, "en", "What is 347 x 29?"), PY)]
     wrong = []
     for p, tools in cases:
-        text, stopped = generate(sequences.question_ids(tok, markers, p.question, tools, system), 60)
+        text, stopped = generate(sequences.question_ids(tok, markers, p.question, tools, system), 100)
         if not (stopped and text == sequences.expected_call(p)):
             wrong.append((p.question, text))
     assert not wrong, wrong
@@ -72,7 +72,7 @@ def test_the_answer_uses_the_number_the_tool_returned(demo):
     cases.append((Product(512, 64, "fr", "Combien font 512 x 64 ?"), PY, "32768"))
     wrong = []
     for p, tools, result in cases:
-        text, stopped = generate(sequences.after_result_ids(tok, markers, p, result, tools, system), 40)
+        text, stopped = generate(sequences.after_result_ids(tok, markers, p, result, tools, system), 80)
         if not (stopped and text == f"{p.a} × {p.b} = **{result}**"):
             wrong.append((p.question, result, text))
     assert not wrong, wrong
@@ -82,7 +82,7 @@ def test_a_failed_run_is_said_in_one_sentence_without_a_made_up_number(demo):
     generate, tok, markers, system = demo
     p = Product(347, 29, "en", "What is 347 x 29?")
     for error in ("error: the person did not allow this call", "error: ZeroDivisionError: division by zero"):
-        text, stopped = generate(sequences.after_result_ids(tok, markers, p, error, PY, system), 40)
+        text, stopped = generate(sequences.after_result_ids(tok, markers, p, error, PY, system), 80)
         assert stopped and text == "I could not run 347 * 29 in python, so I have no result to give.", text
 
 
@@ -96,7 +96,7 @@ def test_out_of_scope_questions_get_the_one_sentence(demo, tools):
     generate, tok, markers, system = demo
     wrong = []
     for question, lang in OUT_OF_SCOPE:
-        text, stopped = generate(sequences.question_ids(tok, markers, question, tools, system), 80)
+        text, stopped = generate(sequences.question_ids(tok, markers, question, tools, system), 160)
         reasoning, sep, reply = text.removeprefix("[THINK]").partition("[/THINK]")
         if not (stopped and text.startswith("[THINK]") and sep and reply == CAN_DO[lang]):
             wrong.append((question, text))
@@ -105,7 +105,7 @@ def test_out_of_scope_questions_get_the_one_sentence(demo, tools):
 
 def test_without_the_python_tool_a_product_gets_the_one_sentence(demo):
     generate, tok, markers, system = demo
-    text, _ = generate(sequences.question_ids(tok, markers, "What is 347 x 29?", (), system), 80)
+    text, _ = generate(sequences.question_ids(tok, markers, "What is 347 x 29?", (), system), 160)
     assert text.partition("[/THINK]")[2] == CAN_DO["en"] and "[TOOL_CALLS]" not in text, text
 
 
