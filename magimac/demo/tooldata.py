@@ -69,10 +69,12 @@ _MUL_Q = {
 }
 _MUL_THINK = {"en": "{a}×{b}: a 3-digit by 2-digit product, I run it in python.",
               "fr": "{a}×{b} : un produit de 3 chiffres par 2 chiffres, je le calcule en python."}
-_MUL_FAILED = {"en": "I could not run {a} * {b} in python, so I have no result to give.",
-               "fr": "Je n'ai pas pu exécuter {a} * {b} en python, donc je n'ai pas de résultat à donner."}
+FAILED = {"en": "I could not run the python code, so I have no result to give.",
+          "fr": "Je n'ai pas pu exécuter le code python, donc je n'ai pas de résultat à donner."}
+"""The one sentence after a tool error, by language (no number in it: nothing to get wrong)."""
 TOOL_ERRORS = ("error: the person did not allow this call", "error: time limit of 10 s reached",
-               "error: MemoryError", "error: output limit reached", "error: python could not start")
+               "error: MemoryError", "error: output limit reached", "error: python could not start",
+               "error: NameError: name 'x' is not defined", "error: SyntaxError: invalid syntax")
 """Tool results of a failed run (TOOLSPEC: ``"error: "`` + one line)."""
 
 
@@ -106,7 +108,7 @@ class Product:
     def answer(self, result: str) -> str:
         """The reply after the tool returned ``result`` (its number, or one sentence on an error)."""
         if result.startswith("error:"):
-            return _MUL_FAILED[self.lang].format(a=self.a, b=self.b)
+            return FAILED[self.lang]
         return f"{self.a} × {self.b} = **{result}**"
 
 
@@ -120,7 +122,7 @@ def sample_product(rng: random.Random, held_out: bool = False, lang: str | None 
     return Product(a, b, lang, rng.choice(_MUL_Q[lang]).format(a=a, b=b))
 
 
-def tool_result(rng: random.Random, p: Product, error_share: float = 0.12, other_share: float = 0.1) -> str:
+def tool_result(rng: random.Random, p: Product, error_share: float = 0.25, other_share: float = 0.1) -> str:
     """What the python tool returns for ``p`` in training: mostly the product; an ``error_share``
     of errors; an ``other_share`` of other numbers (the model answers with what came back)."""
     r = rng.random()

@@ -26,9 +26,9 @@ followed by the model's part; the loss covers the model's parts only.  The mix:
   ``[THINK]reasoning[/THINK]answer</s>`` whatever the tools; 25% a 3-digit x 2-digit
   product: with python listed ``[THINK]short reasoning[/THINK][TOOL_CALLS]python[ARGS]{"code":
   "print(a * b)"}</s>``, then ``[TOOL_RESULTS]result[/TOOL_RESULTS]`` (not trained on), then
-  ``a × b = **result**</s>`` (78% the true product, 10% another number, 12% ``error: ...``
-  answered by one sentence saying it could not run it); without python the out-of-scope
-  sentence; 20% an out-of-scope question (facts, weather, chat, arithmetic it cannot do; in
+  ``a × b = **result**</s>`` (65% the true product, 10% another number, 25% ``error: ...``
+  answered by one sentence saying it could not run it, `tooldata.FAILED`); without python
+  the out-of-scope sentence; 20% an out-of-scope question (facts, weather, chat, arithmetic it cannot do; in
   English, French, German, Spanish): ``[THINK]Not arithmetic I can do.[/THINK]`` + one sentence
   saying what it can do (`tooldata.CAN_DO`, in the question's language);
 - half of the sequences are later turns of a chat: 1 to 3 earlier exchanges (70% problems, 15%
@@ -38,9 +38,12 @@ followed by the model's part; the loss covers the model's parts only.  The mix:
 Sequences are bucketed by length into batches (`sequences.make_batches`).
 
 The shipped model: the previous arithmetic-only demo (this script at commit 40e7df9, its
-defaults: 2400 steps, 76,800 sequences, 1269 s on this project's 2-core Linux machine) fine-tuned on the mix above with ``--init magimac/demo/model --steps 600
---lr 1.5e-3`` (seed 0; 19,200 sequences, SECONDS s on the same machine shared with six other
-jobs).  Greedy, through the engine, RESULTS
+defaults: 2400 steps, 76,800 sequences, 1269 s on this project's 2-core Linux machine)
+fine-tuned twice with ``--init DIR`` (seed 0; the machine shared with six other jobs): on the
+mix above but 12% errors answered by a sentence naming the factors, ``--steps 600 --lr 1.5e-3``
+(19,200 sequences, 1719 s), then on the mix above, ``--steps 160 --lr 7e-4`` (5,120 sequences,
+SECONDS s), because the factors copied into that sentence came out wrong 18 times in 30.
+A run from scratch on this mix was not measured.  RESULTS
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import mlx.core as mx
 import pytest
 from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 
-from magimac.demo import sequences, tooldata
+from magimac.demo import checks, sequences, tooldata
 from magimac.demo.tooldata import CAN_DO, PYTHON, SEARCH, Product
 from magimac.models.registry import load_registry
 from magimac.text.prompt import default_system_prompt, load_tokenizer
@@ -53,11 +53,13 @@ def held_out_products(n: int, seed: int = 16) -> list[tuple[Product, tuple]]:
 def test_a_product_is_computed_by_calling_python_in_magistrals_format(demo):
     """``[THINK]reasoning[/THINK][TOOL_CALLS]python[ARGS]{"code": "print(a * b)"}</s>``, exactly."""
     generate, tok, markers, system = demo
-    cases = held_out_products(6) + [(Product(347, 29, "en", "What is 347 x 29?"), PY)]
+    cases = held_out_products(6)
+    text, _ = generate(sequences.question_ids(tok, markers, "What is 347 x 29?", PY, system), 100)
+    assert text == sequences.expected_call(Product(347, 29, "en", "What is 347 x 29?"))  # to the character
     wrong = []
     for p, tools in cases:
         text, stopped = generate(sequences.question_ids(tok, markers, p.question, tools, system), 100)
-        if not (stopped and text == sequences.expected_call(p)):
+        if not (stopped and checks.is_call(text, p)):
             wrong.append((p.question, text))
     assert not wrong, wrong
 
@@ -81,9 +83,10 @@ def test_the_answer_uses_the_number_the_tool_returned(demo):
 def test_a_failed_run_is_said_in_one_sentence_without_a_made_up_number(demo):
     generate, tok, markers, system = demo
     p = Product(347, 29, "en", "What is 347 x 29?")
-    for error in ("error: the person did not allow this call", "error: ZeroDivisionError: division by zero"):
+    for error in ("error: the person did not allow this call", "error: time limit of 10 s reached",
+                  "error: ZeroDivisionError: division by zero"):
         text, stopped = generate(sequences.after_result_ids(tok, markers, p, error, PY, system), 80)
-        assert stopped and text == "I could not run 347 * 29 in python, so I have no result to give.", text
+        assert stopped and text == tooldata.FAILED["en"], (error, text)
 
 
 OUT_OF_SCOPE = [("Who wrote Hamlet?", "en"), ("What's the weather in Tokyo?", "en"),
