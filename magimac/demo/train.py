@@ -28,9 +28,10 @@ followed by the model's part; the loss covers the model's parts only.  The mix:
   "print(a * b)"}</s>``, then ``[TOOL_RESULTS]result[/TOOL_RESULTS]`` (not trained on), then
   ``a × b = **result**</s>`` (65% the true product, 10% another number, 25% ``error: ...``
   answered by one sentence saying it could not run it, `tooldata.FAILED`); without python
-  the out-of-scope sentence; 20% an out-of-scope question (facts, weather, chat, arithmetic it cannot do; in
-  English, French, German, Spanish): ``[THINK]Not arithmetic I can do.[/THINK]`` + one sentence
-  saying what it can do (`tooldata.CAN_DO`, in the question's language);
+  the out-of-scope sentence; 20% an out-of-scope question (facts, weather, chat, arithmetic
+  it cannot do; in English, French, German, Spanish): ``[THINK]Not arithmetic I can
+  do.[/THINK]`` + one sentence saying what it can do (`tooldata.CAN_DO`, in the question's
+  language);
 - half of the sequences are later turns of a chat: 1 to 3 earlier exchanges (70% problems, 15%
   products, their tool call and result kept, 15% out of scope) come first, their reasoning
   dropped as the engine drops it (a model trained on single questions answered the second
@@ -42,8 +43,14 @@ defaults: 2400 steps, 76,800 sequences, 1269 s on this project's 2-core Linux ma
 fine-tuned twice with ``--init DIR`` (seed 0; the machine shared with six other jobs): on the
 mix above but 12% errors answered by a sentence naming the factors, ``--steps 600 --lr 1.5e-3``
 (19,200 sequences, 1719 s), then on the mix above, ``--steps 160 --lr 7e-4`` (5,120 sequences,
-SECONDS s), because the factors copied into that sentence came out wrong 18 times in 30.
-A run from scratch on this mix was not measured.  RESULTS
+434 s), because the factors copied into that sentence came out wrong 18 times in 30.  A run
+from scratch on this mix was not measured.  Greedy, through `magimac.engine.worker.Engine`
+without tools, 200 fresh held-out problems: 50/50 right as a first question and 149/150 after
+1, 2 or 3 earlier exchanges (15 vs 16 compared wrong); 40/40 held-out out-of-scope questions
+get the sentence.  Through mlx-lm on mistral-common tool prompts (`checks.tool_checks`, 60
+held-out cases each): the call exact 60/60, the returned number in the answer 60/60, out of
+scope with tools listed 59/60 (a German question stopped after its reasoning); after an
+``error: ...`` result the failure sentence 30/30 (28 in the question's language).
 """
 
 from __future__ import annotations

@@ -94,11 +94,12 @@ OUT_OF_SCOPE = [("Who wrote Hamlet?", "en"), ("What's the weather in Tokyo?", "e
                 ("Wer hat Hamlet geschrieben?", "de"), ("¿Cuál es la capital de Italia?", "es")]
 
 
-@pytest.mark.parametrize("tools", [(), PY, BOTH], ids=["no tools", "python", "python+search"])
-def test_out_of_scope_questions_get_the_one_sentence(demo, tools):
+@pytest.mark.parametrize("k", [0, 1, 2], ids=["no tools", "python", "python+search"])
+def test_out_of_scope_questions_get_the_one_sentence(demo, k):
+    """Each question with two of the three tool lists (12 turns in all: the file stays fast)."""
     generate, tok, markers, system = demo
-    wrong = []
-    for question, lang in OUT_OF_SCOPE:
+    tools, wrong = ((), PY, BOTH)[k], []
+    for question, lang in [q for i, q in enumerate(OUT_OF_SCOPE) if (i + k) % 3]:
         text, stopped = generate(sequences.question_ids(tok, markers, question, tools, system), 160)
         reasoning, sep, reply = text.removeprefix("[THINK]").partition("[/THINK]")
         if not (stopped and text.startswith("[THINK]") and sep and reply == CAN_DO[lang]):
@@ -156,7 +157,8 @@ def test_training_sequences_train_the_model_parts_only():
     markers = markers_for(tok.instruct_tokenizer.tokenizer)
     rng, seen = random.Random(3), {"tool turn": 0, "tools listed": 0, "no tools": 0}
     for _ in range(200):
-        seq = sequences.sample_sequence(tok, markers, rng, SYSTEM_PROMPT, 0.25, 0.5, tooldata.TOOL_SETS[rng.randrange(3)])
+        tools = tooldata.TOOL_SETS[rng.randrange(3)]
+        seq = sequences.sample_sequence(tok, markers, rng, SYSTEM_PROMPT, 0.25, 0.5, tools)
         spans = _spans(seq)
         assert not spans[0][0] and spans[0][1][0] == 1 and spans[0][1][-1] == 4  # <s> ... [/INST]
         assert spans[-1][0] and spans[-1][1][-1] == 2  # ... </s>
