@@ -46,6 +46,14 @@ def default_engine_factory(path: Path, **options: Any):
     return Engine(path, **options)
 
 
+def batch_engine_factory(path: Path, **options: Any):
+    """`magimac.engine.batch.BatchEngine` for ``path`` (many turns at once: `magimac serve`),
+    imported at first use as `default_engine_factory` is."""
+    from magimac.engine.batch import BatchEngine
+
+    return BatchEngine(path, **options)
+
+
 @dataclass
 class ChatSession:
     """One opened model and its engine; runs turns for a front-end.
