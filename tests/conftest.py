@@ -25,6 +25,7 @@ def isolated_dirs(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(root / sub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("MAGIMAC_NO_SERVER", "1")  # `magimac chat` never finds a server on :8080 in tests
     return root
 
 

@@ -111,11 +111,11 @@ class BatchRunner:
         context_length: tokens one turn may hold (prompt + generated).
         cache_bytes: the bound of the prefix cache, bytes.
         max_streams: turns decoded together.
-        on_done: called with each turn once its Done was sent.
+        on_done: called with each turn and its finish reason once its Done was sent.
     """
 
     def __init__(self, info: loading.ModelInfo, model: Any, vlm: Any, context_length: int,
-                 cache_bytes: int, max_streams: int, on_done: Callable[[Turn], None]) -> None:
+                 cache_bytes: int, max_streams: int, on_done: Callable[[Turn, str], None]) -> None:
         self.info, self.model, self.vlm = info, model, vlm
         self.context_length = context_length
         self.max_streams = max_streams
@@ -167,7 +167,7 @@ class BatchRunner:
 
     def _refuse(self, turn: Turn, error: str) -> None:
         turn.put(Done("error", error, rejected=True))
-        self.on_done(turn)
+        self.on_done(turn, "error")
 
     def _prefill_images(self, tokens, cached, spans, images, cache):
         """Prefill ``tokens[cached:]`` up to the end of the last image with mlx-vlm's embeddings;
@@ -226,14 +226,14 @@ class BatchRunner:
         stats = self._stats(s)
         s.turn.put(stats)
         s.turn.put(Done(reason, None, stats))
-        self.on_done(s.turn)
+        self.on_done(s.turn, reason)
 
     def fail_all(self, error: str, reason: str = "error") -> None:
         """End every running turn with ``Done(reason, error)`` and start a fresh batch."""
         for uid in list(self.streams):
             s = self.streams.pop(uid)
             s.turn.put(Done(reason, None if reason == "cancelled" else error, self._stats(s)))
-            self.on_done(s.turn)
+            self.on_done(s.turn, reason)
         self.gen.close()
         self.gen = self._generator()
 
@@ -276,6 +276,7 @@ class BatchEngine(Engine):
         super().__init__(model, context_length=context_length, force=force)
         self.cache_bytes = cache_bytes
         self.max_streams = max_streams
+        self._ended: dict[str, int] = {}
 
     def submit(self, messages: list[Message], settings: GenerationSettings | None = None) -> Turn:
         """Queue a turn; the prompt is encoded here, in the caller's thread.  A conversation that
@@ -308,10 +309,22 @@ class BatchEngine(Engine):
         return BatchRunner(info, model, vlm, choice.context_length, cache_bytes, self.max_streams,
                            self._forget)
 
-    def _forget(self, turn: Turn) -> None:
+    def status(self) -> dict:
+        """``{"running": turns queued or decoding, "ended": {finish reason: turns}, "prefix_cache":
+        {"entries", "bytes", "max_bytes"}}`` (any thread; a snapshot)."""
+        with self._pending_lock:
+            running = len(self._pending)
+        runner = self._runner
+        cache = runner.prefix if runner is not None else None
+        return {"running": running, "ended": dict(self._ended),
+                "prefix_cache": {"entries": len(cache) if cache else 0, "bytes": cache.nbytes if cache else 0,
+                                 "max_bytes": cache.max_bytes if cache else 0}}
+
+    def _forget(self, turn: Turn, reason: str) -> None:
         with self._pending_lock:
             if turn in self._pending:
                 self._pending.remove(turn)
+            self._ended[reason] = self._ended.get(reason, 0) + 1
 
     def _loop(self) -> None:
         """Admit queued turns, then step the batch, until "close" (worker thread)."""
@@ -340,16 +353,17 @@ class BatchEngine(Engine):
 
     def _admit(self, runner: BatchRunner | None, req: _Request, turn: Turn) -> None:
         if self._load_error is not None or runner is None:
-            turn.put(Done("error", self._load_error or "the model is not loaded"))
+            done = Done("error", self._load_error or "the model is not loaded")
         elif turn.cancel_event.is_set():
-            turn.put(Done("cancelled"))
+            done = Done("cancelled")
         else:
             try:
                 runner.add(req, turn)
                 return
             except Exception as e:  # a turn that cannot start ends alone
-                turn.put(Done("error", loading.one_line(e)))
-        self._forget(turn)
+                done = Done("error", loading.one_line(e))
+        turn.put(done)
+        self._forget(turn, done.finish_reason)
 
 
 __all__ = ["BatchEngine", "BatchRunner", "SeededSampler", "DEFAULT_MAX_STREAMS"]

@@ -2,7 +2,9 @@
 
 Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (`magimac.server.completions`),
 ``POST /magimac/v1/tokenize`` (prompt token ids for `magimac.session.remote.RemoteEngine`,
-so a client sizes its documents with the server's tokenizer) and ``GET /health`` (no key).
+so a client sizes its documents with the server's tokenizer), ``GET /magimac/v1/status``
+(turns running, turns ended by finish reason, prefix-cache bytes: `BatchEngine.status`) and
+``GET /health`` (no key).
 
 Why Starlette with uvicorn: a small, well-kept ASGI stack whose `StreamingResponse` notices a
 client that disconnects and cancels its stream (the turn then stops within one token); the
@@ -16,7 +18,6 @@ for ``Authorization: Bearer KEY`` (401 otherwise).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import shutil
@@ -37,15 +38,10 @@ from magimac.server.completions import Completion, TurnStream
 from magimac.server.errors import RequestError, error_body
 from magimac.server.stream import TurnPump
 from magimac.server.translate import parse_chat
+from magimac.session.remote import model_key
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """The largest request body, bytes (a few large images as base64); larger answers 413."""
-
-
-def model_key(path: Path) -> str:
-    """A model directory's identity that does not show its path: 16 hex digits of the SHA-256
-    of its resolved path (`magimac chat` compares it to find a server with its model)."""
-    return hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -85,6 +81,10 @@ def create_app(served: Served) -> Starlette:
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    async def status(request: Request) -> JSONResponse:
+        engine_status = getattr(served.session.engine, "status", None)
+        return JSONResponse(engine_status() if callable(engine_status) else {})
 
     async def chat(request: Request):
         body = await _json_body(request)
@@ -129,7 +129,8 @@ def create_app(served: Served) -> Starlette:
         return JSONResponse({"tokens": prompt.tokens, "text": prompt.text})
 
     routes = [Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"]),
-              Route("/magimac/v1/tokenize", tokenize, methods=["POST"]), Route("/health", health)]
+              Route("/magimac/v1/tokenize", tokenize, methods=["POST"]), Route("/magimac/v1/status", status),
+              Route("/health", health)]
     app = Starlette(routes=routes, exception_handlers={
         RequestError: _request_error, HTTPException: _http_error, Exception: _server_error})
     if served.api_key:

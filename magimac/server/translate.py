@@ -41,6 +41,13 @@ REASONING_BUDGETS: dict[str, int | None] = {
 the numbers are magimac's choice: Magistral's quality may degrade beyond about 40K tokens
 (model card), so "high" stops at 32K and only "xhigh" lets it run to the context limit."""
 
+EXTENSIONS: dict[str, type | tuple] = {
+    "top_k": int, "min_p": (int, float), "repetition_penalty": (int, float), "reasoning_budget": int,
+    "keep_reasoning": bool,
+}
+"""magimac's own request fields (`GenerationSettings` names; vLLM takes the first three too);
+``reasoning_budget`` (tokens) wins over ``reasoning_effort``."""
+
 MAX_STOPS = 4  # OpenAI's limit on ``stop`` strings
 IMAGE_TYPES = ("png", "jpeg", "jpg", "webp", "gif")
 
@@ -97,7 +104,7 @@ def _typed(d: dict, key: str, kind: type | tuple, default: Any, where: str = "")
         return default
     kinds = _as_tuple(kind)
     if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):  # JSON true is no number
-        names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        names = "a number" if float in kinds else " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
         raise RequestError(f"{where}{key}: must be {names}, got {_json_type(v)}", where + key)
     return v
 
@@ -160,6 +167,10 @@ def _settings(body: dict, system: str | None, keep_reasoning: bool) -> Generatio
             raise RequestError(f"reasoning_effort: must be one of {', '.join(REASONING_BUDGETS)}, "
                                f"got {effort!r}", "reasoning_effort")
         s.reasoning_budget = REASONING_BUDGETS[effort]
+    for key, kind in EXTENSIONS.items():
+        v = _typed(body, key, kind, None)
+        if v is not None:
+            setattr(s, key, v if kind is bool else _checked(key, v, key))
     return s
 
 
