@@ -22,13 +22,15 @@ LAYERS: dict[str, int] = {
     "magimac.engine": 4,
     "magimac.session": 5,
     "magimac.bench": 6,
-    "magimac.cli": 7, "magimac.tui": 7, "magimac.__main__": 7,
+    "magimac.cli": 7, "magimac.tui": 7, "magimac.server": 7, "magimac.__main__": 7,
     "magimac.testing": 8, "magimac.demo.train": 8,
 }
 TOOLS = 8
 MLX = ("mlx", "mlx_lm", "mlx_vlm")
 MLX_ALLOWED = ("magimac.engine", "magimac.quantize", "magimac.testing", "magimac.demo.train")
 TEXTUAL_ALLOWED = ("magimac.tui",)
+FRONT_ENDS = ("magimac.cli", "magimac.tui", "magimac.server")
+ENGINE_FOR_FRONT_ENDS = ("magimac.engine.settings",)  # the one engine module a front-end may import
 MAX_LINES = 400
 
 
@@ -118,6 +120,14 @@ def test_mlx_and_textual_only_where_the_table_says():
                 wrong.append(f"{mod} imports {name}")
             if top == "textual" and not mod.startswith(TEXTUAL_ALLOWED):
                 wrong.append(f"{mod} imports {name}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_server_runs_turns_through_the_session_layer():
+    """`magimac serve` (magimac.server) reaches the engine only through magimac.session (its
+    settings aside), like the other front-ends' new code must."""
+    wrong = [f"{m} imports {t}" for m, targets in EDGES.items() if m.startswith("magimac.server")
+             for t in targets if t.startswith("magimac.engine") and t not in ENGINE_FOR_FRONT_ENDS]
     assert not wrong, "\n".join(sorted(wrong))
 
 

@@ -239,3 +239,42 @@ def test_a_client_that_disconnects_mid_stream_stops_only_its_own_turn(servers):
     assert client.chat.completions.create(model=model, messages=HI, max_tokens=3).choices[0].finish_reason == "length"
     final = keyed.get("/magimac/v1/status", API_KEY)
     assert final["running"] == 0 and final["ended"].get("cancelled") == 1
+
+
+def test_magimac_chat_uses_a_running_server_as_its_model(plain, capsys, monkeypatch):
+    """`magimac chat --server URL` loads nothing itself (no MLX in this process for it)."""
+    import io
+    import sys
+
+    from magimac.cli.main import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    rc = main(["chat", "--server", plain.url, "--json", "Hi there"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert "".join(d["text"] for d in lines if d["type"] == "reasoning") == REASONING
+    assert "".join(d["text"] for d in lines if d["type"] == "answer") == ANSWER
+    assert lines[-1] == {"type": "done", "finish_reason": "stop"}
+    assert lines[-2]["type"] == "stats" and lines[-2]["prompt_tokens"] > 0
+
+
+def test_magimac_chat_finds_the_server_that_has_its_model(plain, scripted_checkpoint):
+    from magimac.session.remote import discover
+
+    found = discover(scripted_checkpoint, plain.url)
+    assert found is not None and found.wait_loaded().context_length == 1024
+    assert discover(scripted_checkpoint.parent, plain.url) is None  # another model: load it here
+    assert discover(scripted_checkpoint, "http://127.0.0.1:9") is None  # nothing listens
+
+
+def test_magimac_chat_says_when_the_server_is_not_there(capsys, monkeypatch):
+    import io
+    import sys
+
+    from magimac.cli.main import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["chat", "--server", "http://127.0.0.1:9", "Hi"]) == 1
+    err = capsys.readouterr().err
+    assert "no magimac server answers there" in err and "magimac serve" in err
