@@ -1,6 +1,7 @@
 """The KV prefixes of many conversations, kept between requests (`magimac serve`).
 
-A bounded cache of KV prefixes, least recently used dropped first, by bytes: mlx-lm's
+A bounded cache of KV prefixes, by bytes, the least recently stored dropped first (each turn
+stores its conversation's KV again when it ends, so a conversation in use stays): mlx-lm's
 `LRUPromptCache` (a trie of token sequences, used by `mlx_lm.server`) does the storing, the
 nearest-prefix search and the eviction.  What this adds for Magistral:
 
@@ -33,8 +34,8 @@ class PrefixCache:
     """Per-conversation KV prefixes, LRU by bytes.
 
     Args:
-        max_bytes: the most bytes of KV the stored prefixes may hold (the least recently used
-            go first when a new one would pass it).
+        max_bytes: the most bytes of KV the stored prefixes may hold (the least recently
+            stored go first when a new one would pass it).
     """
 
     def __init__(self, max_bytes: int) -> None:
