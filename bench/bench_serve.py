@@ -3,9 +3,10 @@
 1. Aggregate decode tokens/s with 1, 2, 4 and 8 concurrent streaming clients.  Both servers
    run at once (an idle one costs nothing) on a Magistral-format checkpoint with random weights,
    hidden 1024, 4 layers, 32768 ids (`bench_engine.py`'s model: real matrix work, yet short on
-   a CPU); each client streams ``--tokens`` tokens at temperature 0 from a prompt of its own.
-   Aggregate = all streams' completion tokens / (last stream's end - first stream's first
-   token).  Each round runs both servers back to back, order alternating; the result is the
+   a CPU); each client streams ``--tokens`` tokens at temperature 0 from a prompt of its own
+   (the same prompts to both: magimac gets an empty system message, so no system prompt).
+   Aggregate = tokens that arrived while all streams were decoding / that window (from the
+   last stream's first token to the first stream's end: no prefill inside).  Each round runs both servers back to back, order alternating; the result is the
    median over ``--rounds`` of magimac / mlx_lm.  Goal: at 4 streams, ratio >= 1.
 2. Prefill per request for a client that resends its whole 10-turn history while 3 other
    clients talk: on the scripted checkpoint of the same size (each turn reasons and answers a
@@ -83,33 +84,34 @@ def post(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-def stream(url: str, body: dict) -> tuple[float | None, float, int]:
-    """One streamed request: (first content time, end time, completion tokens from usage)."""
-    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+def stream(url: str, body: dict) -> list[float]:
+    """One streamed request: the arrival time of every chunk with text (one per token)."""
+    body = {**body, "stream": True}
     req = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
-    first, tokens = None, 0
+    times = []
     with urllib.request.urlopen(req, timeout=600) as r:
         for raw in r:
             line = raw.strip()
             if not line.startswith(b"data:") or line == b"data: [DONE]":
                 continue
             chunk = json.loads(line[5:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            elif first is None and chunk.get("choices") and any(
-                    v for k, v in chunk["choices"][0]["delta"].items() if k != "role"):
-                first = time.perf_counter()
-    return first, time.perf_counter(), tokens
+            if chunk.get("choices") and any(v for k, v in chunk["choices"][0]["delta"].items() if k != "role"):
+                times.append(time.perf_counter())
+    return times
 
 
 def aggregate(url: str, model: str, n: int, n_tokens: int, tag: str) -> float:
-    """Aggregate decode tokens/s of ``n`` concurrent streams."""
+    """Aggregate decode tokens/s of ``n`` concurrent streams: the tokens that arrived while all
+    ``n`` were decoding (after the last one's first token, before the first one's end) / that
+    window, so no prefill falls in it.  Both servers get the same prompt (magimac: an empty
+    system message, so no system prompt)."""
     results: list = [None] * n
 
     def one(i: int) -> None:
         msg = f"{tag} stream {i}: " + user_message(i, 12)
-        results[i] = stream(url, {"model": model, "messages": [{"role": "user", "content": msg}],
+        results[i] = stream(url, {"model": model, "messages": [{"role": "system", "content": ""},
+                                                               {"role": "user", "content": msg}],
                                   "max_tokens": n_tokens, "temperature": 0})
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -117,9 +119,9 @@ def aggregate(url: str, model: str, n: int, n_tokens: int, tag: str) -> float:
         t.start()
     for t in threads:
         t.join()
-    firsts = [r[0] for r in results if r[0] is not None]
-    total = sum(r[2] for r in results)
-    return total / (max(r[1] for r in results) - min(firsts))
+    start, end = max(r[0] for r in results), min(r[-1] for r in results)
+    inside = sum(1 for r in results for t in r if start < t <= end)
+    return inside / (end - start) if end > start else float("nan")
 
 
 def decode_bench(rounds: int, n_tokens: int, streams: list[int]) -> dict:
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=64, help="tokens each stream decodes")
     p.add_argument("--streams", default="1,2,4,8")
     p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--skip-history", action="store_true", help="only the decode table")
     a = p.parse_args(argv)
     result = {"machine": f"{os.cpu_count()} CPUs, shared with other work (numbers are ratios in one run)"}
     result["decode"] = decode_bench(a.rounds, a.tokens, [int(x) for x in a.streams.split(",")])
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'streams':>7} {'magimac serve':>14} {'mlx_lm.server':>14} {'ratio':>6}")
     for row in result["decode"]["rows"]:
         print(f"{row['streams']:>7} {row['magimac_tps']:>14.1f} {row['mlx_lm_tps']:>14.1f} {row['ratio']:>6.2f}")
+    if a.skip_history:
+        return _write(result)
     result["history"] = history_bench(a.turns)
     print(f"\nClient A resends its {a.turns}-turn history while 3 others talk: tokens per request")
     print(f"{'turn':>4} {'prompt':>7} {'new':>5} | {'magimac prefilled':>17} {'ratio':>6} | {'mlx_lm prefilled':>16} {'ratio':>6}")
@@ -223,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         ratio = sum(r["prefilled"] for r in later) / max(1, sum(r["new"] for r in later))
         result[f"{kind}_prefill_over_new_turns_2_on"] = ratio
         print(f"{kind}: prefilled / new over turns 2..{a.turns} = {ratio:.3f}")
+    return _write(result)
+
+
+def _write(result: dict) -> int:
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
     OUT_JSON.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {OUT_JSON}")

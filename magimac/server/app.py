@@ -121,6 +121,9 @@ def create_app(served: Served) -> Starlette:
             return JSONResponse({"count": engine.count_tokens(body["text"])})
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise RequestError("the body must be {\"messages\": [...]} or {\"text\": \"...\"}")
+        if any(isinstance(m, dict) and (m.get("images") or m.get("documents")) for m in body["messages"]):
+            raise RequestError("messages: no images or documents here (the server opens no paths it is sent)",
+                               "messages")
         try:
             messages = [Message.from_dict(m, f"messages[{i}]") for i, m in enumerate(body["messages"])]
             prompt = engine.encode(messages, _settings_of(body))

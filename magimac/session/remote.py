@@ -233,9 +233,11 @@ class RemoteEngine:
     # ---- tokens: the server's tokenizer ---------------------------------------------------
 
     def encode(self, messages: list[Message], settings: GenerationSettings | None = None) -> Prompt:
-        """The prompt the server would build (ids and text; images are counted, not sent back)."""
+        """The prompt the server would build for the messages' text (ids and text; images and
+        documents are left out: the server opens no paths it is sent)."""
         settings = settings or GenerationSettings()
-        body = {"messages": [m.to_dict() for m in messages], "keep_reasoning": settings.keep_reasoning}
+        bare = [{k: v for k, v in m.to_dict().items() if k not in ("images", "documents")} for m in messages]
+        body = {"messages": bare, "keep_reasoning": settings.keep_reasoning}
         if settings.system_prompt is not DEFAULT:
             body["system_prompt"] = settings.system_prompt
         r = self._post("/magimac/v1/tokenize", body)

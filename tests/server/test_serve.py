@@ -223,7 +223,7 @@ def test_a_client_that_disconnects_mid_stream_stops_only_its_own_turn(servers):
     model = client.models.list().data[0].id
     endless = client.chat.completions.create(model=model, messages=HI, stream=True, temperature=0)
     other = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Other"}],
-                                           stream=True, max_tokens=200, temperature=0)
+                                           stream=True, max_tokens=40, temperature=0)
     for i, _ in enumerate(endless):
         if i == 3:
             break
@@ -278,3 +278,14 @@ def test_magimac_chat_says_when_the_server_is_not_there(capsys, monkeypatch):
     assert main(["chat", "--server", "http://127.0.0.1:9", "Hi"]) == 1
     err = capsys.readouterr().err
     assert "no magimac server answers there" in err and "magimac serve" in err
+
+
+def test_a_remote_engine_counts_tokens_with_the_server_tokenizer(plain, scripted_checkpoint):
+    from magimac.core.conversation import Message
+    from magimac.engine.worker import Engine
+    from magimac.session.remote import RemoteEngine
+
+    remote, local = RemoteEngine(plain.url), Engine(scripted_checkpoint)  # local: its tokenizer only
+    conversation = [Message("user", "Hi"), Message("assistant", "Hello", reasoning="think"), Message("user", "Again")]
+    assert remote.prompt_tokens(conversation) == local.prompt_tokens(conversation)
+    assert remote.count_tokens("a few words here") == local.count_tokens("a few words here")
