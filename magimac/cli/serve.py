@@ -119,7 +119,8 @@ def _serve(session, args: argparse.Namespace, key: str | None, sock: socket.sock
     from magimac.server.app import Served, create_app
 
     named = args.model and not Path(args.model).expanduser().exists()  # a name, not a directory
-    served = Served(session, args.model if named else session.path.name, key, args.keep_reasoning)
+    model_id = args.model if named else ("demo" if session.choice.is_demo else session.path.name)
+    served = Served(session, model_id, key, args.keep_reasoning)
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"magimac serve: {served.model_id} at http://{host}:{port}/v1"
