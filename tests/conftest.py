@@ -29,6 +29,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
     monkeypatch.delenv("MAGIMAC_MISTRAL_API_URL", raising=False)
+    monkeypatch.setenv("MAGIMAC_NO_SERVER", "1")  # `magimac chat` never finds a server on :8080 in tests
     return root
 
 

@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "magimac.tools": 4.5,
     "magimac.session": 5,
     "magimac.bench": 6,
-    "magimac.cli": 7, "magimac.tui": 7, "magimac.__main__": 7,
+    "magimac.cli": 7, "magimac.tui": 7, "magimac.server": 7, "magimac.__main__": 7,
     "magimac.testing": 8, "magimac.demo.train": 8,
 }
 TOOLS = 8
@@ -32,6 +32,8 @@ MLX_ALLOWED = ("magimac.engine", "magimac.quantize", "magimac.testing", "magimac
 TEXTUAL_ALLOWED = ("magimac.tui",)
 ONLINE_SDK = ("mistralai", "httpx2", "keyring")
 ONLINE_SDK_ALLOWED = ("magimac.online", "magimac.testing")
+FRONT_ENDS = ("magimac.cli", "magimac.tui", "magimac.server")
+ENGINE_FOR_FRONT_ENDS = ("magimac.engine.settings",)  # the one engine module a front-end may import
 MAX_LINES = 400
 
 
@@ -123,6 +125,14 @@ def test_mlx_textual_and_the_api_sdk_only_where_the_table_says():
                 wrong.append(f"{mod} imports {name}")
             if top in ONLINE_SDK and not mod.startswith(ONLINE_SDK_ALLOWED):
                 wrong.append(f"{mod} imports {name} (the API's SDK and the keychain: magimac.online and the tools only)")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_server_runs_turns_through_the_session_layer():
+    """`magimac serve` (magimac.server) reaches the engine only through magimac.session (its
+    settings aside), like the other front-ends' new code must."""
+    wrong = [f"{m} imports {t}" for m, targets in EDGES.items() if m.startswith("magimac.server")
+             for t in targets if t.startswith("magimac.engine") and t not in ENGINE_FOR_FRONT_ENDS]
     assert not wrong, "\n".join(sorted(wrong))
 
 

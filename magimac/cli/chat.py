@@ -64,6 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-length", type=int, metavar="TOKENS", help="context limit (default: the model's)")
     p.add_argument("--kv-bits", type=int, choices=(4, 8), help="quantize the KV cache")
     p.add_argument("--force", action="store_true", help="load even if the model looks too large for this machine")
+    p.add_argument("--server", metavar="URL",
+                   help="use a running `magimac serve` as the model (default: the one on 127.0.0.1:8080 "
+                        "when it serves the model asked for)")
+    p.add_argument("--no-server", action="store_true", help="load the model here even if a server has it")
     p.add_argument("--stats", action="store_true", help="print the turn's numbers to stderr")
     p.add_argument("--show-prompt", action="store_true",
                    help="print the prompt's token ids (JSON) and its text, and generate nothing")
@@ -196,21 +200,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from magimac.session.model import choose_model, open_model
+    from magimac.session.model import open_model
 
     from magimac.cli.chat_tools import tool_use
 
     messages = build_messages(args)
     settings = build_settings(args)
     tools = tool_use(args)
-    choice = choose_model(args.model)
+    choice, remote = _model_for(args)
     if choice.online is not None and not (args.online or args.show_prompt):
         raise MagimacError(f"{choice.online.name} runs on Mistral's API ({choice.online.api_url}): nothing was "
                            "sent; add --online to send this conversation there")
-    if choice.notice:
-        print(f"magimac: {choice.notice}", file=sys.stderr)
-    session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
-                         force=args.force)
+    if remote is not None:
+        session = open_model(choice=choice, engine_factory=lambda path, **_: remote)
+    else:
+        if choice.notice:
+            print(f"magimac: {choice.notice}", file=sys.stderr)
+        session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
+                             force=args.force)
     try:
         run_ = session.turn(messages, settings, tools, libraries=_libraries(args))
         if args.show_prompt:
@@ -233,6 +240,32 @@ def _libraries(args: argparse.Namespace) -> list[str]:
     for name in args.library:
         store.open_index(name).close()
     return list(dict.fromkeys(args.library))
+
+
+def _model_for(args: argparse.Namespace):
+    """(ModelChoice, RemoteEngine of the server to use, or None to load the model here):
+    ``--server URL``, else a server on the default port that serves the model asked for
+    (`magimac.session.remote.discover`), unless ``--no-server`` or ``MAGIMAC_NO_SERVER=1``."""
+    import os
+
+    from magimac.session.model import ModelChoice, choose_model
+    from magimac.session.remote import RemoteEngine, discover
+
+    if args.server is None and (args.no_server or os.environ.get("MAGIMAC_NO_SERVER") == "1"):
+        return choose_model(args.model), None
+    if args.server is not None:
+        engine = RemoteEngine(args.server, args.model, os.environ.get("MAGIMAC_API_KEY"))
+        loaded = engine.wait_loaded(10)
+        return ModelChoice(Path(engine.model_id or loaded.model)), engine
+    choice = choose_model(args.model)
+    if choice.online is not None:  # Mistral's API: no local server serves it
+        return choice, None
+    engine = discover(choice.path)
+    if engine is None:
+        return choice, None
+    print(f"magimac: using the server at {engine.base} (it has {choice.path.name} loaded; --no-server "
+          "loads it here)", file=sys.stderr)
+    return choice, engine
 
 
 def _stream(run_, args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "key": ("magimac.cli.key", "save or remove the Mistral API key (OS keychain) for online models"),
     "tools": ("magimac.cli.tools", "list the tools a model may use: built-in and MCP servers' (mcp.json)"),
     "library": ("magimac.cli.library", "index folders of documents and search them from chat"),
+    "serve": ("magimac.cli.serve", "serve the model to other apps through an OpenAI-compatible API"),
 }
 
 

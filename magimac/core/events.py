@@ -80,11 +80,17 @@ class Stats:
 
 @dataclass(frozen=True)
 class Done:
-    """The turn ended: ``finish_reason`` is one of FINISH_REASONS; ``error`` a one-line message."""
+    """The turn ended: ``finish_reason`` is one of FINISH_REASONS; ``error`` a one-line message.
+
+    ``rejected``: the engine refused the turn before it started because of what was asked (a
+    conversation that cannot become a prompt, a prompt longer than the context), not because
+    of a fault of its own; `magimac serve` answers such a turn with HTTP 400.
+    """
 
     finish_reason: str
     error: str | None = None
     stats: Stats = field(default_factory=Stats)
+    rejected: bool = False
 
 
 @dataclass(frozen=True)

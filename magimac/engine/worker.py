@@ -65,6 +65,10 @@ class Turn:
         """Send ``ev`` to the reader (any thread)."""
         self._q.put(ev)
 
+    def cancel(self) -> None:
+        """End this turn alone within one token (its events end with Done("cancelled"))."""
+        self.cancel_event.set()
+
     def __iter__(self) -> Iterator[Event]:
         return self
 
@@ -269,7 +273,6 @@ class Engine:
 
     def _load(self) -> None:
         """Read the model, check it fits, load the weights (worker thread); logs progress."""
-        from magimac.engine.generate import TurnRunner
         from magimac.models.store import quantization_label
 
         self._log(LoadProgress(0.0, "reading the model's config and tokenizer"))
@@ -278,13 +281,19 @@ class Engine:
         self.context_length, self.kv_bits = choice.context_length, choice.kv_bits
         self._log(LoadProgress(0.1, f"loading {format_bytes(choice.weights_bytes)} of weights"))
         model, vlm = loading.load_weights(info)
-        self._runner = TurnRunner(info, model, vlm, self.encode, choice.context_length, choice.kv_bits)
+        self._runner = self._make_runner(info, model, vlm, choice)
         name = info.entry.display_name if info.entry is not None else info.path.name
         self.loaded = Loaded(model=name, quantization=quantization_label(info.path),
                              context_length=choice.context_length, vision=info.vision,
                              weights_bytes=choice.weights_bytes)
         self._log(LoadProgress(1.0, "loaded"))
         self._log(self.loaded)
+
+    def _make_runner(self, info: loading.ModelInfo, model, vlm, choice: loading.MemoryChoice):
+        """What runs the turns once the weights are loaded (worker thread)."""
+        from magimac.engine.generate import TurnRunner
+
+        return TurnRunner(info, model, vlm, self.encode, choice.context_length, choice.kv_bits)
 
     def _worker(self) -> None:
         try:
@@ -294,12 +303,16 @@ class Engine:
             self._log(EngineError(self._load_error))
         finally:
             self._ready.set()
+        self._loop()
+        self._free()
+
+    def _loop(self) -> None:
+        """Serve queued turns one at a time until "close" (worker thread)."""
         while True:
             req = self._requests.get()
             if req[0] == "close":
                 break
             self._serve(*req[1:])
-        self._free()
 
     def _serve(self, messages: list[Message], settings: GenerationSettings, turn: Turn) -> None:
         """Run one queued turn; whatever goes wrong ends it with Done, never the worker."""

@@ -68,6 +68,14 @@ def online_engine_factory(model: OnlineModel, **_options: Any):
     return OnlineEngine(model)
 
 
+def batch_engine_factory(path: Path, **options: Any):
+    """`magimac.engine.batch.BatchEngine` for ``path`` (many turns at once: `magimac serve`),
+    imported at first use as `default_engine_factory` is."""
+    from magimac.engine.batch import BatchEngine
+
+    return BatchEngine(path, **options)
+
+
 @dataclass
 class ChatSession:
     """One opened model and its engine; runs turns for a front-end.

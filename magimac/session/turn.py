@@ -186,6 +186,15 @@ class TurnRun:
         if self.tools is not None:
             self.tools.cancel.set()
         if self._engine_turn is not None:
+            self._cancel_engine_turn()
+
+    def _cancel_engine_turn(self) -> None:
+        """This turn's own cancel when the engine's turn has one (an engine running many turns
+        at once ends only this one), else the session's."""
+        own = getattr(self._engine_turn, "cancel", None)
+        if callable(own):
+            own()
+        else:
             self.session.cancel()
 
     def __iter__(self) -> "TurnRun":
@@ -227,7 +236,7 @@ class TurnRun:
         self._engine_turn = self.session.engine.submit(self.messages, self.settings)
         self._events = iter(self._engine_turn)
         if self._cancelled:  # cancelled from another thread while this one was submitting
-            self.session.cancel()
+            self._cancel_engine_turn()
         if documents is not None:
             self._queued.append(documents)
 
