@@ -18,6 +18,8 @@ decode steps).  What this module adds to it:
   turn gives the same tokens whatever runs beside it.
 - Cancel: `Turn.cancel` ends that turn alone before the next decode step (within one token);
   `Engine.cancel` still ends them all.
+- Tool calls: each turn's output goes through `magimac.text.tool_calls.OutputSplitter` (as in
+  `magimac.engine.generate`), so a call reaches the turn as one `ToolCall` event.
 - A prompt that does not fit the context is refused (``Done("error", ..., rejected=True)``),
   never shortened: an API client owns its history.
 
@@ -46,7 +48,8 @@ from magimac.engine.prefix import PrefixCache, kv_bytes_per_token
 from magimac.engine.settings import GenerationSettings
 from magimac.engine.worker import Engine, Turn
 from magimac.text.prompt import PromptError
-from magimac.text.reasoning import ReasoningSplitter
+from magimac.text.tool_calls import OutputSplitter
+from magimac.text.tools import calls_in
 
 DEFAULT_MAX_STREAMS = 8
 """Turns decoded together by default (more wait for a place); mlx_lm.server's default is 32."""
@@ -87,6 +90,7 @@ class _Request:
     prompt: Any  # magimac.text.prompt.Prompt
     settings: GenerationSettings
     t_request: float  # time.perf_counter() when submitted, seconds
+    first_call: int = 1  # the number of the turn's first tool call (`OutputSplitter`)
 
 
 @dataclass
@@ -97,7 +101,7 @@ class _Stream:
     keys: list
     prompt_len: int
     cached: int
-    splitter: ReasoningSplitter
+    splitter: OutputSplitter
     t_request: float
     tokens: list[int] = field(default_factory=list)  # every generated id, the end token too
     first_at: float | None = None
@@ -162,7 +166,7 @@ class BatchRunner:
         (uid,) = self.gen.insert([tokens[start:]], max_tokens=[max_tokens], caches=[cache],
                                  all_tokens=[tokens[:start]], samplers=[sampler],
                                  logits_processors=[processors], stop_sequences=[self._stops])
-        splitter = ReasoningSplitter(self.info.markers, self.info.tekken)
+        splitter = OutputSplitter(self.info.markers, self.info.tekken, req.first_call)
         self.streams[uid] = _Stream(turn, keys, len(tokens), cached, splitter, req.t_request)
 
     def _refuse(self, turn: Turn, error: str) -> None:
@@ -295,7 +299,7 @@ class BatchEngine(Engine):
         with self._pending_lock:
             self._pending.append(turn)
         self.start()
-        self._requests.put(("turn", _Request(prompt, settings, t_request), turn))
+        self._requests.put(("turn", _Request(prompt, settings, t_request, calls_in(messages) + 1), turn))
         return turn
 
     def _make_runner(self, info, model, vlm, choice):

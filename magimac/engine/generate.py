@@ -34,7 +34,7 @@ from magimac.engine.budget import budget_processor
 from magimac.engine.loading import ModelInfo
 from magimac.engine.settings import GenerationSettings
 from magimac.text import prompt as prompt_mod
-from magimac.text.tool_calls import OutputSplitter
+from magimac.text.tool_calls import OutputSplitter, tool_call_ids
 from magimac.text.tools import calls_in
 
 
@@ -131,7 +131,23 @@ def sampling(settings: GenerationSettings, info: ModelInfo) -> tuple[Callable, l
     processors = make_logits_processors(repetition_penalty=settings.repetition_penalty)
     if settings.reasoning_budget is not None:
         processors.append(budget_processor(info.markers, info.tekken, settings.reasoning_budget))
+    if settings.tool_choice == "none":
+        processors.append(no_tool_calls(info))
     return sampler, processors
+
+
+def no_tool_calls(info: ModelInfo) -> Callable:
+    """A logits processor that never lets ``[TOOL_CALLS]`` be sampled (``tool_choice: "none"``);
+    logits [1, vocabulary] in, the same shape out.  A tokenizer without that token: unchanged."""
+    ids = tool_call_ids(info.tekken)
+    if ids is None:
+        return lambda tokens, logits: logits
+    mask = mx.zeros((info.vocabulary_size(),)).at[ids[0]].add(-mx.inf)
+
+    def processor(tokens: mx.array, logits: mx.array) -> mx.array:
+        return logits + mask[: logits.shape[-1]]
+
+    return processor
 
 
 class PromptCache:

@@ -63,6 +63,8 @@ class GenerationSettings:
             with_reasoning_instructions`); False sends the custom prompt alone.
         tools: the tools offered to the model (`magimac.text.tools.ToolSpec`s, in order);
             empty: none (the prompt has no ``[AVAILABLE_TOOLS]``).
+        tool_choice: ``"auto"`` (the model decides) or ``"none"`` (the tools stay in the prompt
+            but ``[TOOL_CALLS]`` is never sampled), as mistral-common's `ToolChoiceEnum` names them.
     """
 
     temperature: float | None = None
@@ -77,6 +79,7 @@ class GenerationSettings:
     system_prompt: str | None | _Default = DEFAULT
     reasoning_instructions: bool = True
     tools: tuple = ()
+    tool_choice: str = "auto"
 
 
 class SettingRange(NamedTuple):

@@ -5,7 +5,9 @@ Shapes follow OpenAI's chat-completion and chat-completion-chunk objects.  The r
 in both ``reasoning_content`` (DeepSeek, llama.cpp, LM Studio) and ``reasoning`` (vLLM,
 mlx_lm.server, Ollama), on the message and on every delta (shared/MAGISTRAL.md);
 ``usage.prompt_tokens_details.cached_tokens`` counts the prompt tokens the prefix cache
-held, ``completion_tokens_details.reasoning_tokens`` the reasoning tokens.  A stream sends
+held, ``completion_tokens_details.reasoning_tokens`` the reasoning tokens.  A model's tool
+calls are returned (``message.tool_calls``; streamed as one ``delta.tool_calls`` entry per
+complete call, with its ``index``) and the finish reason is then ``"tool_calls"``.  A stream sends
 an SSE comment every `KEEPALIVE_S` seconds without tokens (a long prefill), which also shows
 early that a client went away.
 """
@@ -20,9 +22,10 @@ from typing import Any, AsyncIterator
 
 from starlette.responses import JSONResponse, StreamingResponse
 
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall
 from magimac.server.errors import error_body
 from magimac.server.stream import TurnPump
+from magimac.server.tools import openai_call
 from magimac.server.translate import ChatRequest
 
 KEEPALIVE_S = 5.0
@@ -54,7 +57,7 @@ class Completion:
         """The first event that shows whether the turn started: a delta, or its Done."""
         while True:
             ev = await self.pump.next_event()
-            if isinstance(ev, (ReasoningDelta, AnswerDelta, Done)):
+            if isinstance(ev, (ReasoningDelta, AnswerDelta, ToolCall, Done)):
                 return ev
 
     @staticmethod
@@ -66,12 +69,14 @@ class Completion:
 
     async def whole(self, first: Any, disconnected) -> JSONResponse:
         """Collect the turn to its Done; ``disconnected()``: awaitable, True once the client left."""
-        reasoning, content, ev = [], [], first
+        reasoning, content, calls, ev = [], [], [], first
         while not isinstance(ev, Done):
             if isinstance(ev, ReasoningDelta):
                 reasoning.append(ev.text)
             elif isinstance(ev, AnswerDelta):
                 content.append(ev.text)
+            elif isinstance(ev, ToolCall):
+                calls.append(openai_call(ev))
             try:
                 ev = await asyncio.wait_for(self.pump.next_event(), timeout=KEEPALIVE_S)
             except asyncio.TimeoutError:
@@ -81,13 +86,23 @@ class Completion:
         if ev.finish_reason == "error":
             return JSONResponse(error_body(ev.error or "the engine failed", "server_error"), status_code=500)
         r = "".join(reasoning) or None
-        message = {"role": "assistant", "content": "".join(content), "reasoning_content": r, "reasoning": r}
+        message = {"role": "assistant", "content": "".join(content) or (None if calls else ""),
+                   "reasoning_content": r, "reasoning": r}
+        if calls:
+            message["tool_calls"] = calls
         return JSONResponse({
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.req.model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": FINISH.get(ev.finish_reason, "stop")}],
+                         "finish_reason": self.finish(ev, bool(calls))}],
             "usage": usage(ev.stats),
         })
+
+    @staticmethod
+    def finish(done: Done, called: bool) -> str:
+        """OpenAI's finish reason: ``"tool_calls"`` when the turn ended after calls."""
+        if called and done.finish_reason == "stop":
+            return "tool_calls"
+        return FINISH.get(done.finish_reason, "stop")
 
     def chunk(self, delta: dict, finish: str | None = None, **extra) -> str:
         body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -99,12 +114,15 @@ class Completion:
         """The SSE stream: a role chunk, reasoning and content deltas, the finish chunk, the usage
         chunk when asked, then ``data: [DONE]``."""
         yield self.chunk({"role": "assistant", "content": ""})
-        ev = first
+        ev, calls = first, 0
         while not isinstance(ev, Done):
             if isinstance(ev, ReasoningDelta) and ev.text:
                 yield self.chunk({"reasoning_content": ev.text, "reasoning": ev.text})
             elif isinstance(ev, AnswerDelta) and ev.text:
                 yield self.chunk({"content": ev.text})
+            elif isinstance(ev, ToolCall):
+                yield self.chunk({"tool_calls": [openai_call(ev, calls)]})
+                calls += 1
             try:
                 ev = await asyncio.wait_for(self.pump.next_event(), timeout=KEEPALIVE_S)
             except asyncio.TimeoutError:
@@ -114,7 +132,7 @@ class Completion:
             body = error_body(ev.error or "the engine failed", "server_error")
             yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
         else:
-            yield self.chunk({}, FINISH.get(ev.finish_reason, "stop"))
+            yield self.chunk({}, self.finish(ev, calls > 0))
             if self.req.include_usage:
                 body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                         "model": self.req.model, "choices": [], "usage": usage(ev.stats)}

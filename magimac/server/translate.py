@@ -18,7 +18,9 @@ the field (``messages[2].content[1].image_url: ...``).  Decisions where the API 
 - Fields not listed here (``user``, ``metadata``, ``store``, ...) are ignored; fields the
   server cannot honour (``n`` > 1, ``logprobs``, penalties, a JSON ``response_format``) are
   refused rather than silently dropped.
-- Tools: refused for now in one place (`_tools`), where tool support will plug in.
+- Tools (`magimac.server.tools`): the client's ``tools`` are offered to the model, its calls
+  are returned to the client, never run; assistant ``tool_calls`` and ``tool`` messages carry
+  them back.  The conversation ends with a user message or with tool results.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from magimac.core.conversation import Message
 from magimac.engine.settings import DEFAULT, GenerationSettings, setting_error
 from magimac.server.errors import RequestError
+from magimac.server.tools import assistant_calls, request_tools, tool_result
 
 REASONING_BUDGETS: dict[str, int | None] = {
     "none": 0, "minimal": 512, "low": 2048, "medium": 8192, "high": 32768, "xhigh": None,
@@ -86,7 +89,7 @@ def parse_chat(body: Any, image_dir: Path, keep_reasoning: bool = False) -> Chat
     if not isinstance(model, str) or not model:
         raise RequestError("model: required, the id of a model from GET /v1/models", "model")
     _unsupported(body)
-    _tools(body)
+    tools, tool_choice = request_tools(body)
     stream = _typed(body, "stream", bool, False)
     options = _typed(body, "stream_options", dict, None)
     if options is not None and not stream:
@@ -94,6 +97,7 @@ def parse_chat(body: Any, image_dir: Path, keep_reasoning: bool = False) -> Chat
     include_usage = bool(options and _typed(options, "include_usage", bool, False, "stream_options."))
     system, messages = _messages(body.get("messages"), image_dir)
     settings = _settings(body, system, keep_reasoning)
+    settings.tools, settings.tool_choice = tools, tool_choice
     return ChatRequest(model, messages, settings, stream, include_usage, _stops(body))
 
 
@@ -136,17 +140,6 @@ def _unsupported(body: dict) -> None:
     if fmt is not None and fmt.get("type", "text") != "text":
         raise RequestError(f"response_format: only {{\"type\": \"text\"}} is supported, got "
                            f"{fmt.get('type')!r}", "response_format")
-
-
-def _tools(body: dict) -> None:
-    """Tool calls: the one place they enter (refused until magimac serve supports them)."""
-    for key in ("tools", "functions"):
-        if body.get(key):
-            raise RequestError(f"{key}: tool calls are not supported by magimac serve yet; "
-                               "send the request without tools", key)
-    choice = body.get("tool_choice")
-    if choice not in (None, "none", "auto"):
-        raise RequestError("tool_choice: tool calls are not supported by magimac serve yet", "tool_choice")
 
 
 def _settings(body: dict, system: str | None, keep_reasoning: bool) -> GenerationSettings:
@@ -221,17 +214,14 @@ def _messages(raw: Any, image_dir: Path) -> tuple[str | None, list[Message]]:
         elif role == "user":
             out.append(_user(m, where, image_dir / f"image-{i}"))
         elif role == "assistant":
-            if m.get("tool_calls") or m.get("function_call"):
-                raise RequestError(f"{where}.tool_calls: tool calls are not supported by magimac serve yet",
-                                   f"{where}.tool_calls")
             out.append(_assistant(m, where))
-        elif role in ("tool", "function"):
-            raise RequestError(f"{where}: tool messages are not supported by magimac serve yet", f"{where}.role")
+        elif role == "tool":
+            out.append(tool_result(m, where, out, _text_only(m.get("content"), where)))
         else:
-            raise RequestError(f"{where}.role: must be system, developer, user or assistant, got {role!r}",
+            raise RequestError(f"{where}.role: must be system, developer, user, assistant or tool, got {role!r}",
                                f"{where}.role")
-    if not out or out[-1].role != "user":
-        raise RequestError("messages: the last message must be a user message", "messages")
+    if not out or out[-1].role not in ("user", "tool"):
+        raise RequestError("messages: the last message must be a user message or a tool result", "messages")
     return ("\n\n".join(system) if system else None), out
 
 
@@ -292,7 +282,7 @@ def _assistant(m: dict, where: str) -> Message:
         reasoning = reasoning if reasoning is not None else v
     if reasoning is None and thinking:
         reasoning = "".join(thinking)
-    return Message("assistant", "".join(texts), reasoning=reasoning)
+    return Message("assistant", "".join(texts), reasoning=reasoning, tool_calls=assistant_calls(m, where))
 
 
 def _image(value: Any, where: str, stem: Path) -> str:

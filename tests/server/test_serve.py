@@ -182,10 +182,9 @@ BAD = [
     ("remote image", {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]},
      400, "messages[0].content[0].image_url", "only data: URLs"),
-    ("tools", {"messages": HI, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools",
-     "tool calls are not supported"),
+    ("functions", {"messages": HI, "functions": [{"name": "f"}]}, 400, "functions", "deprecated by OpenAI"),
     ("ends with assistant", {"messages": HI + [{"role": "assistant", "content": "x"}]}, 400, "messages",
-     "last message must be a user message"),
+     "last message must be a user message or a tool result"),
 ]
 
 
