@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"magimac {__version__}")
     p.add_argument("--model", help="registry name, hub id or converted model directory for the app")
+    p.add_argument("--server", metavar="URL", help="use a running `magimac serve` as the app's model")
+    p.add_argument("--no-server", action="store_true", help="load the model here even if a server has it")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

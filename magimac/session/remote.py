@@ -4,7 +4,8 @@
 ``start``, ``load_events``, ``wait_loaded``, ``submit`` -> events, ``cancel``, ``close``,
 ``prompt_tokens``, ``count_tokens``, ``encode``) and speaks the server's OpenAI API: a turn
 is one streamed ``POST /v1/chat/completions``; token counts come from the server's
-``POST /magimac/v1/tokenize``.  `discover` finds a server on the default port that serves the
+``POST /magimac/v1/tokenize``.  Tools go as the request's ``tools``; the model's calls come
+back as `ToolCall` events (the server runs none: the session's tool loop does, as locally).  `discover` finds a server on the default port that serves the
 model asked for (by `model_key`, which does not show the model's path).
 
 Only the standard library's `urllib` is used: plain HTTP/1.1 and a line-by-line SSE reader
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from magimac.core.conversation import Message
-from magimac.core.events import AnswerDelta, Done, EngineError, Loaded, ReasoningDelta, Stats
+from magimac.core.events import AnswerDelta, Done, EngineError, Loaded, ReasoningDelta, Stats, ToolCall
 from magimac.engine.loading import EngineLoadError
 from magimac.engine.settings import DEFAULT, GenerationSettings
 from magimac.text.prompt import Prompt
@@ -57,6 +58,24 @@ def discover(path: Path, url: str = DEFAULT_URL, timeout: float = 0.5) -> "Remot
         if isinstance(m, dict) and (m.get("magimac") or {}).get("key") == key:
             return RemoteEngine(url, m.get("id"))
     return None
+
+
+def server_for(path: Path | None, url: str | None = None, no_server: bool = False,
+               model_id: str | None = None) -> "RemoteEngine | None":
+    """The server to use instead of loading the model here, or None (load it here).
+
+    ``url`` (``--server URL``): that server, asking for ``model_id`` (None: the first it serves),
+    with the key in ``MAGIMAC_API_KEY`` if set; it is checked when the engine loads.  Else,
+    unless ``no_server`` (``--no-server``) or ``MAGIMAC_NO_SERVER=1``, the server on
+    `DEFAULT_URL` when it serves the model directory ``path`` (`discover`: at most 0.5 s).
+    """
+    import os
+
+    if url is not None:
+        return RemoteEngine(url, model_id, os.environ.get("MAGIMAC_API_KEY"))
+    if no_server or os.environ.get("MAGIMAC_NO_SERVER") == "1" or path is None:
+        return None
+    return discover(path, DEFAULT_URL)  # read at call time (tests point it at their server)
 
 
 def _get_json(url: str, key: str | None, timeout: float | None, body: Any = None) -> Any:
@@ -140,6 +159,8 @@ class RemoteTurn:
                         yield ReasoningDelta(delta["reasoning_content"])
                     if delta.get("content"):
                         yield AnswerDelta(delta["content"])
+                    for call in delta.get("tool_calls") or []:  # the server sends each call whole
+                        yield _tool_call(call)
                     finish = choice.get("finish_reason") or finish
         except (OSError, ValueError, AttributeError):
             if not self._cancelled.is_set():
@@ -149,6 +170,16 @@ class RemoteTurn:
             yield Done("cancelled", None, stats)
         else:
             yield Done(finish if finish in ("stop", "length") else "stop", None, stats)
+
+
+def _tool_call(entry: dict) -> ToolCall:
+    """A streamed ``delta.tool_calls`` entry (one complete call) as a `ToolCall` event."""
+    from magimac.text.tool_calls import parse_arguments  # mistral-common's tokenizer: not at the app's start
+
+    f = entry.get("function") or {}
+    raw = f.get("arguments") or ""
+    arguments, error = parse_arguments(raw)
+    return ToolCall(entry.get("id", ""), f.get("name", ""), arguments, raw, error)
 
 
 class RemoteEngine:
@@ -275,6 +306,12 @@ class RemoteEngine:
                     {"type": "image_url", "image_url": {"url": _data_url(p)}} for p in m.images]
             if m.reasoning is not None:
                 d["reasoning_content"] = m.reasoning
+            if m.tool_calls:
+                d["tool_calls"] = [{"id": c["id"], "type": "function",
+                                    "function": {"name": c["name"], "arguments": c["arguments"]}}
+                                   for c in m.tool_calls]
+            if m.role == "tool":
+                d["tool_call_id"] = m.tool_call_id
             out.append(d)
         return out
 
@@ -289,6 +326,11 @@ class RemoteEngine:
         out = {k: v for k, v in fields.items() if v is not None}
         if s.keep_reasoning:
             out["keep_reasoning"] = True
+        if s.tools:
+            out["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}} for t in s.tools]
+        if s.tool_choice != "auto":
+            out["tool_choice"] = s.tool_choice
         return out
 
 

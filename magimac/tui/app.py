@@ -30,7 +30,7 @@ from magimac.core.errors import MagimacError
 from magimac.core.events import EngineError, Loaded, LoadProgress
 from magimac.models.online import RetiredModel
 from magimac.models.store import DEMO_SCOPE, UnknownModel
-from magimac.session.model import ChatSession, choose_model, open_model
+from magimac.session.model import ChatSession, ModelChoice, choose_model, open_model
 from magimac.session.turn import model_label
 from magimac.text.export import write_export
 from magimac.text.history import History, StoredMessage
@@ -114,9 +114,11 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
     ]
 
     def __init__(self, model: str | None = None, *, history: History | None = None,
-                 export_dir: Path | None = None, engine_factory=None) -> None:
+                 export_dir: Path | None = None, engine_factory=None, server: str | None = None,
+                 no_server: bool = False) -> None:
         super().__init__()
         self.model_arg = model
+        self.server, self.no_server = server, no_server  # `--server URL` / `--no-server`
         self._owns_history = history is None  # one passed in stays the caller's to close
         self.history = history or History()
         self.export_dir = export_dir
@@ -174,9 +176,12 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
     # model ------------------------------------------------------------------------------
     def start_engine(self, model: str | None) -> None:
         """Resolve ``model`` and load it in the background; a missing or unknown model opens
-        `MissingModel` (the app stays open for reading history)."""
+        `MissingModel` (the app stays open for reading history).  With ``--server URL`` the
+        model is that server's (``model``: the served id to ask for); else a server on the
+        default port that serves ``model`` is used instead of a second copy of the weights
+        (`magimac.session.remote.server_for`), unless ``--no-server``."""
         try:
-            choice = choose_model(model)
+            choice = ModelChoice(Path(model or self.server)) if self.server else choose_model(model)
         except RetiredModel as e:  # an online model the API no longer serves: offer its successor
             self.offer_successor(e)
             return
@@ -195,6 +200,12 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         self.status.service = ""
         self.status.load_state = "loading…"
         factory = self.engine_factory and (lambda path, **_options: self.engine_factory(path))
+        remote = None
+        if factory is None and choice.online is None:
+            from magimac.session.remote import server_for  # mistral-common: only once a model is chosen
+
+            remote = server_for(choice.path, self.server, self.no_server, model)
+            factory = remote and (lambda path, **_options: remote)
         owns = self._owns_engine or choice.online is not None  # an online engine is always the app's
         try:
             self.session = open_model(choice=choice, engine_factory=factory, start=owns, owns_engine=owns)
@@ -203,6 +214,9 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.notify(f"cannot load {choice.path}: {e}", severity="error", timeout=10)
             return
         self.attachments.engine = self.session.engine
+        if remote is not None and not self.server:
+            self.notify(f"using the server at {remote.base} (it has {choice.name} loaded; --no-server "
+                        "loads it here)", timeout=10)
         self._load_worker(self.session.engine)
 
     def _close_session(self) -> None:
@@ -335,6 +349,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
 
 def run(args) -> int:
     """`magimac [--model NAME_OR_DIR]`: run the app; returns the exit code."""
-    app = MagimacApp(getattr(args, "model", None))
+    app = MagimacApp(getattr(args, "model", None), server=getattr(args, "server", None),
+                     no_server=getattr(args, "no_server", False))
     app.run()
     return int(app.return_code or 0)

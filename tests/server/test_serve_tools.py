@@ -98,3 +98,26 @@ def test_tool_requests_it_cannot_serve_are_refused_in_one_line(client, model, ex
         client.chat.completions.create(**body)
     assert e.value.status_code == 400 and e.value.body["message"].startswith(message)
     assert "\n" not in e.value.body["message"]
+
+
+def test_magimac_chat_on_the_server_gets_the_call_and_continues_after_the_result(tool_server):
+    from magimac.core.conversation import Message
+    from magimac.core.events import AnswerDelta, Done, ToolCall
+    from magimac.engine.settings import GenerationSettings
+    from magimac.session.remote import RemoteEngine
+    from magimac.text.tools import PYTHON as PYTHON_SPEC
+    from magimac.text.tools import tool_message
+
+    engine, settings = RemoteEngine(tool_server.url), GenerationSettings(tools=(PYTHON_SPEC,))
+    msgs = [Message("user", "What is 6 x 7?")]
+    events = list(engine.submit(msgs, settings))
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert call == ToolCall("c00000001", NAME, {"code": "print(6*7)"}, ARGS)
+    msgs += [Message("assistant", "", reasoning=TOOL_SCRIPT.reasoning,
+                     tool_calls=[{"id": call.id, "name": call.name, "arguments": call.raw}]),
+             tool_message(call.id, call.name, "42")]
+    events = list(engine.submit(msgs, settings))
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == TOOL_SCRIPT.after_tools
+    done = events[-1]
+    assert isinstance(done, Done) and done.finish_reason == "stop"
+    assert 0 < done.stats.prompt_tokens - done.stats.cached_tokens < 10
