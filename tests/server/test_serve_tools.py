@@ -100,24 +100,26 @@ def test_tool_requests_it_cannot_serve_are_refused_in_one_line(client, model, ex
     assert "\n" not in e.value.body["message"]
 
 
-def test_magimac_chat_on_the_server_gets_the_call_and_continues_after_the_result(tool_server):
+def test_the_session_tool_loop_on_the_server_runs_the_call_here_and_continues(tool_server, tool_checkpoint):
+    """What the app and `magimac chat` do on a server: the call comes back, runs here once
+    allowed, and the model continues after its result, prefilling only that."""
     from magimac.core.conversation import Message
-    from magimac.core.events import AnswerDelta, Done, ToolCall
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.events import AnswerDelta, ToolCall, ToolResult
+    from magimac.session.model import ModelChoice, open_model
     from magimac.session.remote import RemoteEngine
-    from magimac.text.tools import PYTHON as PYTHON_SPEC
-    from magimac.text.tools import tool_message
+    from magimac.session.tool_loop import ALLOW_ONCE, ToolUse
+    from magimac.tools.toolbox import Toolbox
 
-    engine, settings = RemoteEngine(tool_server.url), GenerationSettings(tools=(PYTHON_SPEC,))
-    msgs = [Message("user", "What is 6 x 7?")]
-    events = list(engine.submit(msgs, settings))
+    engine = RemoteEngine(tool_server.url)
+    session = open_model(choice=ModelChoice(tool_checkpoint), engine_factory=lambda p, **k: engine)
+    asked = []
+    run = session.turn([Message("user", "What is 6 x 7?")], None,
+                       ToolUse(Toolbox(("python",)), lambda call, shown: asked.append(call) or ALLOW_ONCE))
+    events = list(run)
     (call,) = [e for e in events if isinstance(e, ToolCall)]
-    assert call == ToolCall("c00000001", NAME, {"code": "print(6*7)"}, ARGS)
-    msgs += [Message("assistant", "", reasoning=TOOL_SCRIPT.reasoning,
-                     tool_calls=[{"id": call.id, "name": call.name, "arguments": call.raw}]),
-             tool_message(call.id, call.name, "42")]
-    events = list(engine.submit(msgs, settings))
-    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == TOOL_SCRIPT.after_tools
-    done = events[-1]
-    assert isinstance(done, Done) and done.finish_reason == "stop"
-    assert 0 < done.stats.prompt_tokens - done.stats.cached_tokens < 10
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert (call.id, call.name, call.arguments, len(asked)) == ("c00000001", NAME, {"code": "print(6*7)"}, 1)
+    assert result.output.strip() == "42"
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)).endswith(TOOL_SCRIPT.after_tools)
+    stats = run.done.stats
+    assert run.done.finish_reason == "stop" and 0 < stats.prompt_tokens - stats.cached_tokens < 10
