@@ -65,6 +65,7 @@ class Stats:
         reasoning_tokens / answer_tokens: generated tokens in each part.
         peak_memory_bytes: MLX peak memory during the turn, bytes.
         context_length: the engine's context limit, tokens.
+        tool_tokens: generated tokens inside tool calls (``[TOOL_CALLS]`` and ``[ARGS]`` too).
     """
 
     prompt_tokens: int = 0
@@ -76,6 +77,7 @@ class Stats:
     answer_tokens: int = 0
     peak_memory_bytes: int = 0
     context_length: int = 0
+    tool_tokens: int = 0  # generated tokens inside tool calls, control tokens included
 
 
 @dataclass(frozen=True)

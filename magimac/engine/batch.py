@@ -251,6 +251,7 @@ class BatchRunner:
             prefill_tps=(s.prompt_len - s.cached) / ttft if ttft > 0 else 0.0,
             decode_tps=(n - 1) / decode_s if decode_s > 0 and n > 1 else 0.0,
             reasoning_tokens=s.splitter.reasoning_tokens, answer_tokens=s.splitter.answer_tokens,
+            tool_tokens=s.splitter.tool_tokens,
             peak_memory_bytes=int(mx.get_peak_memory()), context_length=self.context_length,
         )
 

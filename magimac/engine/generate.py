@@ -304,6 +304,7 @@ class TurnRunner:
             decode_tps=(n - 1) / decode_s if decode_s > 0 and n > 1 else 0.0,
             reasoning_tokens=splitter.reasoning_tokens,
             answer_tokens=splitter.answer_tokens,
+            tool_tokens=splitter.tool_tokens,
             peak_memory_bytes=int(mx.get_peak_memory()),
             context_length=self.context_length,
         )

@@ -34,8 +34,9 @@ FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
 def usage(stats: Stats) -> dict:
-    """OpenAI's ``usage`` object from a turn's `Stats` (completion = reasoning + answer tokens)."""
-    completion = stats.reasoning_tokens + stats.answer_tokens
+    """OpenAI's ``usage`` object from a turn's `Stats` (completion = reasoning + answer + tool
+    call tokens)."""
+    completion = stats.reasoning_tokens + stats.answer_tokens + stats.tool_tokens
     return {
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": completion,

@@ -41,7 +41,7 @@ def model(client):
     return client.models.list().data[0].id
 
 
-def test_a_tool_call_is_returned_to_the_client_not_run(client, model):
+def test_a_tool_call_is_returned_to_the_client_not_run(client, model, tool_checkpoint):
     r = client.chat.completions.create(model=model, messages=ASK, tools=[PYTHON])
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -49,6 +49,8 @@ def test_a_tool_call_is_returned_to_the_client_not_run(client, model):
     assert json.loads(choice.message.tool_calls[0].function.arguments) == {"code": "print(6*7)"}
     assert choice.message.content is None
     assert choice.message.model_extra["reasoning_content"] == TOOL_SCRIPT.reasoning
+    call_tokens = 3 + len(Tekkenizer.from_file(tool_checkpoint / "tekken.json").encode(ARGS, bos=False, eos=False))
+    assert r.usage.completion_tokens >= r.usage.completion_tokens_details.reasoning_tokens + call_tokens
 
 
 def test_a_streamed_tool_call_arrives_as_one_indexed_delta(client, model):
