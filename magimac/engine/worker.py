@@ -2,7 +2,7 @@
 
 Public API (used by the app, `magimac chat`, the session layer, benchmarks and retrieval)::
 
-    engine = Engine(model, context_length=None, kv_bits=None, force=False)
+    engine = Engine(model, context_length=None, kv_bits=None, force=False, disk_cache=None)
     engine.start()                       # returns at once; the worker thread loads the model
     loaded = engine.wait_loaded()        # events.Loaded, or raises EngineLoadError
     turn = engine.submit(messages, GenerationSettings())
@@ -38,7 +38,7 @@ from magimac.core.events import Done, EngineError, Event, Loaded, LoadProgress
 from magimac.core.units import format_bytes
 from magimac.engine import loading
 from magimac.engine.loading import EngineLoadError
-from magimac.engine.settings import DEFAULT, GenerationSettings
+from magimac.engine.settings import DEFAULT, DiskCacheSettings, GenerationSettings
 
 
 class Turn:
@@ -90,6 +90,8 @@ class Engine:
             first token); None: the plan's choice (`magimac.models.plan.check_fits`: 16-bit when it fits).
         force: load even when the plan says weights + KV cache exceed the memory the GPU may
             use (`magimac.models.plan.check_fits`).
+        disk_cache: the prompt cache on disk (`magimac.engine.settings.DiskCacheSettings`);
+            None: the defaults (on, the person's budget, `magimac.engine.disk_cache`).
 
     Raises:
         ValueError: ``kv_bits`` is not one of 2, 3, 4, 5, 6, 8.
@@ -105,6 +107,7 @@ class Engine:
         context_length: int | None = None,
         kv_bits: int | None = None,
         force: bool = False,
+        disk_cache: DiskCacheSettings | None = None,
     ) -> None:
         if kv_bits is not None and kv_bits not in (2, 3, 4, 5, 6, 8):
             raise ValueError(f"kv_bits must be 2, 3, 4, 5, 6 or 8, got {kv_bits}")
@@ -112,6 +115,7 @@ class Engine:
         self.context_length = context_length
         self.kv_bits = kv_bits
         self.force = force
+        self.disk_cache = disk_cache or DiskCacheSettings()
         self._asked = (context_length, kv_bits)  # before the plan fills them in (`magimac.models.plan`)
         self.model_dir: Path | None = None
         self.vision = False
@@ -269,6 +273,7 @@ class Engine:
 
     def _load(self) -> None:
         """Read the model, check it fits, load the weights (worker thread); logs progress."""
+        from magimac.engine.disk_cache import open_disk_cache
         from magimac.engine.generate import TurnRunner
         from magimac.models.store import quantization_label
 
@@ -278,7 +283,8 @@ class Engine:
         self.context_length, self.kv_bits = choice.context_length, choice.kv_bits
         self._log(LoadProgress(0.1, f"loading {format_bytes(choice.weights_bytes)} of weights"))
         model, vlm = loading.load_weights(info)
-        self._runner = TurnRunner(info, model, vlm, self.encode, choice.context_length, choice.kv_bits)
+        disk = open_disk_cache(self.disk_cache, info, choice.kv_bits, "mlx_lm" if vlm is None else "mlx_vlm")
+        self._runner = TurnRunner(info, model, vlm, self.encode, choice.context_length, choice.kv_bits, disk)
         name = info.entry.display_name if info.entry is not None else info.path.name
         self.loaded = Loaded(model=name, quantization=quantization_label(info.path),
                              context_length=choice.context_length, vision=info.vision,
@@ -320,7 +326,10 @@ class Engine:
                     self._pending.remove(turn)
 
     def _free(self) -> None:
-        """Drop the model and clear this thread's MLX streams (the worker's last act)."""
+        """Finish the disk cache's writes, drop the model and clear this thread's MLX streams
+        (the worker's last act)."""
+        if self._runner is not None and self._runner.disk is not None:
+            self._runner.disk.close()
         self._runner = None
         import mlx.core as mx
 

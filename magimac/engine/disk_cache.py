@@ -1,0 +1,285 @@
+"""The prompt cache on disk: KV blocks that outlive the process (worker thread + one writer thread).
+
+A prompt's KV is kept in blocks of `BLOCK_TOKENS` tokens, keyed by the model and the tokens up to
+the block's end (`magimac.engine.disk_index`: model identity + chained hash, image tokens by
+their image's hash).  Before a turn, `DiskCache.restore` finds the longest run of stored blocks
+that starts the prompt; when it reaches further than the in-memory cache, the blocks become the
+KV cache and only the rest is prefilled.  After a turn, `DiskCache.save` hands the prompt's new
+whole blocks to a writer thread.
+
+Threads: MLX streams are thread-local, so MLX runs only in the worker thread: `save` slices the
+new blocks and copies them to NumPy there (a memory copy after the turn's Done, before the next
+turn), and the writer thread sees only NumPy arrays, files and SQLite.  Files are written with
+the `safetensors` package (temp file, mode 0600, then rename) and read back with `mx.load`.
+
+Why not mlx-lm's `save_prompt_cache` / `load_prompt_cache`: they write a whole cache in one file
+with `mx.save_safetensors` (MLX, so in the worker thread, evaluating and writing while a person
+waits) and rebuild whole caches; blocks need slices of a cache joined back along the sequence
+axis, written off the worker thread.  The file format is the same (safetensors).
+
+Never wrong: the model identity covers the weights, KV bits and group size, block size, loader and
+MLX / mlx-lm versions, and each file's metadata repeats its key and model; a file that cannot be
+read, or whose metadata, tensors or shapes are not what the key promises, is removed and its
+tokens prefilled.  (safetensors has no checksum: flipped bits inside the tensor data would go
+unseen; truncation and a damaged header are caught.)  Never fatal: any error writing a block
+skips it; a full disk (ENOSPC, EDQUOT) stops saving for the rest of the process with one notice.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from mlx_lm.models.cache import KVCache, QuantizedKVCache, trim_prompt_cache
+
+from magimac.engine.disk_index import DiskIndex, chain_keys, model_identity
+from magimac.engine.settings import DiskCacheSettings
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@dataclass
+class _Block:
+    key: str
+    end: int  # prompt position the block ends at, tokens
+    arrays: dict[str, np.ndarray]
+    dtypes: dict[str, str]
+    owner: str | None
+
+
+def _to_numpy(a: mx.array) -> tuple[np.ndarray, str]:
+    """``a`` as NumPy (bfloat16 as its uint16 bits, NumPy has no bfloat16) and its MLX dtype name."""
+    name = str(a.dtype).split(".")[-1]
+    return np.array(a.view(mx.uint16) if a.dtype == mx.bfloat16 else a), name
+
+
+def _layer_arrays(c) -> list[mx.array] | None:
+    """The arrays one layer's cache stores, in file order, or None for a kind not stored."""
+    if isinstance(c, QuantizedKVCache) and c.keys is not None:
+        return [*c.keys, *c.values]
+    if type(c) is KVCache and c.keys is not None:
+        return [c.keys, c.values]
+    return None
+
+
+class DiskCache:
+    """The blocks of one loaded model (`open_disk_cache` builds it; worker thread for
+    `restore`/`save`, any thread for `close`).
+
+    Attributes:
+        index: the `DiskIndex`; model_id: this model's identity (32 hex digits);
+        block_tokens: tokens per block; budget_bytes: the disk budget in force, bytes.
+    """
+
+    def __init__(self, index: DiskIndex, model_id: str, block_tokens: int, budget_bytes: int,
+                 kv_bits: int | None, kv_group_size: int) -> None:
+        self.index, self.model_id, self.block_tokens = index, model_id, block_tokens
+        self.budget_bytes, self.kv_bits, self.kv_group_size = budget_bytes, kv_bits, kv_group_size
+        self._queue: queue.Queue[_Block | None] = queue.Queue()
+        self._pending: set[str] = set()
+        self._notice: str | None = None
+        self._noticed = False
+        self._stopped = False
+        self._writer = threading.Thread(target=self._write_loop, name="magimac-disk-cache", daemon=True)
+        self._writer.start()
+
+    # ---- before a turn (worker thread) -----------------------------------------------------
+
+    def restore(self, prompt_cache, keys: list, spans: list[tuple[int, int]], common: int, owner) -> int:
+        """`_restore`, and 0 when anything goes wrong (the memory cache is then kept as it was)."""
+        try:
+            return self._restore(prompt_cache, keys, spans, common, owner)
+        except Exception:  # an unreadable index is only a prefill
+            return 0
+
+    def _restore(self, prompt_cache, keys: list, spans: list[tuple[int, int]], common: int, owner) -> int:
+        """Load the longest stored prefix of ``keys`` into ``prompt_cache`` (a
+        `magimac.engine.generate.PromptCache`) when it is longer than the ``common`` tokens the
+        memory already holds; returns the tokens that came from disk (0: memory kept as is).
+
+        The prefix leaves at least one token to feed and never ends inside an image span."""
+        chain = chain_keys(self.model_id, keys, self.block_tokens, len(keys) - 1)
+        if len(chain) * self.block_tokens <= common:
+            return 0
+        present = self.index.present(chain)
+        n = next((i for i, k in enumerate(chain) if k not in present), len(chain))
+        length = n * self.block_tokens
+        for s, e in spans:
+            if s < length <= e:
+                length = s
+        if length <= common:
+            return 0
+        layers, loaded = self._load(chain[:n])
+        length = min(length, loaded * self.block_tokens)
+        if layers is None or length <= common or len(layers) != len(prompt_cache.cache or ()):
+            return 0
+        trim_prompt_cache(layers, loaded * self.block_tokens - length)
+        prompt_cache.cache, prompt_cache.keys = layers, keys[:length]
+        self.index.touch(chain[:loaded], owner)
+        return length
+
+    def _load(self, chain: list[str]) -> tuple[list | None, int]:
+        """The per-layer caches of the first blocks of ``chain`` that read back whole, and how many
+        did; a bad block is removed (and ends the run)."""
+        parts: list[list[mx.array]] = []
+        for key in chain:
+            arrays = self._read(key)
+            if arrays is None:
+                self.index.remove([key])
+                break
+            parts.append(arrays)
+        if not parts:
+            return None, 0
+        width = len(parts[0])
+        joined = [mx.concatenate([p[i] for p in parts], axis=2) for i in range(width)]
+        mx.eval(joined)
+        return self._caches(joined, len(parts) * self.block_tokens), len(parts)
+
+    def _read(self, key: str) -> list[mx.array] | None:
+        """One block's arrays in file order, or None when the file is missing, unreadable or not
+        what ``key`` promises (metadata, tensor names, shapes)."""
+        try:
+            arrays, meta = mx.load(str(self.index.path_for(key)), return_metadata=True)
+            if meta.get("key") != key or meta.get("model") != self.model_id:
+                return None
+            dtypes = json.loads(meta["dtypes"])
+            names = json.loads(meta["names"])
+            out = []
+            for name in names:
+                a = arrays[name]
+                if a.ndim != 4 or a.shape[2] != self.block_tokens:
+                    return None
+                out.append(a.view(mx.bfloat16) if dtypes[name] == "bfloat16" else a)
+            return out if len(out) == len(arrays) and len(out) % (2 if self.kv_bits is None else 6) == 0 else None
+        except Exception:  # truncated, damaged, missing: recompute
+            return None
+
+    def _caches(self, joined: list[mx.array], length: int) -> list:
+        """mlx-lm caches holding ``joined`` (per layer: keys, values; or 3 + 3 quantized parts)."""
+        out = []
+        step = 2 if self.kv_bits is None else 6
+        for i in range(0, len(joined), step):
+            if self.kv_bits is None:
+                c = KVCache()
+                c.keys, c.values = joined[i], joined[i + 1]
+            else:
+                c = QuantizedKVCache(group_size=self.kv_group_size, bits=self.kv_bits)
+                c.keys, c.values = tuple(joined[i:i + 3]), tuple(joined[i + 3:i + 6])
+            c.offset = length
+            out.append(c)
+        return out
+
+    # ---- after a turn (worker thread) ------------------------------------------------------
+
+    def save(self, layers: list | None, keys: list, n_prompt: int, owner: str | None) -> int:
+        """`_save`, and 0 when anything goes wrong (nothing is saved; the turn already ended)."""
+        try:
+            return self._save(layers, keys, n_prompt, owner)
+        except Exception:
+            return 0
+
+    def _save(self, layers: list | None, keys: list, n_prompt: int, owner: str | None) -> int:
+        """Queue the new whole blocks of the prompt (its first ``n_prompt`` keys) held in
+        ``layers`` (mlx-lm's caches) for the writer; mark the stored ones used by ``owner``.
+        Returns the blocks queued (0 when saving stopped or the cache kind is not stored)."""
+        if self._stopped or not layers:
+            return 0
+        limit = min(n_prompt, layers[0].offset)
+        chain = chain_keys(self.model_id, keys, self.block_tokens, limit)
+        present = self.index.present(chain)
+        self.index.touch(present, owner)
+        per_layer = [_layer_arrays(c) for c in layers]
+        if any(a is None for a in per_layer):
+            return 0
+        queued = 0
+        for i, key in enumerate(chain):
+            if key in present or key in self._pending:
+                continue
+            s, e = i * self.block_tokens, (i + 1) * self.block_tokens
+            arrays, dtypes = {}, {}
+            for li, parts in enumerate(per_layer):
+                for pi, a in enumerate(parts):
+                    name = f"{li}.{pi}"
+                    arrays[name], dtypes[name] = _to_numpy(a[..., s:e, :])
+            self._pending.add(key)
+            self._queue.put(_Block(key, e, arrays, dtypes, owner))
+            queued += 1
+        return queued
+
+    def take_notice(self) -> str:
+        """The one notice about the cache not yet shown (a full disk), or "" (shown once)."""
+        if self._notice is None or self._noticed:
+            return ""
+        self._noticed = True
+        return self._notice
+
+    # ---- the writer thread (no MLX) --------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            try:
+                if not self._stopped:
+                    self._write(block)
+            except OSError as e:
+                if e.errno in FULL_DISK:
+                    self._stopped = True
+                    self._notice = (f"the disk is full: the prompt cache in {self.index.directory} "
+                                    "stops saving until magimac restarts (`magimac cache --clear` frees it)")
+            except Exception:  # a block that cannot be saved is only a later prefill
+                pass
+            finally:
+                self._pending.discard(block.key)
+
+    def _write(self, block: _Block) -> None:
+        from safetensors.numpy import save_file
+
+        path = self.index.path_for(block.key)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        meta = {"format": "magimac-prompt-cache-block/1", "key": block.key, "model": self.model_id,
+                "end": str(block.end), "names": json.dumps(list(block.arrays)), "dtypes": json.dumps(block.dtypes)}
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+            save_file(block.arrays, str(tmp), metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.index.add(block.key, self.model_id, block.end, path.stat().st_size, block.owner)
+        self.index.evict(self.budget_bytes)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Finish the queued writes (at most ``timeout`` seconds) and stop the writer."""
+        self._queue.put(None)
+        self._writer.join(timeout)
+
+
+def open_disk_cache(settings: DiskCacheSettings, info, kv_bits: int | None, loader: str) -> DiskCache | None:
+    """The `DiskCache` of a loaded model (``info``: its `magimac.engine.loading.ModelInfo`;
+    ``loader``: "mlx_lm" or "mlx_vlm"), or None when disabled or its directory cannot be used
+    (the engine then runs with the memory cache alone)."""
+    if not settings.enabled:
+        return None
+    import mlx_lm
+
+    try:
+        index = DiskIndex(settings.directory)
+        group = info.kv_group_size()
+        model_id = model_identity(info.path, kv_bits, group, settings.block_tokens, loader,
+                                  mx.__version__, mlx_lm.__version__)
+        budget = settings.budget_bytes if settings.budget_bytes is not None else index.budget()
+    except Exception:
+        return None
+    return DiskCache(index, model_id, settings.block_tokens, budget, kv_bits, group)
+
+
+__all__ = ["DiskCache", "open_disk_cache"]
