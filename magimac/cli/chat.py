@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv-bits", type=int, choices=(4, 8), help="quantize the KV cache")
     p.add_argument("--force", action="store_true", help="load even if the model looks too large for this machine")
     p.add_argument("--stats", action="store_true", help="print the turn's numbers to stderr")
+    p.add_argument("--no-disk-cache", action="store_true",
+                   help="neither read nor save the prompt cache on disk (`magimac cache`) for this run")
     p.add_argument("--show-prompt", action="store_true",
                    help="print the prompt's token ids (JSON) and its text, and generate nothing")
 
@@ -178,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from magimac.engine.settings import DiskCacheSettings
     from magimac.session.model import choose_model, open_model
 
     messages = build_messages(args)
@@ -185,8 +188,9 @@ def _run(args: argparse.Namespace) -> int:
     choice = choose_model(args.model)
     if choice.notice:
         print(f"magimac: {choice.notice}", file=sys.stderr)
+    options = {"disk_cache": DiskCacheSettings(enabled=False)} if args.no_disk_cache else {}
     session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
-                         force=args.force)
+                         force=args.force, **options)
     try:
         run_ = session.turn(messages, settings)
         if args.show_prompt:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("magimac.cli.pull", "remove an installed model"),
     "doctor": ("magimac.cli.doctor", "hardware, versions and what is wrong"),
     "bench": ("magimac.cli.bench", "compare quantization levels: speed, memory, quality"),
+    "cache": ("magimac.cli.cache", "the prompt cache on disk: its size, budget, and clearing it"),
 }
 
 

@@ -32,6 +32,7 @@ import json
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ class _Block:
     arrays: dict[str, np.ndarray]
     dtypes: dict[str, str]
     owner: str | None
+    used: float  # time.time() of the turn
 
 
 def _to_numpy(a: mx.array) -> tuple[np.ndarray, str]:
@@ -194,7 +196,8 @@ class DiskCache:
         limit = min(n_prompt, layers[0].offset)
         chain = chain_keys(self.model_id, keys, self.block_tokens, limit)
         present = self.index.present(chain)
-        self.index.touch(present, owner)
+        now = time.time()  # one moment for the whole prompt: eviction takes its tail first
+        self.index.touch(present, owner, now)
         per_layer = [_layer_arrays(c) for c in layers]
         if any(a is None for a in per_layer):
             return 0
@@ -209,7 +212,7 @@ class DiskCache:
                     name = f"{li}.{pi}"
                     arrays[name], dtypes[name] = _to_numpy(a[..., s:e, :])
             self._pending.add(key)
-            self._queue.put(_Block(key, e, arrays, dtypes, owner))
+            self._queue.put(_Block(key, e, arrays, dtypes, owner, now))
             queued += 1
         return queued
 
@@ -226,6 +229,7 @@ class DiskCache:
         while True:
             block = self._queue.get()
             if block is None:
+                self._queue.task_done()
                 return
             try:
                 if not self._stopped:
@@ -239,6 +243,7 @@ class DiskCache:
                 pass
             finally:
                 self._pending.discard(block.key)
+                self._queue.task_done()
 
     def _write(self, block: _Block) -> None:
         from safetensors.numpy import save_file
@@ -254,8 +259,12 @@ class DiskCache:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        self.index.add(block.key, self.model_id, block.end, path.stat().st_size, block.owner)
+        self.index.add(block.key, self.model_id, block.end, path.stat().st_size, block.owner, block.used)
         self.index.evict(self.budget_bytes)
+
+    def flush(self) -> None:
+        """Wait until every queued block is written (or skipped)."""
+        self._queue.join()
 
     def close(self, timeout: float = 60.0) -> None:
         """Finish the queued writes (at most ``timeout`` seconds) and stop the writer."""
@@ -266,7 +275,7 @@ class DiskCache:
 def open_disk_cache(settings: DiskCacheSettings, info, kv_bits: int | None, loader: str) -> DiskCache | None:
     """The `DiskCache` of a loaded model (``info``: its `magimac.engine.loading.ModelInfo`;
     ``loader``: "mlx_lm" or "mlx_vlm"), or None when disabled or its directory cannot be used
-    (the engine then runs with the memory cache alone)."""
+    (the engine then runs with the memory cache alone), or its budget is 0."""
     if not settings.enabled:
         return None
     import mlx_lm
@@ -278,6 +287,8 @@ def open_disk_cache(settings: DiskCacheSettings, info, kv_bits: int | None, load
                                   mx.__version__, mlx_lm.__version__)
         budget = settings.budget_bytes if settings.budget_bytes is not None else index.budget()
     except Exception:
+        return None
+    if budget <= 0:  # `magimac cache --budget 0`: off
         return None
     return DiskCache(index, model_id, settings.block_tokens, budget, kv_bits, group)
 

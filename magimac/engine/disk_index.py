@@ -51,6 +51,23 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
 
 
+def conversation_owner(conversation_id: int) -> str:
+    """The owner tag of a history conversation's blocks (`magimac.text.history`)."""
+    return f"conversation:{conversation_id}"
+
+
+def forget_conversation(conversation_id: int) -> int:
+    """Drop the blocks only the deleted conversation ``conversation_id`` used; returns the bytes
+    freed.  Never raises: a cache that cannot be opened holds nothing to drop (0)."""
+    directory = default_directory()
+    if not (directory / "index.db").exists():
+        return 0
+    try:
+        return DiskIndex(directory).drop_owner(conversation_owner(conversation_id))
+    except (OSError, sqlite3.Error):
+        return 0
+
+
 def default_directory() -> Path:
     """``<cache dir>/prompt-cache`` (`magimac.core.paths.cache_dir`; ``MAGIMAC_CACHE_DIR`` moves it)."""
     return paths.cache_dir() / "prompt-cache"
@@ -161,20 +178,21 @@ class DiskIndex:
                 found.update(r[0] for r in con.execute(q, part))
         return found
 
-    def add(self, key: str, model: str, tokens: int, nbytes: int, owner: str | None) -> None:
+    def add(self, key: str, model: str, tokens: int, nbytes: int, owner: str | None, used: float) -> None:
         """Record a block written to `path_for` ``(key)``: its model, the prompt position it ends
-        at (tokens), its size (bytes) and its owner."""
+        at (tokens), its size (bytes), its owner and when its turn used it (`time.time()`, the
+        same for every block of one turn, so eviction takes a prompt's tail first)."""
         with self._connect() as con:
             con.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)",
-                        (key, model, tokens, nbytes, time.time()))
+                        (key, model, tokens, nbytes, used))
             con.execute("INSERT OR IGNORE INTO owners VALUES (?, ?)", (key, owner or ANONYMOUS))
 
-    def touch(self, keys: Iterable[str], owner: str | None) -> None:
-        """Mark ``keys`` used now, by ``owner`` (None: `ANONYMOUS`)."""
+    def touch(self, keys: Iterable[str], owner: str | None, used: float | None = None) -> None:
+        """Mark ``keys`` used at ``used`` (`time.time()`; None: now), by ``owner`` (None: `ANONYMOUS`)."""
         rows = [(k,) for k in keys]
-        now = time.time()
+        now = time.time() if used is None else used
         with self._connect() as con:
-            con.executemany(f"UPDATE blocks SET used = {now!r} WHERE key = ?", rows)
+            con.executemany("UPDATE blocks SET used = ? WHERE key = ?", [(now, k) for (k,) in rows])
             con.executemany("INSERT OR IGNORE INTO owners SELECT key, ? FROM blocks WHERE key = ?",
                             [(owner or ANONYMOUS, k) for (k,) in rows])
 
@@ -251,4 +269,5 @@ class DiskIndex:
         return freed
 
 
-__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "default_directory", "model_identity"]
+__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "conversation_owner", "default_directory",
+           "forget_conversation", "model_identity"]

@@ -1,4 +1,5 @@
-"""The status bar: model and quantization, context used of its limit, TTFT, tokens/s, memory."""
+"""The status bar: model and quantization, context used of its limit, TTFT, tokens/s, memory, and
+the prompt tokens the last turn read from the prompt cache on disk (shown only when there were)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class StatusBar(Static):
     ttft_s: reactive[float | None] = reactive(None)
     tokens_per_s: reactive[float | None] = reactive(None)
     memory_bytes = reactive(0)
+    disk_tokens = reactive(0)
     generating = reactive(False)
 
     def render(self) -> str:
@@ -43,6 +45,8 @@ class StatusBar(Static):
             parts.append(f"ctx {human_tokens(self.context_used)}/{human_tokens(self.context_limit)}")
         if self.ttft_s is not None:
             parts.append(f"TTFT {self.ttft_s:.2f} s")
+        if self.disk_tokens:
+            parts.append(f"{human_tokens(self.disk_tokens)} from disk")
         if self.tokens_per_s is not None:
             parts.append(f"{self.tokens_per_s:.1f} tok/s")
         if self.memory_bytes:

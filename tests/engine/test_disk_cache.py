@@ -1,0 +1,220 @@
+"""The prompt cache on disk: a prefix written by one engine is read by the next (and by another
+process), never by another model or other KV bits; bad files are removed and recomputed; the
+budget and conversation deletion bound it; the output with a cached prefix equals the output
+without it (random weights, greedy)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from magimac.cli.main import main
+from magimac.core.conversation import Message
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta
+from magimac.engine.disk_index import DiskIndex, conversation_owner, default_directory, forget_conversation
+from magimac.engine.settings import DiskCacheSettings, GenerationSettings
+from magimac.engine.worker import Engine
+
+BLOCK = 16
+GREEDY = GenerationSettings(temperature=0, max_tokens=8, seed=0)
+LONG = "Tell me about the history of the harbour, its ships and its lighthouse. " * 6
+
+
+def turn(engine: Engine, text: str = LONG, settings: GenerationSettings = GREEDY):
+    """One turn -> (generated text, Stats)."""
+    out = ""
+    for ev in engine.submit([Message("user", text)], settings):
+        if isinstance(ev, (ReasoningDelta, AnswerDelta)):
+            out += ev.text
+        if isinstance(ev, Done):
+            assert ev.finish_reason != "error", ev.error
+            return out, ev.stats
+
+
+def one_turn(checkpoint, directory, text: str = LONG, settings: GenerationSettings = GREEDY, **options):
+    """A fresh engine (empty memory cache), one turn, closed (its writes finished)."""
+    disk = DiskCacheSettings(directory=str(directory), block_tokens=options.pop("block_tokens", BLOCK),
+                             **options.pop("disk", {}))
+    e = Engine(checkpoint, disk_cache=disk, **options)
+    e.wait_loaded()
+    try:
+        return turn(e, text, settings)
+    finally:
+        e.close()
+
+
+def test_a_new_engine_reads_the_prefix_and_answers_the_same(random_checkpoint, tmp_path):
+    plain, s0 = one_turn(random_checkpoint, tmp_path, disk={"enabled": False})
+    assert s0.disk_tokens == 0 and not (tmp_path / "index.db").exists()
+    first, s1 = one_turn(random_checkpoint, tmp_path)
+    assert (s1.memory_tokens, s1.disk_tokens, s1.prefilled_tokens) == (0, 0, s1.prompt_tokens)
+    again, s2 = one_turn(random_checkpoint, tmp_path)
+    assert s2.disk_tokens == (s2.prompt_tokens - 1) // BLOCK * BLOCK > 0
+    assert s2.cached_tokens == s2.disk_tokens and s2.prefilled_tokens == s2.prompt_tokens - s2.disk_tokens
+    assert again == first == plain  # greedy: the cached prefix changes nothing
+
+
+def test_a_second_process_reads_the_history_from_disk(random_checkpoint):
+    # default block size (256) and directory (MAGIMAC_CACHE_DIR, set per test), as people get them
+    text = LONG * 3
+    e = Engine(random_checkpoint)
+    e.wait_loaded()
+    try:
+        first, s1 = turn(e, text)
+    finally:
+        e.close()
+    assert s1.disk_tokens == 0 and s1.prompt_tokens > 300
+    p = subprocess.run([sys.executable, "-m", "magimac", "chat", "--model", str(random_checkpoint), "--json",
+                        "--temperature", "0", "--seed", "0", "--max-tokens", "8", text],
+                       capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    stats = next(d for d in lines if d["type"] == "stats")
+    assert stats["disk_tokens"] == (s1.prompt_tokens - 1) // 256 * 256 >= 256
+    assert stats["memory_tokens"] == 0 and stats["prefilled_tokens"] == s1.prompt_tokens - stats["disk_tokens"]
+    assert "".join(d["text"] for d in lines if d["type"] in ("reasoning", "answer")) == first
+
+
+def test_other_kv_bits_and_other_weights_never_use_the_blocks(random_checkpoint, scripted_checkpoint, tmp_path):
+    one_turn(random_checkpoint, tmp_path)
+    n = DiskIndex(tmp_path).usage().blocks
+    _, s8 = one_turn(random_checkpoint, tmp_path, kv_bits=8)
+    assert s8.disk_tokens == 0
+    copy = tmp_path / "copy"  # a copy keeping sizes and times is the same model ...
+    shutil.copytree(random_checkpoint, copy)
+    assert one_turn(copy, tmp_path)[1].disk_tokens > 0
+    shard = sorted(copy.glob("model-*.safetensors"))[0]  # ... until its weights change,
+    st = shard.stat()  # even with the size and the modification time kept
+    with open(shard, "r+b") as f:
+        f.seek(st.st_size // 2)
+        f.write(bytes(64))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _, sc = one_turn(copy, tmp_path)
+    _, ss = one_turn(scripted_checkpoint, tmp_path)
+    assert sc.disk_tokens == ss.disk_tokens == 0
+    assert DiskIndex(tmp_path).usage().models == 4 and DiskIndex(tmp_path).usage().blocks == 4 * n
+    _, s8 = one_turn(random_checkpoint, tmp_path, kv_bits=8)  # its own quantized blocks, though
+    assert s8.disk_tokens > 0
+
+
+def test_truncated_swapped_and_damaged_blocks_are_removed_and_recomputed(random_checkpoint, tmp_path):
+    first, s1 = one_turn(random_checkpoint, tmp_path)
+    index = DiskIndex(tmp_path)
+    files = sorted(index.blocks_dir.glob("*/*.safetensors"))
+    keys = sorted(f.stem for f in files)
+    chain = _chain(index, files)
+    n = len(chain)
+    assert n >= 4
+    data = index.path_for(chain[2]).read_bytes()
+    index.path_for(chain[2]).write_bytes(data[: len(data) // 2])  # truncated
+    out, s2 = one_turn(random_checkpoint, tmp_path)
+    assert s2.disk_tokens == 2 * BLOCK and out == first
+    assert len(DiskIndex(tmp_path).present(keys)) == n  # block 2 and the rest written again
+    # a whole, readable block under another block's name (its metadata names its own key)
+    index.path_for(chain[0]).write_bytes(index.path_for(chain[1]).read_bytes())
+    out, s3 = one_turn(random_checkpoint, tmp_path)
+    assert s3.disk_tokens == 0 and out == first
+    out, s4 = one_turn(random_checkpoint, tmp_path)
+    assert s4.disk_tokens == (s4.prompt_tokens - 1) // BLOCK * BLOCK and out == first
+
+
+def test_a_damaged_header_is_ignored(random_checkpoint, tmp_path):
+    one_turn(random_checkpoint, tmp_path)
+    index = DiskIndex(tmp_path)
+    first = _chain(index, list(index.blocks_dir.glob("*/*.safetensors")))[0]
+    index.path_for(first).write_bytes(b"\xff" * 64)
+    assert one_turn(random_checkpoint, tmp_path)[1].disk_tokens == 0
+    assert index.path_for(first).stat().st_size > 64  # written again
+
+
+def _chain(index: DiskIndex, files) -> list[str]:
+    """The block keys of the one stored prompt, in prompt order (by the end they record)."""
+    con = index._connect()
+    rows = con.execute("SELECT key FROM blocks ORDER BY tokens").fetchall()
+    con.close()
+    assert len(rows) == len(files)
+    return [r[0] for r in rows]
+
+
+def test_the_budget_keeps_the_head_of_a_prompt(random_checkpoint, tmp_path):
+    one_turn(random_checkpoint, tmp_path, disk={"enabled": True})
+    usage = DiskIndex(tmp_path).usage()
+    per_block = usage.bytes // usage.blocks
+    shutil.rmtree(tmp_path / "blocks")
+    (tmp_path / "index.db").unlink()
+    budget = 3 * per_block + per_block // 2
+    one_turn(random_checkpoint, tmp_path, disk={"budget_bytes": budget})
+    usage = DiskIndex(tmp_path).usage()
+    assert usage.blocks == 3 and usage.bytes <= budget
+    _, s = one_turn(random_checkpoint, tmp_path, disk={"budget_bytes": budget})
+    assert s.disk_tokens == 3 * BLOCK
+
+
+def test_deleting_a_conversation_drops_only_its_own_blocks(random_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGIMAC_CACHE_DIR", str(tmp_path))
+    directory = default_directory()
+    shared = LONG  # both conversations start with this message, then differ
+    a = GenerationSettings(temperature=0, max_tokens=4, cache_owner=conversation_owner(1))
+    b = GenerationSettings(temperature=0, max_tokens=4, cache_owner=conversation_owner(2))
+    one_turn(random_checkpoint, directory, shared + "About ships? " * 20, a)
+    one_turn(random_checkpoint, directory, shared + "About lights? " * 20, b)
+    index = DiskIndex(directory)
+    both = index.usage().blocks
+    freed = forget_conversation(1)
+    after = index.usage()
+    assert freed > 0 and 0 < after.blocks < both and after.owners == 1
+    _, s = one_turn(random_checkpoint, directory, shared + "About lights? " * 20, b)
+    assert s.disk_tokens == (s.prompt_tokens - 1) // BLOCK * BLOCK  # conversation 2 is whole
+    _, s = one_turn(random_checkpoint, directory, shared + "About ships? " * 20, a)
+    assert 0 < s.disk_tokens < s.prompt_tokens - BLOCK  # only the shared start is left of 1
+    assert len(list(index.blocks_dir.glob("*/*.safetensors"))) == index.usage().blocks
+
+
+def test_files_are_private_and_a_full_disk_skips_saving_with_one_notice(random_checkpoint, tmp_path, monkeypatch):
+    import safetensors.numpy
+
+    one_turn(random_checkpoint, tmp_path)
+    index = DiskIndex(tmp_path)
+    for p in [tmp_path, index.blocks_dir, *index.blocks_dir.iterdir()]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700
+    for p in [index.db, *index.blocks_dir.glob("*/*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    index.clear()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    e = Engine(random_checkpoint, disk_cache=DiskCacheSettings(directory=str(tmp_path), block_tokens=BLOCK))
+    e.wait_loaded()
+    try:
+        notices = []
+        for text in (LONG, LONG + "More. " * 10, LONG + "Again. " * 10):
+            out, s = turn(e, text)
+            notices.append(s.cache_notice)
+            e._runner.disk.flush()  # the writer has met the full disk before the next turn
+    finally:
+        e.close()
+    assert [bool(n) for n in notices] == [False, True, False] and "disk is full" in notices[1]
+    assert index.usage().blocks == 0 and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_magimac_cache_shows_the_size_and_clears(random_checkpoint, tmp_path, capsys, monkeypatch):
+    one_turn(random_checkpoint, default_directory())
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert str(default_directory()) in out and "blocks of 1 model(s), budget 10.00 GB" in out
+    assert main(["cache", "--budget", "20GB", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["blocks"] > 0 and d["budget_bytes"] == 20 * 2**30
+    assert main(["cache", "--clear"]) == 0
+    assert "0 B in 0 blocks" in capsys.readouterr().out
+    assert main(["cache", "--budget", "lots"]) == 1
+    assert "--budget" in capsys.readouterr().err
