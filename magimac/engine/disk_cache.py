@@ -1,7 +1,7 @@
 """The prompt cache on disk: KV blocks that outlive the process (worker thread + one writer thread).
 
-A prompt's KV is kept in blocks of `BLOCK_TOKENS` tokens, keyed by the model and the tokens up to
-the block's end (`magimac.engine.disk_index`: model identity + chained hash, image tokens by
+A prompt's KV is kept in blocks of `BLOCK_TOKENS` tokens (and its last, partial block), keyed by
+the model and the tokens up to the block's end (`magimac.engine.disk_index`: model identity + chained hash, image tokens by
 their image's hash).  Before a turn, `DiskCache.restore` finds the longest run of stored blocks
 that starts the prompt; when it reaches further than the in-memory cache, the blocks become the
 KV cache and only the rest is prefilled.  After a turn, `DiskCache.save` hands the prompt's new
@@ -40,7 +40,7 @@ import mlx.core as mx
 import numpy as np
 from mlx_lm.models.cache import KVCache, QuantizedKVCache, trim_prompt_cache
 
-from magimac.engine.disk_index import DiskIndex, chain_keys, model_identity
+from magimac.engine.disk_index import DiskIndex, chain_keys, link, model_identity
 from magimac.engine.settings import DiskCacheSettings
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -54,6 +54,7 @@ class _Block:
     dtypes: dict[str, str]
     owner: str | None
     used: float  # time.time() of the turn
+    parent: str  # the key of the block before (or the model identity)
 
 
 def _to_numpy(a: mx.array) -> tuple[np.ndarray, str]:
@@ -107,46 +108,58 @@ class DiskCache:
         memory already holds; returns the tokens that came from disk (0: memory kept as is).
 
         The prefix leaves at least one token to feed and never ends inside an image span."""
-        chain = chain_keys(self.model_id, keys, self.block_tokens, len(keys) - 1)
-        if len(chain) * self.block_tokens <= common:
-            return 0
-        present = self.index.present(chain)
-        n = next((i for i, k in enumerate(chain) if k not in present), len(chain))
-        length = n * self.block_tokens
+        pieces = self._stored_prefix(keys, len(keys) - 1)
+        length = pieces[-1][1] if pieces else 0
         for s, e in spans:
             if s < length <= e:
                 length = s
         if length <= common:
             return 0
-        layers, loaded = self._load(chain[:n])
-        length = min(length, loaded * self.block_tokens)
-        if layers is None or length <= common or len(layers) != len(prompt_cache.cache or ()):
+        layers, loaded = self._load(pieces)
+        if layers is None or min(length, loaded) <= common or len(layers) != len(prompt_cache.cache or ()):
             return 0
-        trim_prompt_cache(layers, loaded * self.block_tokens - length)
+        trim_prompt_cache(layers, loaded - min(length, loaded))
+        length = min(length, loaded)
         prompt_cache.cache, prompt_cache.keys = layers, keys[:length]
-        self.index.touch(chain[:loaded], owner)
+        self.index.touch([k for k, end in pieces if end <= loaded], owner)
         return length
 
-    def _load(self, chain: list[str]) -> tuple[list | None, int]:
-        """The per-layer caches of the first blocks of ``chain`` that read back whole, and how many
-        did; a bad block is removed (and ends the run)."""
+    def _stored_prefix(self, keys: list, limit: int) -> list[tuple[str, int]]:
+        """(key, end) of the stored blocks that start ``keys[:limit]``: the run of whole blocks,
+        then the longest stored partial block after it."""
+        b = self.block_tokens
+        chain = chain_keys(self.model_id, keys, b, limit)
+        present = self.index.present(chain)
+        n = next((i for i, k in enumerate(chain) if k not in present), len(chain))
+        pieces = [(k, (i + 1) * b) for i, k in enumerate(chain[:n])]
+        parent = chain[n - 1] if n else self.model_id
+        for key, end in self.index.tails(parent, n * b, min(limit, (n + 1) * b - 1)):
+            if link(parent, keys[n * b:end]) == key:
+                return pieces + [(key, end)]
+        return pieces
+
+    def _load(self, pieces: list[tuple[str, int]]) -> tuple[list | None, int]:
+        """The per-layer caches of the first ``pieces`` (key, end) that read back whole, and the
+        tokens they hold; a bad block is removed (and ends the run)."""
         parts: list[list[mx.array]] = []
-        for key in chain:
-            arrays = self._read(key)
+        start = 0
+        for key, end in pieces:
+            arrays = self._read(key, end - start)
             if arrays is None:
                 self.index.remove([key])
                 break
             parts.append(arrays)
+            start = end
         if not parts:
             return None, 0
         width = len(parts[0])
         joined = [mx.concatenate([p[i] for p in parts], axis=2) for i in range(width)]
         mx.eval(joined)
-        return self._caches(joined, len(parts) * self.block_tokens), len(parts)
+        return self._caches(joined, start), start
 
-    def _read(self, key: str) -> list[mx.array] | None:
+    def _read(self, key: str, tokens: int) -> list[mx.array] | None:
         """One block's arrays in file order, or None when the file is missing, unreadable or not
-        what ``key`` promises (metadata, tensor names, shapes)."""
+        what ``key`` promises (metadata, tensor names, ``tokens`` positions)."""
         try:
             arrays, meta = mx.load(str(self.index.path_for(key)), return_metadata=True)
             if meta.get("key") != key or meta.get("model") != self.model_id:
@@ -156,7 +169,7 @@ class DiskCache:
             out = []
             for name in names:
                 a = arrays[name]
-                if a.ndim != 4 or a.shape[2] != self.block_tokens:
+                if a.ndim != 4 or a.shape[2] != tokens:
                     return None
                 out.append(a.view(mx.bfloat16) if dtypes[name] == "bfloat16" else a)
             return out if len(out) == len(arrays) and len(out) % (2 if self.kv_bits is None else 6) == 0 else None
@@ -188,33 +201,42 @@ class DiskCache:
             return 0
 
     def _save(self, layers: list | None, keys: list, n_prompt: int, owner: str | None) -> int:
-        """Queue the new whole blocks of the prompt (its first ``n_prompt`` keys) held in
-        ``layers`` (mlx-lm's caches) for the writer; mark the stored ones used by ``owner``.
-        Returns the blocks queued (0 when saving stopped or the cache kind is not stored)."""
+        """Queue the new blocks of the prompt (its first ``n_prompt`` keys: whole blocks, then
+        the partial last one) held in ``layers`` (mlx-lm's caches) for the writer; mark the
+        stored ones used by ``owner``.  Returns the blocks queued (0 when saving stopped or the
+        cache kind is not stored)."""
         if self._stopped or not layers:
             return 0
         limit = min(n_prompt, layers[0].offset)
-        chain = chain_keys(self.model_id, keys, self.block_tokens, limit)
-        present = self.index.present(chain)
+        pieces = self._pieces(keys, limit)
+        present = self.index.present([k for k, _, _ in pieces])
         now = time.time()  # one moment for the whole prompt: eviction takes its tail first
         self.index.touch(present, owner, now)
         per_layer = [_layer_arrays(c) for c in layers]
         if any(a is None for a in per_layer):
             return 0
-        queued = 0
-        for i, key in enumerate(chain):
-            if key in present or key in self._pending:
-                continue
-            s, e = i * self.block_tokens, (i + 1) * self.block_tokens
-            arrays, dtypes = {}, {}
-            for li, parts in enumerate(per_layer):
-                for pi, a in enumerate(parts):
-                    name = f"{li}.{pi}"
-                    arrays[name], dtypes[name] = _to_numpy(a[..., s:e, :])
-            self._pending.add(key)
-            self._queue.put(_Block(key, e, arrays, dtypes, owner, now))
-            queued += 1
+        queued, start = 0, 0
+        for key, end, parent in pieces:
+            if key not in present and key not in self._pending:
+                arrays, dtypes = {}, {}
+                for li, parts in enumerate(per_layer):
+                    for pi, a in enumerate(parts):
+                        arrays[f"{li}.{pi}"], dtypes[f"{li}.{pi}"] = _to_numpy(a[..., start:end, :])
+                self._pending.add(key)
+                self._queue.put(_Block(key, end, arrays, dtypes, owner, now, parent))
+                queued += 1
+            start = end
         return queued
+
+    def _pieces(self, keys: list, limit: int) -> list[tuple[str, int, str]]:
+        """(key, end, parent) of the whole blocks of ``keys[:limit]`` and of its partial last block."""
+        chain = chain_keys(self.model_id, keys, self.block_tokens, limit)
+        parents = [self.model_id, *chain]
+        pieces = [(k, (i + 1) * self.block_tokens, parents[i]) for i, k in enumerate(chain)]
+        start = len(chain) * self.block_tokens
+        if 0 < limit - start < self.block_tokens and (tail := link(parents[-1], keys[start:limit])):
+            pieces.append((tail, limit, parents[-1]))
+        return pieces
 
     def take_notice(self) -> str:
         """The one notice about the cache not yet shown (a full disk), or "" (shown once)."""
@@ -259,7 +281,8 @@ class DiskCache:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        self.index.add(block.key, self.model_id, block.end, path.stat().st_size, block.owner, block.used)
+        self.index.add(block.key, self.model_id, block.end, path.stat().st_size, block.owner, block.used,
+                       block.parent)
         self.index.evict(self.budget_bytes)
 
     def flush(self) -> None:

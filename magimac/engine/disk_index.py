@@ -11,6 +11,9 @@ Layout under `default_directory()` (``<cache dir>/prompt-cache``, `magimac.core.
 
 Keys: `model_identity` names the weights and KV settings; `chain_keys` hashes the tokens up to
 each block's end onto it (BLAKE2b, 128 bits), so a key names one model's KV of one exact prefix.
+A prompt's last, partial block (fewer tokens than a block) is stored too, under the `link` of its
+tokens, and found again through its ``parent`` (`DiskIndex.tails`): a reopened conversation then
+prefills only what was not in the prompt before (the answer and the new message).
 
 Owners: every turn tags the blocks it used or wrote with its owner (``"conversation:<id>"`` from
 the app, ``"-"`` when none is given); `DiskIndex.drop_owner` removes an owner's tags and the blocks
@@ -42,9 +45,10 @@ ANONYMOUS = "-"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
     key TEXT PRIMARY KEY, model TEXT NOT NULL, tokens INTEGER NOT NULL,
-    bytes INTEGER NOT NULL, used REAL NOT NULL
+    bytes INTEGER NOT NULL, used REAL NOT NULL, parent TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_by_use ON blocks(used, tokens);
+CREATE INDEX IF NOT EXISTS blocks_by_parent ON blocks(parent);
 CREATE TABLE IF NOT EXISTS owners (key TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (key, owner));
 CREATE INDEX IF NOT EXISTS owners_by_owner ON owners(owner);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -106,23 +110,27 @@ def _key_text(k) -> str:
     return str(k) if isinstance(k, int) else f"{k[0]}:{k[1]}"
 
 
-def chain_keys(model_id: str, keys: list, block_tokens: int, limit: int) -> list[str]:
-    """The key of each whole block in ``keys[:limit]``: hash(previous block's key, the block's
-    token keys), the first block chained onto ``model_id``.
+def link(prev: str, block: list) -> str | None:
+    """The key of ``block`` (token keys) after the block keyed ``prev`` (or the model identity):
+    BLAKE2b-128 of both.  None when the block holds an image without a content hash (a
+    placeholder key, not 64 hex digits): only what can be named exactly is stored."""
+    if any(not isinstance(k, int) and len(str(k[0])) != 64 for k in block):
+        return None
+    h = hashlib.blake2b(prev.encode(), digest_size=16)
+    h.update(",".join(map(_key_text, block)).encode())
+    return h.hexdigest()
 
-    A block holding an image without a content hash (a placeholder key, not 64 hex digits) ends
-    the chain: only what can be named exactly is stored.
-    """
+
+def chain_keys(model_id: str, keys: list, block_tokens: int, limit: int) -> list[str]:
+    """The `link` key of each whole block in ``keys[:limit]``, the first chained onto ``model_id``;
+    the chain ends before a block `link` cannot name."""
     out: list[str] = []
     prev = model_id
     for start in range(0, limit - block_tokens + 1, block_tokens):
-        block = keys[start:start + block_tokens]
-        if any(not isinstance(k, int) and len(str(k[0])) != 64 for k in block):
+        key = link(prev, keys[start:start + block_tokens])
+        if key is None:
             break
-        h = hashlib.blake2b(prev.encode(), digest_size=16)
-        h.update(",".join(map(_key_text, block)).encode())
-        prev = h.hexdigest()
-        out.append(prev)
+        out.append(prev := key)
     return out
 
 
@@ -178,14 +186,23 @@ class DiskIndex:
                 found.update(r[0] for r in con.execute(q, part))
         return found
 
-    def add(self, key: str, model: str, tokens: int, nbytes: int, owner: str | None, used: float) -> None:
+    def add(self, key: str, model: str, tokens: int, nbytes: int, owner: str | None, used: float,
+            parent: str) -> None:
         """Record a block written to `path_for` ``(key)``: its model, the prompt position it ends
-        at (tokens), its size (bytes), its owner and when its turn used it (`time.time()`, the
-        same for every block of one turn, so eviction takes a prompt's tail first)."""
+        at (tokens), its size (bytes), its owner, when its turn used it (`time.time()`, the same
+        for every block of one turn, so eviction takes a prompt's tail first) and the key it
+        follows (``parent``: the previous block's, or the model identity)."""
         with self._connect() as con:
-            con.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)",
-                        (key, model, tokens, nbytes, used))
+            con.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
+                        (key, model, tokens, nbytes, used, parent))
             con.execute("INSERT OR IGNORE INTO owners VALUES (?, ?)", (key, owner or ANONYMOUS))
+
+    def tails(self, parent: str, after: int, limit: int) -> list[tuple[str, int]]:
+        """(key, end) of the blocks following ``parent`` that end in (``after``, ``limit``]
+        tokens, the longest first: candidates for a prompt's last, partial block."""
+        with self._connect() as con:
+            return con.execute("SELECT key, tokens FROM blocks WHERE parent = ? AND tokens > ? AND tokens <= ? "
+                               "ORDER BY tokens DESC", (parent, after, limit)).fetchall()
 
     def touch(self, keys: Iterable[str], owner: str | None, used: float | None = None) -> None:
         """Mark ``keys`` used at ``used`` (`time.time()`; None: now), by ``owner`` (None: `ANONYMOUS`)."""
@@ -269,5 +286,5 @@ class DiskIndex:
         return freed
 
 
-__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "conversation_owner", "default_directory",
+__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "link", "conversation_owner", "default_directory",
            "forget_conversation", "model_identity"]

@@ -27,10 +27,11 @@ GREEDY = GenerationSettings(temperature=0, max_tokens=8, seed=0)
 LONG = "Tell me about the history of the harbour, its ships and its lighthouse. " * 6
 
 
-def turn(engine: Engine, text: str = LONG, settings: GenerationSettings = GREEDY):
-    """One turn -> (generated text, Stats)."""
+def turn(engine: Engine, text: str | list = LONG, settings: GenerationSettings = GREEDY):
+    """One turn on ``text`` (a user message, or the messages) -> (generated text, Stats)."""
     out = ""
-    for ev in engine.submit([Message("user", text)], settings):
+    messages = [Message("user", text)] if isinstance(text, str) else text
+    for ev in engine.submit(messages, settings):
         if isinstance(ev, (ReasoningDelta, AnswerDelta)):
             out += ev.text
         if isinstance(ev, Done):
@@ -59,6 +60,18 @@ def test_a_new_engine_reads_the_prefix_and_answers_the_same(random_checkpoint, t
     assert s2.disk_tokens == (s2.prompt_tokens - 1) // BLOCK * BLOCK > 0
     assert s2.cached_tokens == s2.disk_tokens and s2.prefilled_tokens == s2.prompt_tokens - s2.disk_tokens
     assert again == first == plain  # greedy: the cached prefix changes nothing
+    follow = [Message("user", LONG), Message("assistant", first), Message("user", "And the lighthouse?")]
+    e = Engine(random_checkpoint, disk_cache=DiskCacheSettings(directory=str(tmp_path), block_tokens=BLOCK))
+    try:
+        e.wait_loaded()
+        answers = [turn(e, follow)]
+        e._runner.cache.reset()  # the memory cache forgotten, as in a new process
+        answers.append(turn(e, follow))
+    finally:
+        e.close()
+    assert answers[0][1].disk_tokens == s1.prompt_tokens  # the whole earlier prompt, its partial block too
+    assert answers[1][1].disk_tokens == (answers[1][1].prompt_tokens - 1) // BLOCK * BLOCK
+    assert answers[0][0] == answers[1][0]
 
 
 def test_a_second_process_reads_the_history_from_disk(random_checkpoint):
