@@ -8,6 +8,7 @@ Public API (used by the app, `magimac chat`, the session layer, benchmarks and r
     turn = engine.submit(messages, GenerationSettings())
     for ev in turn: ...                  # ReasoningDelta / AnswerDelta ..., Stats, Done (last)
     engine.cancel()                      # the running turn ends within one token: Done("cancelled")
+    engine.wait_idle()                   # no turn left, the disk cache's writes finished
     engine.prompt_tokens(messages, settings) -> list[int]
     engine.count_tokens(text) -> int
     engine.close()
@@ -131,6 +132,7 @@ class Engine:
         self._ready = threading.Event()
         self._pending: list[Turn] = []
         self._pending_lock = threading.Lock()
+        self._idle = threading.Condition(self._pending_lock)
         self._runner = None  # generate.TurnRunner once loaded (worker thread only)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -203,6 +205,18 @@ class Engine:
         with self._pending_lock:
             for t in self._pending:
                 t.cancel_event.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no turn is queued or running, the work after each turn's Done included,
+        and the prompt cache on disk has written what it was given (``timeout`` in seconds for
+        the turns).  Returns False when turns were still running at the timeout."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: not self._pending, timeout):
+                return False
+        runner = self._runner
+        if runner is not None and runner.disk is not None:
+            runner.disk.flush()
+        return True
 
     # ---- tokens (no MLX) -------------------------------------------------------------------
 
@@ -324,6 +338,7 @@ class Engine:
             with self._pending_lock:
                 if turn in self._pending:
                     self._pending.remove(turn)
+                self._idle.notify_all()
 
     def _free(self) -> None:
         """Finish the disk cache's writes, drop the model and clear this thread's MLX streams

@@ -51,24 +51,40 @@ def one_turn(checkpoint, directory, text: str = LONG, settings: GenerationSettin
         e.close()
 
 
+class Fresh:
+    """One engine whose memory cache is emptied before every turn, as in a new process (each
+    turn's writes are finished before it returns)."""
+
+    def __init__(self, checkpoint, directory, **options) -> None:
+        disk = DiskCacheSettings(directory=str(directory), block_tokens=BLOCK, **options.pop("disk", {}))
+        self.engine = Engine(checkpoint, disk_cache=disk, **options)
+        self.engine.wait_loaded()
+
+    def __call__(self, text=LONG, settings: GenerationSettings = GREEDY):
+        self.engine._runner.cache.reset()  # the worker is idle between turns
+        out = turn(self.engine, text, settings)
+        self.engine.wait_idle()
+        return out
+
+    def __enter__(self) -> "Fresh":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.engine.close()
+
+
 def test_a_new_engine_reads_the_prefix_and_answers_the_same(random_checkpoint, tmp_path):
     plain, s0 = one_turn(random_checkpoint, tmp_path, disk={"enabled": False})
     assert s0.disk_tokens == 0 and not (tmp_path / "index.db").exists()
-    first, s1 = one_turn(random_checkpoint, tmp_path)
-    assert (s1.memory_tokens, s1.disk_tokens, s1.prefilled_tokens) == (0, 0, s1.prompt_tokens)
-    again, s2 = one_turn(random_checkpoint, tmp_path)
-    assert s2.disk_tokens == (s2.prompt_tokens - 1) // BLOCK * BLOCK > 0
-    assert s2.cached_tokens == s2.disk_tokens and s2.prefilled_tokens == s2.prompt_tokens - s2.disk_tokens
-    assert again == first == plain  # greedy: the cached prefix changes nothing
-    follow = [Message("user", LONG), Message("assistant", first), Message("user", "And the lighthouse?")]
-    e = Engine(random_checkpoint, disk_cache=DiskCacheSettings(directory=str(tmp_path), block_tokens=BLOCK))
-    try:
-        e.wait_loaded()
-        answers = [turn(e, follow)]
-        e._runner.cache.reset()  # the memory cache forgotten, as in a new process
-        answers.append(turn(e, follow))
-    finally:
-        e.close()
+    with Fresh(random_checkpoint, tmp_path) as fresh:
+        first, s1 = fresh()
+        assert (s1.memory_tokens, s1.disk_tokens, s1.prefilled_tokens) == (0, 0, s1.prompt_tokens)
+        again, s2 = fresh()
+        assert s2.disk_tokens == (s2.prompt_tokens - 1) // BLOCK * BLOCK > 0
+        assert s2.cached_tokens == s2.disk_tokens and s2.prefilled_tokens == s2.prompt_tokens - s2.disk_tokens
+        assert again == first == plain  # greedy: the cached prefix changes nothing
+        follow = [Message("user", LONG), Message("assistant", first), Message("user", "And the lighthouse?")]
+        answers = [fresh(follow), fresh(follow)]
     assert answers[0][1].disk_tokens == s1.prompt_tokens  # the whole earlier prompt, its partial block too
     assert answers[1][1].disk_tokens == (answers[1][1].prompt_tokens - 1) // BLOCK * BLOCK
     assert answers[0][0] == answers[1][0]
@@ -98,13 +114,13 @@ def test_a_second_process_reads_the_history_from_disk(random_checkpoint):
 def test_other_kv_bits_and_other_weights_never_use_the_blocks(random_checkpoint, scripted_checkpoint, tmp_path):
     one_turn(random_checkpoint, tmp_path)
     n = DiskIndex(tmp_path).usage().blocks
-    _, s8 = one_turn(random_checkpoint, tmp_path, kv_bits=8)
-    assert s8.disk_tokens == 0
-    copy = tmp_path / "copy"  # a copy keeping sizes and times is the same model ...
+    with Fresh(random_checkpoint, tmp_path, kv_bits=8) as fresh:
+        assert fresh()[1].disk_tokens == 0
+        assert fresh()[1].disk_tokens > 0  # its own quantized blocks, though
+    copy = tmp_path / "copy"  # other weights of the same shapes, size and modification time
     shutil.copytree(random_checkpoint, copy)
-    assert one_turn(copy, tmp_path)[1].disk_tokens > 0
-    shard = sorted(copy.glob("model-*.safetensors"))[0]  # ... until its weights change,
-    st = shard.stat()  # even with the size and the modification time kept
+    shard = sorted(copy.glob("model-*.safetensors"))[0]
+    st = shard.stat()
     with open(shard, "r+b") as f:
         f.seek(st.st_size // 2)
         f.write(bytes(64))
@@ -113,108 +129,91 @@ def test_other_kv_bits_and_other_weights_never_use_the_blocks(random_checkpoint,
     _, ss = one_turn(scripted_checkpoint, tmp_path)
     assert sc.disk_tokens == ss.disk_tokens == 0
     assert DiskIndex(tmp_path).usage().models == 4 and DiskIndex(tmp_path).usage().blocks == 4 * n
-    _, s8 = one_turn(random_checkpoint, tmp_path, kv_bits=8)  # its own quantized blocks, though
-    assert s8.disk_tokens > 0
 
 
-def test_truncated_swapped_and_damaged_blocks_are_removed_and_recomputed(random_checkpoint, tmp_path):
-    first, s1 = one_turn(random_checkpoint, tmp_path)
-    index = DiskIndex(tmp_path)
-    files = sorted(index.blocks_dir.glob("*/*.safetensors"))
-    keys = sorted(f.stem for f in files)
-    chain = _chain(index, files)
-    n = len(chain)
-    assert n >= 4
-    data = index.path_for(chain[2]).read_bytes()
-    index.path_for(chain[2]).write_bytes(data[: len(data) // 2])  # truncated
-    out, s2 = one_turn(random_checkpoint, tmp_path)
-    assert s2.disk_tokens == 2 * BLOCK and out == first
-    assert len(DiskIndex(tmp_path).present(keys)) == n  # block 2 and the rest written again
-    # a whole, readable block under another block's name (its metadata names its own key)
-    index.path_for(chain[0]).write_bytes(index.path_for(chain[1]).read_bytes())
-    out, s3 = one_turn(random_checkpoint, tmp_path)
-    assert s3.disk_tokens == 0 and out == first
-    out, s4 = one_turn(random_checkpoint, tmp_path)
-    assert s4.disk_tokens == (s4.prompt_tokens - 1) // BLOCK * BLOCK and out == first
+def test_truncated_misnamed_and_damaged_blocks_are_removed_and_recomputed(random_checkpoint, tmp_path):
+    with Fresh(random_checkpoint, tmp_path) as fresh:
+        first, s1 = fresh()
+        index = DiskIndex(tmp_path)
+        chain = _chain(index)
+        assert len(chain) >= 4
+        whole = (s1.prompt_tokens - 1) // BLOCK * BLOCK
+        data = index.path_for(chain[2]).read_bytes()
+        index.path_for(chain[2]).write_bytes(data[: len(data) // 2])  # truncated
+        out, s2 = fresh()
+        assert s2.disk_tokens == 2 * BLOCK and out == first
+        assert len(index.present(chain)) == len(chain)  # block 2 written again
+        # a whole, readable block under another block's name (its metadata names its own key)
+        index.path_for(chain[0]).write_bytes(index.path_for(chain[1]).read_bytes())
+        out, s3 = fresh()
+        assert s3.disk_tokens == 0 and out == first
+        assert fresh()[1].disk_tokens == whole
+        index.path_for(chain[0]).write_bytes(b"\xff" * 64)  # a damaged header
+        out, s4 = fresh()
+        assert s4.disk_tokens == 0 and out == first and index.path_for(chain[0]).stat().st_size > 64
+        out, s5 = fresh()
+    assert s5.disk_tokens == whole and out == first
 
 
-def test_a_damaged_header_is_ignored(random_checkpoint, tmp_path):
-    one_turn(random_checkpoint, tmp_path)
-    index = DiskIndex(tmp_path)
-    first = _chain(index, list(index.blocks_dir.glob("*/*.safetensors")))[0]
-    index.path_for(first).write_bytes(b"\xff" * 64)
-    assert one_turn(random_checkpoint, tmp_path)[1].disk_tokens == 0
-    assert index.path_for(first).stat().st_size > 64  # written again
-
-
-def _chain(index: DiskIndex, files) -> list[str]:
+def _chain(index: DiskIndex) -> list[str]:
     """The block keys of the one stored prompt, in prompt order (by the end they record)."""
     con = index._connect()
     rows = con.execute("SELECT key FROM blocks ORDER BY tokens").fetchall()
     con.close()
-    assert len(rows) == len(files)
+    assert len(rows) == len(list(index.blocks_dir.glob("*/*.safetensors")))
     return [r[0] for r in rows]
 
 
 def test_the_budget_keeps_the_head_of_a_prompt(random_checkpoint, tmp_path):
-    one_turn(random_checkpoint, tmp_path, disk={"enabled": True})
-    usage = DiskIndex(tmp_path).usage()
-    per_block = usage.bytes // usage.blocks
-    shutil.rmtree(tmp_path / "blocks")
-    (tmp_path / "index.db").unlink()
+    one_turn(random_checkpoint, tmp_path)
+    index = DiskIndex(tmp_path)
+    per_block = max(index.path_for(k).stat().st_size for k in _chain(index))
+    index.clear()
     budget = 3 * per_block + per_block // 2
-    one_turn(random_checkpoint, tmp_path, disk={"budget_bytes": budget})
-    usage = DiskIndex(tmp_path).usage()
-    assert usage.blocks == 3 and usage.bytes <= budget
-    _, s = one_turn(random_checkpoint, tmp_path, disk={"budget_bytes": budget})
-    assert s.disk_tokens == 3 * BLOCK
+    with Fresh(random_checkpoint, tmp_path, disk={"budget_bytes": budget}) as fresh:
+        fresh()
+        usage = index.usage()
+        assert usage.blocks == 3 and usage.bytes <= budget
+        assert fresh()[1].disk_tokens == 3 * BLOCK
 
 
 def test_deleting_a_conversation_drops_only_its_own_blocks(random_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("MAGIMAC_CACHE_DIR", str(tmp_path))
     directory = default_directory()
-    shared = LONG  # both conversations start with this message, then differ
+    ships, lights = LONG + "About ships? " * 20, LONG + "About lights? " * 20  # the same start
     a = GenerationSettings(temperature=0, max_tokens=4, cache_owner=conversation_owner(1))
     b = GenerationSettings(temperature=0, max_tokens=4, cache_owner=conversation_owner(2))
-    one_turn(random_checkpoint, directory, shared + "About ships? " * 20, a)
-    one_turn(random_checkpoint, directory, shared + "About lights? " * 20, b)
-    index = DiskIndex(directory)
-    both = index.usage().blocks
-    freed = forget_conversation(1)
-    after = index.usage()
-    assert freed > 0 and 0 < after.blocks < both and after.owners == 1
-    _, s = one_turn(random_checkpoint, directory, shared + "About lights? " * 20, b)
-    assert s.disk_tokens == (s.prompt_tokens - 1) // BLOCK * BLOCK  # conversation 2 is whole
-    _, s = one_turn(random_checkpoint, directory, shared + "About ships? " * 20, a)
-    assert 0 < s.disk_tokens < s.prompt_tokens - BLOCK  # only the shared start is left of 1
+    with Fresh(random_checkpoint, directory) as fresh:
+        fresh(ships, a)
+        fresh(lights, b)
+        index = DiskIndex(directory)
+        both = index.usage().blocks
+        freed = forget_conversation(1)
+        after = index.usage()
+        assert freed > 0 and 0 < after.blocks < both and after.owners == 1
+        s = fresh(lights, b)[1]
+        assert s.disk_tokens == (s.prompt_tokens - 1) // BLOCK * BLOCK  # conversation 2 is whole
+        s = fresh(ships, a)[1]
+        assert 0 < s.disk_tokens < s.prompt_tokens - BLOCK  # only the shared start is left of 1
     assert len(list(index.blocks_dir.glob("*/*.safetensors"))) == index.usage().blocks
 
 
 def test_files_are_private_and_a_full_disk_skips_saving_with_one_notice(random_checkpoint, tmp_path, monkeypatch):
     import safetensors.numpy
 
-    one_turn(random_checkpoint, tmp_path)
-    index = DiskIndex(tmp_path)
-    for p in [tmp_path, index.blocks_dir, *index.blocks_dir.iterdir()]:
-        assert stat.S_IMODE(p.stat().st_mode) == 0o700
-    for p in [index.db, *index.blocks_dir.glob("*/*")]:
-        assert stat.S_IMODE(p.stat().st_mode) == 0o600
-    index.clear()
-
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", full)
-    e = Engine(random_checkpoint, disk_cache=DiskCacheSettings(directory=str(tmp_path), block_tokens=BLOCK))
-    e.wait_loaded()
-    try:
-        notices = []
-        for text in (LONG, LONG + "More. " * 10, LONG + "Again. " * 10):
-            out, s = turn(e, text)
-            notices.append(s.cache_notice)
-            e._runner.disk.flush()  # the writer has met the full disk before the next turn
-    finally:
-        e.close()
+    with Fresh(random_checkpoint, tmp_path) as fresh:
+        fresh()
+        index = DiskIndex(tmp_path)
+        for p in [tmp_path, index.blocks_dir, *index.blocks_dir.iterdir()]:
+            assert stat.S_IMODE(p.stat().st_mode) == 0o700
+        for p in [index.db, *index.blocks_dir.glob("*/*")]:
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600
+        index.clear()
+        monkeypatch.setattr(safetensors.numpy, "save_file", full)
+        notices = [fresh(text)[1].cache_notice for text in (LONG, LONG + "More. " * 10, LONG + "Again. " * 10)]
     assert [bool(n) for n in notices] == [False, True, False] and "disk is full" in notices[1]
     assert index.usage().blocks == 0 and not list(tmp_path.rglob("*.tmp"))
 
