@@ -107,7 +107,11 @@ class DiskCache:
         `magimac.engine.generate.PromptCache`) when it is longer than the ``common`` tokens the
         memory already holds; returns the tokens that came from disk (0: memory kept as is).
 
-        The prefix leaves at least one token to feed and never ends inside an image span."""
+        The prefix leaves at least one token to feed and never ends inside an image span.  Only
+        a model whose layers all take mlx-lm's plain (or quantized) KV cache is served: a sliding
+        window or another cache kind keeps its own."""
+        if any(type(c) not in (KVCache, QuantizedKVCache) for c in prompt_cache.cache or ()):
+            return 0
         pieces = self._stored_prefix(keys, len(keys) - 1)
         length = pieces[-1][1] if pieces else 0
         for s, e in spans:
