@@ -130,7 +130,7 @@ def child(args) -> dict:
         engine.close()  # finishes the writes
     if args.child != "prefill":
         usage = DiskIndex(args.cache_dir).usage()
-        out["disk_bytes"], out["disk_blocks"] = usage.bytes, usage.blocks
+        out["disk_bytes"], out["disk_blocks"], out["disk_tokens_stored"] = usage.bytes, usage.blocks, usage.tokens
     return out
 
 
@@ -151,9 +151,9 @@ def run_child(model: Path, kind: str, context: int, cache_dir: Path, decode_toke
 # ---- the parent --------------------------------------------------------------------------
 
 
-def per_1k_tokens_mib(nbytes: int, blocks: int, layers: int) -> float:
-    """MiB per 1000 tokens, scaled from ``layers`` to Magistral Small's 40."""
-    return nbytes / (blocks * 256) * 1000 * MAGISTRAL_LAYERS / layers / 2**20
+def per_1k_tokens_mib(run: dict, layers: int) -> float:
+    """MiB of files (headers included) per 1000 tokens stored, scaled from ``layers`` to 40."""
+    return run["disk_bytes"] / run["disk_tokens_stored"] * 1000 * MAGISTRAL_LAYERS / layers / 2**20
 
 
 def context_rows(model: Path, context: int, layers: int, decode_tokens: int, work: Path) -> dict:
@@ -174,7 +174,7 @@ def context_rows(model: Path, context: int, layers: int, decode_tokens: int, wor
         "decode_ratio": inproc["decode_tps"] / build["follow_quiet"]["decode_tps"],
         "worker_copy_s": build["save_copy_s"], "writer_s": build["write_s"],
         "history_prefill_s": build["build"]["ttft_s"],
-        "disk_mib_per_1k_tokens_40_layers": per_1k_tokens_mib(build["disk_bytes"], build["disk_blocks"], layers),
+        "disk_mib_per_1k_tokens_40_layers": per_1k_tokens_mib(build, layers),
         "raw": {"build": build, "reopen": reopen, "prefill": prefill},
     }
 
@@ -186,8 +186,7 @@ def quantized_rows(model: Path, layers: int, work: Path) -> list[dict]:
         build = run_child(model, "reopen", 2048, cache, 4, kv_bits=bits)  # writes
         again = run_child(model, "reopen", 2048, cache, 4, kv_bits=bits)  # reads
         rows.append({"kv_bits": bits, "reopened_disk_tokens": again["follow"]["disk_tokens"],
-                     "disk_mib_per_1k_tokens_40_layers": per_1k_tokens_mib(build["disk_bytes"], build["disk_blocks"],
-                                                                           layers)})
+                     "disk_mib_per_1k_tokens_40_layers": per_1k_tokens_mib(build, layers)})
     return rows
 
 

@@ -63,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     if freed:
         print(f"freed {format_bytes(freed)}")
     print(f"prompt cache: {index.directory}")
-    print(f"  {format_bytes(usage.bytes)} in {usage.blocks} blocks of {usage.models} model(s), "
-          f"budget {format_bytes(usage.budget_bytes)}")
+    print(f"  {format_bytes(usage.bytes)} in {usage.blocks} blocks ({usage.tokens:,} tokens) of "
+          f"{usage.models} model(s), budget {format_bytes(usage.budget_bytes)}")
     return 0

@@ -9,7 +9,8 @@ whole blocks to a writer thread.
 
 Threads: MLX streams are thread-local, so MLX runs only in the worker thread: `save` slices the
 new blocks and copies them to NumPy there (a memory copy after the turn's Done, before the next
-turn), and the writer thread sees only NumPy arrays, files and SQLite.  Files are written with
+turn), and the writer thread sees only NumPy arrays, files and SQLite.  The worker only reads
+the index (WAL: readers never wait for the writer); every index update runs in the writer.  Files are written with
 the `safetensors` package (temp file, mode 0600, then rename) and read back with `mx.load`.
 
 Why not mlx-lm's `save_prompt_cache` / `load_prompt_cache`: they write a whole cache in one file
@@ -50,6 +51,7 @@ FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 class _Block:
     key: str
     end: int  # prompt position the block ends at, tokens
+    length: int  # positions it holds, tokens
     arrays: dict[str, np.ndarray]
     dtypes: dict[str, str]
     owner: str | None
@@ -85,8 +87,9 @@ class DiskCache:
                  kv_bits: int | None, kv_group_size: int) -> None:
         self.index, self.model_id, self.block_tokens = index, model_id, block_tokens
         self.budget_bytes, self.kv_bits, self.kv_group_size = budget_bytes, kv_bits, kv_group_size
-        self._queue: queue.Queue[_Block | None] = queue.Queue()
-        self._pending: set[str] = set()
+        self._queue: queue.Queue = queue.Queue()  # _Block, an index update (callable), or None: stop
+        self._pending: set[str] = set()  # keys queued, not yet written
+        self._bad: set[str] = set()  # keys found damaged, their removal queued
         self._notice: str | None = None
         self._noticed = False
         self._stopped = False
@@ -125,7 +128,7 @@ class DiskCache:
         trim_prompt_cache(layers, loaded - min(length, loaded))
         length = min(length, loaded)
         prompt_cache.cache, prompt_cache.keys = layers, keys[:length]
-        self.index.touch([k for k, end in pieces if end <= loaded], owner)
+        self._later(self.index.touch, [k for k, end in pieces if end <= loaded], owner)
         return length
 
     def _stored_prefix(self, keys: list, limit: int) -> list[tuple[str, int]]:
@@ -150,7 +153,8 @@ class DiskCache:
         for key, end in pieces:
             arrays = self._read(key, end - start)
             if arrays is None:
-                self.index.remove([key])
+                self._bad.add(key)
+                self._later(self.index.remove, [key])
                 break
             parts.append(arrays)
             start = end
@@ -213,23 +217,27 @@ class DiskCache:
             return 0
         limit = min(n_prompt, layers[0].offset)
         pieces = self._pieces(keys, limit)
-        present = self.index.present([k for k, _, _ in pieces])
+        present = self.index.present([k for k, _, _ in pieces]) - self._bad
         now = time.time()  # one moment for the whole prompt: eviction takes its tail first
-        self.index.touch(present, owner, now)
+        self._later(self.index.touch, present, owner, now)
         per_layer = [_layer_arrays(c) for c in layers]
         if any(a is None for a in per_layer):
             return 0
-        queued, start = 0, 0
-        for key, end, parent in pieces:
-            if key not in present and key not in self._pending:
-                arrays, dtypes = {}, {}
-                for li, parts in enumerate(per_layer):
-                    for pi, a in enumerate(parts):
-                        arrays[f"{li}.{pi}"], dtypes[f"{li}.{pi}"] = _to_numpy(a[..., start:end, :])
-                self._pending.add(key)
-                self._queue.put(_Block(key, end, arrays, dtypes, owner, now, parent))
-                queued += 1
-            start = end
+        starts = [0] + [end for _, end, _ in pieces[:-1]]
+        new = [(s, p) for s, p in zip(starts, pieces) if p[0] not in present and p[0] not in self._pending]
+        if not new:
+            return 0
+        first = new[0][0]  # one copy of the new range per array; the blocks are views of it
+        copies = {f"{li}.{pi}": _to_numpy(a[..., first:limit, :])
+                  for li, parts in enumerate(per_layer) for pi, a in enumerate(parts)}
+        dtypes = {name: dtype for name, (_, dtype) in copies.items()}
+        queued = 0
+        for start, (key, end, parent) in new:
+            arrays = {name: c[..., start - first:end - first, :] for name, (c, _) in copies.items()}
+            self._pending.add(key)
+            self._bad.discard(key)
+            self._queue.put(_Block(key, end, end - start, arrays, dtypes, owner, now, parent))
+            queued += 1
         return queued
 
     def _pieces(self, keys: list, limit: int) -> list[tuple[str, int, str]]:
@@ -251,6 +259,11 @@ class DiskCache:
 
     # ---- the writer thread (no MLX) --------------------------------------------------------
 
+    def _later(self, fn, *args) -> None:
+        """Run ``fn(*args)`` (an index update) in the writer thread: the worker only reads the
+        index, so it never waits for SQLite's write lock."""
+        self._queue.put(lambda: fn(*args))
+
     def _write_loop(self) -> None:
         while True:
             block = self._queue.get()
@@ -258,7 +271,9 @@ class DiskCache:
                 self._queue.task_done()
                 return
             try:
-                if not self._stopped:
+                if callable(block):
+                    block()
+                elif not self._stopped:
                     self._write(block)
             except OSError as e:
                 if e.errno in FULL_DISK:
@@ -268,7 +283,8 @@ class DiskCache:
             except Exception:  # a block that cannot be saved is only a later prefill
                 pass
             finally:
-                self._pending.discard(block.key)
+                if isinstance(block, _Block):
+                    self._pending.discard(block.key)
                 self._queue.task_done()
 
     def _write(self, block: _Block) -> None:
@@ -281,12 +297,12 @@ class DiskCache:
                 "end": str(block.end), "names": json.dumps(list(block.arrays)), "dtypes": json.dumps(block.dtypes)}
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
-            save_file(block.arrays, str(tmp), metadata=meta)
+            save_file({k: np.ascontiguousarray(a) for k, a in block.arrays.items()}, str(tmp), metadata=meta)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         self.index.add(block.key, self.model_id, block.end, path.stat().st_size, block.owner, block.used,
-                       block.parent)
+                       block.parent, block.length)
         self.index.evict(self.budget_bytes)
 
     def flush(self) -> None:

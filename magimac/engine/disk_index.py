@@ -45,7 +45,7 @@ ANONYMOUS = "-"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
     key TEXT PRIMARY KEY, model TEXT NOT NULL, tokens INTEGER NOT NULL,
-    bytes INTEGER NOT NULL, used REAL NOT NULL, parent TEXT NOT NULL
+    bytes INTEGER NOT NULL, used REAL NOT NULL, parent TEXT NOT NULL, length INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_by_use ON blocks(used, tokens);
 CREATE INDEX IF NOT EXISTS blocks_by_parent ON blocks(parent);
@@ -137,13 +137,15 @@ def chain_keys(model_id: str, keys: list, block_tokens: int, limit: int) -> list
 @dataclass(frozen=True)
 class Usage:
     """What the cache holds: ``blocks`` (files), ``bytes`` (their sizes), ``models`` (distinct
-    model identities), ``owners`` (distinct owners), ``budget_bytes`` (the limit in force)."""
+    model identities), ``owners`` (distinct owners), ``budget_bytes`` (the limit in force),
+    ``tokens`` (positions of KV held, summed over blocks)."""
 
     blocks: int
     bytes: int
     models: int
     owners: int
     budget_bytes: int
+    tokens: int = 0
 
 
 class DiskIndex:
@@ -165,12 +167,11 @@ class DiskIndex:
             os.close(os.open(self.db, os.O_CREAT | os.O_WRONLY, 0o600))
         os.chmod(self.db, 0o600)
         with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")  # kept in the file: readers never wait for a writer
             con.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.db, timeout=10, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        return con
+        return sqlite3.connect(self.db, timeout=10, isolation_level=None)
 
     def path_for(self, key: str) -> Path:
         """The block file of ``key``: ``blocks/<first 2 hex>/<key>.safetensors``."""
@@ -187,14 +188,15 @@ class DiskIndex:
         return found
 
     def add(self, key: str, model: str, tokens: int, nbytes: int, owner: str | None, used: float,
-            parent: str) -> None:
+            parent: str, length: int) -> None:
         """Record a block written to `path_for` ``(key)``: its model, the prompt position it ends
         at (tokens), its size (bytes), its owner, when its turn used it (`time.time()`, the same
         for every block of one turn, so eviction takes a prompt's tail first) and the key it
-        follows (``parent``: the previous block's, or the model identity)."""
+        follows (``parent``: the previous block's, or the model identity) and the positions it
+        holds (``length``, tokens)."""
         with self._connect() as con:
-            con.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                        (key, model, tokens, nbytes, used, parent))
+            con.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (key, model, tokens, nbytes, used, parent, length))
             con.execute("INSERT OR IGNORE INTO owners VALUES (?, ?)", (key, owner or ANONYMOUS))
 
     def tails(self, parent: str, after: int, limit: int) -> list[tuple[str, int]]:
@@ -269,10 +271,11 @@ class DiskIndex:
     def usage(self) -> Usage:
         """What the cache holds now (from the index)."""
         with self._connect() as con:
-            blocks, nbytes, models = con.execute(
-                "SELECT count(*), coalesce(sum(bytes), 0), count(DISTINCT model) FROM blocks").fetchone()
+            blocks, nbytes, models, tokens = con.execute(
+                "SELECT count(*), coalesce(sum(bytes), 0), count(DISTINCT model), coalesce(sum(length), 0) "
+                "FROM blocks").fetchone()
             owners = con.execute("SELECT count(DISTINCT owner) FROM owners").fetchone()[0]
-        return Usage(blocks, nbytes, models, owners, self.budget())
+        return Usage(blocks, nbytes, models, owners, self.budget(), tokens)
 
     def clear(self) -> int:
         """Delete every block (files, rows and leftovers of interrupted writes); the budget

@@ -79,6 +79,7 @@ def test_a_new_engine_reads_the_prefix_and_answers_the_same(random_checkpoint, t
     with Fresh(random_checkpoint, tmp_path) as fresh:
         first, s1 = fresh()
         assert (s1.memory_tokens, s1.disk_tokens, s1.prefilled_tokens) == (0, 0, s1.prompt_tokens)
+        assert DiskIndex(tmp_path).usage().tokens == s1.prompt_tokens  # whole blocks and the partial last one
         again, s2 = fresh()
         assert s2.disk_tokens == (s2.prompt_tokens - 1) // BLOCK * BLOCK > 0
         assert s2.cached_tokens == s2.disk_tokens and s2.prefilled_tokens == s2.prompt_tokens - s2.disk_tokens
@@ -222,7 +223,7 @@ def test_magimac_cache_shows_the_size_and_clears(random_checkpoint, tmp_path, ca
     one_turn(random_checkpoint, default_directory())
     assert main(["cache"]) == 0
     out = capsys.readouterr().out
-    assert str(default_directory()) in out and "blocks of 1 model(s), budget 10.00 GB" in out
+    assert str(default_directory()) in out and "tokens) of 1 model(s), budget 10.00 GB" in out
     assert main(["cache", "--budget", "20GB", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["blocks"] > 0 and d["budget_bytes"] == 20 * 2**30
