@@ -136,7 +136,7 @@ class DiskCache:
         then the longest stored partial block after it."""
         b = self.block_tokens
         chain = chain_keys(self.model_id, keys, b, limit)
-        present = self.index.present(chain)
+        present = self.index.present(chain) - self._bad
         n = next((i for i, k in enumerate(chain) if k not in present), len(chain))
         pieces = [(k, (i + 1) * b) for i, k in enumerate(chain[:n])]
         parent = chain[n - 1] if n else self.model_id

@@ -229,5 +229,9 @@ def test_magimac_cache_shows_the_size_and_clears(random_checkpoint, tmp_path, ca
     assert d["blocks"] > 0 and d["budget_bytes"] == 20 * 2**30
     assert main(["cache", "--clear"]) == 0
     assert "0 B in 0 blocks" in capsys.readouterr().out
+    assert main(["chat", "--model", str(random_checkpoint), "--no-disk-cache", "--max-tokens", "2", LONG]) == 0
+    capsys.readouterr()
+    assert main(["cache", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["blocks"] == 0
     assert main(["cache", "--budget", "lots"]) == 1
     assert "--budget" in capsys.readouterr().err
