@@ -217,6 +217,7 @@ class DiskCache:
             return 0
         limit = min(n_prompt, layers[0].offset)
         pieces = self._pieces(keys, limit)
+        pending = set(self._pending)  # before the index is read: a block written meanwhile is in it
         present = self.index.present([k for k, _, _ in pieces]) - self._bad
         now = time.time()  # one moment for the whole prompt: eviction takes its tail first
         self._later(self.index.touch, present, owner, now)
@@ -224,7 +225,7 @@ class DiskCache:
         if any(a is None for a in per_layer):
             return 0
         starts = [0] + [end for _, end, _ in pieces[:-1]]
-        new = [(s, p) for s, p in zip(starts, pieces) if p[0] not in present and p[0] not in self._pending]
+        new = [(s, p) for s, p in zip(starts, pieces) if p[0] not in present and p[0] not in pending]
         if not new:
             return 0
         first = new[0][0]  # one copy of the new range per array; the blocks are views of it
