@@ -115,8 +115,8 @@ class DiskCache:
         window or another cache kind keeps its own."""
         if any(type(c) not in (KVCache, QuantizedKVCache) for c in prompt_cache.cache or ()):
             return 0
-        pieces = self._stored_prefix(keys, len(keys) - 1)
-        length = pieces[-1][1] if pieces else 0
+        pieces = self._stored_prefix(keys)
+        length = min(pieces[-1][1], len(keys) - 1) if pieces else 0
         for s, e in spans:
             if s < length <= e:
                 length = s
@@ -131,16 +131,18 @@ class DiskCache:
         self._later(self.index.touch, [k for k, end in pieces if end <= loaded], owner)
         return length
 
-    def _stored_prefix(self, keys: list, limit: int) -> list[tuple[str, int]]:
-        """(key, end) of the stored blocks that start ``keys[:limit]``: the run of whole blocks,
-        then the longest stored partial block after it."""
+    def _stored_prefix(self, keys: list) -> list[tuple[str, int]]:
+        """(key, end) of the stored blocks that start ``keys``: the run of whole blocks short of
+        its last token, then the longest stored block after it that ``keys`` holds whole (a
+        partial block, or the whole one ending with the prompt: the same prompt asked again
+        loads all but its last token)."""
         b = self.block_tokens
-        chain = chain_keys(self.model_id, keys, b, limit)
+        chain = chain_keys(self.model_id, keys, b, len(keys) - 1)
         present = self.index.present(chain) - self._bad
         n = next((i for i, k in enumerate(chain) if k not in present), len(chain))
         pieces = [(k, (i + 1) * b) for i, k in enumerate(chain[:n])]
         parent = chain[n - 1] if n else self.model_id
-        for key, end in self.index.tails(parent, n * b, min(limit, (n + 1) * b - 1)):
+        for key, end in self.index.tails(parent, n * b, min(len(keys), (n + 1) * b)):
             if link(parent, keys[n * b:end]) == key:
                 return pieces + [(key, end)]
         return pieces

@@ -81,13 +81,13 @@ def test_a_new_engine_reads_the_prefix_and_answers_the_same(random_checkpoint, t
         assert (s1.memory_tokens, s1.disk_tokens, s1.prefilled_tokens) == (0, 0, s1.prompt_tokens)
         assert DiskIndex(tmp_path).usage().tokens == s1.prompt_tokens  # whole blocks and the partial last one
         again, s2 = fresh()
-        assert s2.disk_tokens == (s2.prompt_tokens - 1) // BLOCK * BLOCK > 0
+        assert s2.disk_tokens == s2.prompt_tokens - 1  # all but the token that must be fed
         assert s2.cached_tokens == s2.disk_tokens and s2.prefilled_tokens == s2.prompt_tokens - s2.disk_tokens
         assert again == first == plain  # greedy: the cached prefix changes nothing
         follow = [Message("user", LONG), Message("assistant", first), Message("user", "And the lighthouse?")]
         answers = [fresh(follow), fresh(follow)]
     assert answers[0][1].disk_tokens == s1.prompt_tokens  # the whole earlier prompt, its partial block too
-    assert answers[1][1].disk_tokens == (answers[1][1].prompt_tokens - 1) // BLOCK * BLOCK
+    assert answers[1][1].disk_tokens == answers[1][1].prompt_tokens - 1
     assert answers[0][0] == answers[1][0]
 
 
@@ -107,7 +107,7 @@ def test_a_second_process_reads_the_history_from_disk(random_checkpoint):
     assert p.returncode == 0, p.stderr
     lines = [json.loads(x) for x in p.stdout.splitlines()]
     stats = next(d for d in lines if d["type"] == "stats")
-    assert stats["disk_tokens"] == (s1.prompt_tokens - 1) // 256 * 256 >= 256
+    assert stats["disk_tokens"] == s1.prompt_tokens - 1 > 256
     assert stats["memory_tokens"] == 0 and stats["prefilled_tokens"] == s1.prompt_tokens - stats["disk_tokens"]
     assert "".join(d["text"] for d in lines if d["type"] in ("reasoning", "answer")) == first
 
@@ -138,7 +138,7 @@ def test_truncated_misnamed_and_damaged_blocks_are_removed_and_recomputed(random
         index = DiskIndex(tmp_path)
         chain = _chain(index)
         assert len(chain) >= 4
-        whole = (s1.prompt_tokens - 1) // BLOCK * BLOCK
+        whole = s1.prompt_tokens - 1
         data = index.path_for(chain[2]).read_bytes()
         index.path_for(chain[2]).write_bytes(data[: len(data) // 2])  # truncated
         out, s2 = fresh()
@@ -193,7 +193,7 @@ def test_deleting_a_conversation_drops_only_its_own_blocks(random_checkpoint, tm
         after = index.usage()
         assert freed > 0 and 0 < after.blocks < both and after.owners == 1
         s = fresh(lights, b)[1]
-        assert s.disk_tokens == (s.prompt_tokens - 1) // BLOCK * BLOCK  # conversation 2 is whole
+        assert s.disk_tokens == s.prompt_tokens - 1  # conversation 2 is whole
         s = fresh(ships, a)[1]
         assert 0 < s.disk_tokens < s.prompt_tokens - BLOCK  # only the shared start is left of 1
     assert len(list(index.blocks_dir.glob("*/*.safetensors"))) == index.usage().blocks
