@@ -65,6 +65,10 @@ class Stats:
         reasoning_tokens / answer_tokens: generated tokens in each part.
         peak_memory_bytes: MLX peak memory during the turn, bytes.
         context_length: the engine's context limit, tokens.
+        memory_tokens / disk_tokens / prefilled_tokens: the prompt's tokens whose KV came from
+            the in-memory cache, from the prompt cache on disk, and from prefilling them
+            (``memory_tokens + disk_tokens == cached_tokens``; the three sum to prompt_tokens).
+        cache_notice: one line about the disk cache to show once (a full disk), else "".
     """
 
     prompt_tokens: int = 0
@@ -76,6 +80,10 @@ class Stats:
     answer_tokens: int = 0
     peak_memory_bytes: int = 0
     context_length: int = 0
+    memory_tokens: int = 0
+    disk_tokens: int = 0
+    prefilled_tokens: int = 0
+    cache_notice: str = ""
 
 
 @dataclass(frozen=True)

@@ -251,12 +251,14 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         if last is None:
             self.status.context_used = 0
             self.status.ttft_s = self.status.tokens_per_s = None
+            self.status.disk_tokens = 0
             return
         s = last.stats
         self.status.context_used = int(s.get("prompt_tokens", 0)) + int(s.get("reasoning_tokens", 0)) \
             + int(s.get("answer_tokens", 0))
         self.status.ttft_s = s.get("ttft_s")
         self.status.tokens_per_s = s.get("decode_tps")
+        self.status.disk_tokens = int(s.get("disk_tokens") or 0)
 
     # copy, export, reasoning ------------------------------------------------------------
     def _last_answer(self) -> StoredMessage | None:
