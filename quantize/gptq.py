@@ -51,10 +51,12 @@ class Hessian:
         self.tokens += a.shape[0]
 
 
-def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> tuple[np.ndarray, np.ndarray]:
-    """``(u, dead)``: the upper Cholesky factor ``u`` of ``(H + damp * mean(diag H) * I)^-1``
-    (in ``hess.h``'s buffer, which is consumed) and the mask of input columns that never saw a
-    non-zero input (their diagonal is set to 1; their weights should be zeroed).
+def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> np.ndarray:
+    """The upper Cholesky factor of ``(H + damp * mean(diag H) * I)^-1``, in ``hess.h``'s
+    buffer (which is consumed).  An input column that never saw a non-zero input gets diagonal
+    1: its weights are rounded to nearest with no compensation.  (AutoGPTQ zeroes such
+    weights; here they are kept, since a calibration set need not reach every input: the
+    scripted test checkpoints' one-hot embeddings show it.)
 
     Raises:
         RuntimeError: the damped Hessian is not positive definite (NaN inputs).
@@ -62,8 +64,7 @@ def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> tuple[np.ndarray, np.
     h = hess.h
     hess.h = None
     diag = np.diagonal(h).copy()
-    dead = diag == 0
-    diag[dead] = 1.0
+    diag[diag == 0] = 1.0
     idx = np.arange(h.shape[0])
     h[idx, idx] = diag + damp * float(diag.mean())
     for step, args in ((lapack.spotrf, {"clean": 0}), (lapack.spotri, {}), (lapack.spotrf, {"clean": 1})):
@@ -71,7 +72,7 @@ def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> tuple[np.ndarray, np.
         h, info = step(h, lower=0, **{key: 1}, **args)
         if info != 0:
             raise RuntimeError(f"GPTQ: the damped Hessian is not positive definite ({step.__name__} info {info})")
-    return h, dead
+    return h
 
 
 def group_params(w: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -82,13 +83,12 @@ def group_params(w: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(s)[:, 0], np.asarray(b)[:, 0]
 
 
-def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict, dead: np.ndarray | None = None,
+def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
                     block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GPTQ of weight ``w`` (``(out, in)``, float) given `inverse_cholesky`'s ``u``.
 
     Args:
         params: ``{"bits", "group_size"}`` (affine).
-        dead: input columns to zero first (from `inverse_cholesky`).
 
     Returns:
         ``(codes, scales, biases)``: codes uint8 ``(out, in)`` in ``0 .. 2**bits - 1``; scales and
@@ -98,8 +98,6 @@ def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict, dead: np.ndarray
     g, n_bins = params["group_size"], 2 ** params["bits"] - 1
     rows, cols = w.shape
     W = np.array(w, np.float32, order="F")
-    if dead is not None and dead.any():
-        W[:, dead] = 0.0
     codes = np.empty((rows, cols), np.uint8)
     scales = np.empty((rows, cols // g), np.float32)
     biases = np.empty((rows, cols // g), np.float32)
@@ -139,8 +137,8 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
 def gptq(w: mx.array, hess: Hessian, params: dict) -> list[mx.array]:
     """GPTQ of ``w`` with the Hessian of its inputs (consumed); returns MLX's affine
     ``[weight (uint32), scales, biases (bf16)]``, as `mx.quantize` would."""
-    u, dead = inverse_cholesky(hess)
-    codes, s, b = quantize_weight(np.asarray(w.astype(mx.float32)), u, params, dead)
+    u = inverse_cholesky(hess)
+    codes, s, b = quantize_weight(np.asarray(w.astype(mx.float32)), u, params)
     del u
     packed = pack_codes(codes, params["bits"])
     return [mx.array(packed), mx.array(s).astype(mx.bfloat16), mx.array(b).astype(mx.bfloat16)]

@@ -178,11 +178,11 @@ def gptq_group(layer, prefix: str, names: tuple[str, ...], xs: list[mx.array], c
         return
     hess = Hessian(get(layer, todo[0]).weight.shape[1])
     capture(layer, todo[0], xs, hess.add, lambda n: ctx.progress(f"{todo[0]} inputs", n))
-    u, dead = inverse_cholesky(hess)
+    u = inverse_cholesky(hess)
     for n in todo:
         p = ctx.plan[f"{prefix}.{n}"]
         lin = get(layer, n)
-        codes, s, b = quantize_weight(np.asarray(lin.weight.astype(mx.float32)), u, p, dead)
+        codes, s, b = quantize_weight(np.asarray(lin.weight.astype(mx.float32)), u, p)
         arrays = [mx.array(pack_codes(codes, p["bits"])), mx.array(s).astype(mx.bfloat16),
                   mx.array(b).astype(mx.bfloat16)]
         put(layer, n, quantized_linear(lin, arrays, p))
