@@ -17,7 +17,7 @@
 Writes ``bench/out/quant_methods.json``.  Usage::
 
     python bench/bench_quant_methods.py [--models DIR ...] [--levels 3 4] [--skip-kl]
-        [--layers 1 2 4] [--width small|real] [--calibration-samples 8] [--work /tmp/qmbench]
+        [--layers 1 2 4] [--width small|real] [--calibration-samples 8] [--work DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kl-samples", type=int, default=None, help="calibration samples for the KL table (default: all)")
     p.add_argument("--calibration-samples", type=int, default=8, help="calibration samples for the memory table")
     p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=OUT_JSON, help=f"where the results go (default {OUT_JSON})")
     a = p.parse_args(argv)
     if a.worker:
         worker(a.worker[0], a.worker[1], a.worker[2], int(a.worker[3]))
@@ -155,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.layers:
         print(f"peak RSS and wall time, 4-bit, {a.width} widths:")
         doc["memory"] = memory_rows(a.layers, a.width, a.tools, a.calibration_samples, work)
-    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    OUT_JSON.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {OUT_JSON}")
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    a.json.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {a.json}")
     return 0
 
 
