@@ -83,9 +83,23 @@ def group_params(w: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(s)[:, 0], np.asarray(b)[:, 0]
 
 
+def as_float32(w: mx.array, rows: int = 4096) -> np.ndarray:
+    """``w`` as a new Fortran-ordered float32 NumPy array, converted a few rows at a time (a
+    bf16 weight never exists twice in float32: 671 MB, not 1.3 GB, for ``down_proj``)."""
+    out = np.empty(w.shape, np.float32, order="F")
+    for r in range(0, w.shape[0], rows):
+        part = w[r:r + rows]
+        if part.dtype == mx.bfloat16:
+            out[r:r + rows] = (np.asarray(part.view(mx.uint16)).astype(np.uint32) << 16).view(np.float32)
+        else:
+            out[r:r + rows] = np.asarray(part.astype(mx.float32))
+    return out
+
+
 def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
                     block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GPTQ of weight ``w`` (``(out, in)``, float) given `inverse_cholesky`'s ``u``.
+    """GPTQ of weight ``w`` (``(out, in)``, float; a Fortran-ordered float32 array, e.g. from
+    `as_float32`, is updated in place instead of copied) given `inverse_cholesky`'s ``u``.
 
     Args:
         params: ``{"bits", "group_size"}`` (affine).
@@ -97,7 +111,7 @@ def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
     """
     g, n_bins = params["group_size"], 2 ** params["bits"] - 1
     rows, cols = w.shape
-    W = np.array(w, np.float32, order="F")
+    W = w if w.dtype == np.float32 and w.flags.f_contiguous else np.asfortranarray(w, np.float32)
     codes = np.empty((rows, cols), np.uint8)
     scales = np.empty((rows, cols // g), np.float32)
     biases = np.empty((rows, cols // g), np.float32)
@@ -138,7 +152,7 @@ def gptq(w: mx.array, hess: Hessian, params: dict) -> list[mx.array]:
     """GPTQ of ``w`` with the Hessian of its inputs (consumed); returns MLX's affine
     ``[weight (uint32), scales, biases (bf16)]``, as `mx.quantize` would."""
     u = inverse_cholesky(hess)
-    codes, s, b = quantize_weight(np.asarray(w.astype(mx.float32)), u, params)
+    codes, s, b = quantize_weight(as_float32(w), u, params)
     del u
     packed = pack_codes(codes, params["bits"])
     return [mx.array(packed), mx.array(s).astype(mx.bfloat16), mx.array(b).astype(mx.bfloat16)]

@@ -27,15 +27,14 @@ from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 
 from magimac.quantize import awq
-from magimac.quantize.gptq import Hessian, inverse_cholesky, pack_codes, quantize_weight
+from magimac.quantize.gptq import Hessian, as_float32, inverse_cholesky, pack_codes, quantize_weight
 from magimac.quantize.layout import is_vision
 from magimac.quantize.stream import read_tensor
 
 METHODS = ("rtn", "gptq", "awq")
-BATCH_TOKENS = 2048  # tokens per forward batch (bounds the MLP's temporaries: 2048 x 32768 x 2 B)
+BATCH_TOKENS = 1024  # tokens per forward batch (bounds the MLP's temporaries: 1024 x 32768 x 4 B each)
 AWQ_SEARCH_TOKENS = 8192  # tokens of the calibration set AWQ's searches run on (AWQ paper: 128 x 512)
 # (operation before the group, the group's linears), in the order of the forward pass.
 GROUPS = (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
@@ -182,7 +181,7 @@ def gptq_group(layer, prefix: str, names: tuple[str, ...], xs: list[mx.array], c
     for n in todo:
         p = ctx.plan[f"{prefix}.{n}"]
         lin = get(layer, n)
-        codes, s, b = quantize_weight(np.asarray(lin.weight.astype(mx.float32)), u, p)
+        codes, s, b = quantize_weight(as_float32(lin.weight), u, p)
         arrays = [mx.array(pack_codes(codes, p["bits"])), mx.array(s).astype(mx.bfloat16),
                   mx.array(b).astype(mx.bfloat16)]
         put(layer, n, quantized_linear(lin, arrays, p))

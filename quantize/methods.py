@@ -13,7 +13,6 @@ AWQ works with every mode (its scales and clipping only need a quantize/dequanti
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +107,7 @@ def layer_progress(enabled: bool, layers: int, method: str, samples: int) -> Ite
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    seen = {"layer": None, "samples": 0, "start": time.monotonic()}
+    seen = {"layer": None, "samples": 0, "step": None}
     with Progress(TextColumn(f"calibrating ({method})"), BarColumn(), MofNCompleteColumn(), TextColumn("layers"),
                   TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True)) as bar:
         task = bar.add_task("", total=layers)
@@ -117,8 +116,10 @@ def layer_progress(enabled: bool, layers: int, method: str, samples: int) -> Ite
             if layer != seen["layer"]:
                 if seen["layer"] is not None and seen["layer"] >= 0:
                     bar.advance(task, 1)
-                seen.update(layer=layer, samples=0)
-            seen["samples"] = seen["samples"] + n if n else seen["samples"]
+                seen["layer"] = layer
+            if step != seen["step"]:
+                seen.update(step=step, samples=0)
+            seen["samples"] += n
             where = "lm_head" if layer < 0 else f"layer {layer + 1}"
             bar.update(task, description=f"{where}: {step} (samples {min(seen['samples'], samples)}/{samples})")
 
