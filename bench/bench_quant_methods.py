@@ -4,7 +4,8 @@
    ``--levels`` (3, 4) with each method: mean KL(bf16 || variant) in nats per token, top-1
    agreement and perplexity on magimac's bundled evaluation set (``magimac/data/eval``: held out,
    the calibration set is ``quantize/calibration/magistral-chats.txt``), chunks of 512 tokens,
-   through `magimac.engine.evaluate` (as `magimac bench` scores).  Ratios: method KL / RTN KL at
+   through `magimac.engine.evaluate` (as `magimac bench` scores); for the demo model also on 60
+   held-out demo problems (its own task, from the split it never trained on).  Ratios: method KL / RTN KL at
    the same level, in the same run (goals: <= 0.7 at 3-bit, <= 0.85 at 4-bit).
 2. **Memory table.** Random-weight checkpoints built with `magimac.testing.checkpoint`
    (``--width``: ``real`` is Magistral's 5120 / 32768 / 32 heads / 8 KV heads / 128 head dim /
@@ -45,30 +46,49 @@ def _quiet(_line: str) -> None:
     pass
 
 
+def demo_problems(work: Path, n: int = 60, seed: int = 1234) -> Path:
+    """An evaluation directory of ``n`` held-out demo problems (`magimac.demo.problems`, the
+    split the demo model never trained on; not in the calibration set) as ``reasoning.json``."""
+    from magimac.demo.problems import sample_problem
+
+    rng = __import__("random").Random(seed)
+    turns = [{"name": f"demo-{i}", "user": p.question, "reasoning": p.reasoning, "answer": p.response}
+             for i, p in enumerate(sample_problem(rng, held_out=True) for _ in range(n))]
+    d = work / "eval-demo-problems"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "reasoning.json").write_text(json.dumps(turns, ensure_ascii=False))
+    return d
+
+
 def kl_rows(model: Path, levels: list[int], samples: int | None, work: Path) -> list[dict]:
-    """Convert ``model`` at each level with each method and score it against bf16."""
+    """Convert ``model`` at each level with each method and score it against bf16 on each
+    evaluation set (the bundled one; for the demo model also its held-out problems)."""
     from magimac.engine import evaluate, measure
     from magimac.quantize.convert import convert
 
-    chunks = evaluate.make_chunks(evaluate.load_eval_texts(measure.load_tokenizer(model)), 512)
-    ref = evaluate.write_reference(measure.for_quality(measure.load(model).model), chunks,
-                                   work / f"ref-{model.name}", label="bf16")
+    sets = {"bundled": None, **({"demo-problems": demo_problems(work)} if model.resolve() == DEMO else {})}
+    refs = {}
+    for name, d in sets.items():
+        chunks = evaluate.make_chunks(evaluate.load_eval_texts(measure.load_tokenizer(model), d), 512)
+        refs[name] = (chunks, evaluate.write_reference(measure.for_quality(measure.load(model).model), chunks,
+                                                       work / f"ref-{model.name}-{name}", label="bf16"))
     rows = []
     for bits in levels:
-        base = None
+        base: dict[str, float] = {}
         for m in METHODS:
             t0 = time.perf_counter()
             out = convert(model, work / f"{model.name}-{bits}-{m}", bits=bits, method=m, force=True,
                           progress=False, log=_quiet, target_ram_bytes=1 << 40,
                           **({} if m == "rtn" else {"calibration_samples": samples}))
             wall = time.perf_counter() - t0
-            q = evaluate.compare(measure.for_quality(measure.load(out).model), ref, chunks)
-            base = q.kl_mean if m == "rtn" else base
-            rows.append({"model": model.name, "bits": bits, "method": m, "kl_mean": q.kl_mean,
-                         "kl_vs_rtn": q.kl_mean / base, "top1": q.top1_agreement, "ppl": q.ppl,
-                         "ppl_ref": q.ppl_ref, "convert_s": wall, "tokens": q.tokens})
-            print(f"  {model.name} {bits}-bit {m:4s}: KL {q.kl_mean:.4f} ({q.kl_mean / base:.2f}x RTN) "
-                  f"top-1 {q.top1_agreement:.3f} ppl {q.ppl:.2f} ({wall:.0f} s)", flush=True)
+            for name, (chunks, ref) in refs.items():
+                q = evaluate.compare(measure.for_quality(measure.load(out).model), ref, chunks)
+                base.setdefault(name, q.kl_mean)
+                rows.append({"model": model.name, "eval": name, "bits": bits, "method": m, "kl_mean": q.kl_mean,
+                             "kl_vs_rtn": q.kl_mean / base[name], "top1": q.top1_agreement, "ppl": q.ppl,
+                             "ppl_ref": q.ppl_ref, "convert_s": wall, "tokens": q.tokens})
+                print(f"  {model.name} [{name}] {bits}-bit {m:4s}: KL {q.kl_mean:.4f} ({q.kl_mean / base[name]:.2f}x "
+                      f"RTN) top-1 {q.top1_agreement:.3f} ppl {q.ppl:.2f} ({wall:.0f} s)", flush=True)
     return rows
 
 
@@ -129,6 +149,24 @@ def memory_rows(layers: list[int], width: str, tools: list[str], samples: int, w
     return rows
 
 
+def estimate_gptq_peak(width: str = "real", samples: int = 128, tokens: int = 512) -> dict:
+    """GPTQ's largest buffers at ``down_proj`` (the widest Hessian) by the code's own sizes, in
+    bytes: an estimate for widths this machine cannot run in time, not a measurement.
+    Components: the float32 Hessian of the 32768 inputs (factored in place), the weight in
+    float32 (updated in place) and its codes, the layer's remaining bf16 weights (``down_proj``;
+    q/k/v/o/gate/up are quantized by then, at 4-bit), the hidden states in and out (bf16), and
+    the MLP's temporaries of one forward batch (3 x `BATCH_TOKENS` x intermediate x 4 B)."""
+    from magimac.quantize.layerwise import BATCH_TOKENS
+
+    w = WIDTHS[width]
+    h, i = w["hidden"], w["intermediate"]
+    q, kv = w["heads"] * w["head_dim"], w["kv_heads"] * w["head_dim"]
+    parts = {"hessian": i * i * 4, "weight_f32": h * i * 4, "codes": h * i,
+             "down_bf16": h * i * 2, "others_4bit": int((2 * h * q + 2 * h * kv + 2 * h * i) * 4.5 / 8),
+             "hidden_states": 2 * samples * tokens * h * 2, "mlp_batch": 3 * BATCH_TOKENS * i * 4}
+    return {**parts, "total": sum(parts.values())}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -156,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.layers:
         print(f"peak RSS and wall time, 4-bit, {a.width} widths:")
         doc["memory"] = memory_rows(a.layers, a.width, a.tools, a.calibration_samples, work)
+    est = estimate_gptq_peak()
+    doc["gptq_peak_estimate_real_width"] = est
+    print(f"GPTQ peak buffers at Magistral's widths (estimate, 128 x 512 tokens): {est['total'] / 1e9:.2f} GB "
+          f"(+ the Python/MLX process, about 0.5 GB)")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {a.json}")

@@ -322,7 +322,8 @@ def _write(tmp: Path, ckpt: Checkpoint, jobs: list[Job], est: Estimate, *, quant
         streamed = jobs if calibrated is None else calibrated.stream_jobs(jobs)
         reader = SourceReader(ckpt.shards, streamed, known=known)
         writes = BackgroundWrites()
-        with progress_bar(progress, sum(j.info.nbytes if j.info else 0 for j in streamed)) as advance:
+        total = sum(j.info.nbytes if j.info else sum(x.nbytes for x in j.specs) for j in streamed)
+        with progress_bar(progress, total) as advance:
             for chunk in reader:
                 advance(write_chunk(chunk, writers[owner[chunk.job.specs[0].name]], writes))
         if calibrated is not None:
