@@ -92,7 +92,7 @@ def kl_rows(model: Path, levels: list[int], samples: int | None, work: Path) -> 
     return rows
 
 
-def worker(tool: str, src: str, out: str, samples: int) -> None:
+def worker(tool: str, src: str, out: str, samples: int, tokens: int = 512) -> None:
     """One conversion in this process; prints its peak RSS (bytes) as JSON."""
     if tool == "mlx-lm-gptq":
         import mlx.core as mx
@@ -101,7 +101,7 @@ def worker(tool: str, src: str, out: str, samples: int) -> None:
 
         from magimac.quantize.calibration import load_calibration
 
-        ids = mx.array(load_calibration(None, Path(src), samples=samples).ids)
+        ids = mx.array(load_calibration(None, Path(src), samples=samples, tokens=tokens).ids)
         model, _ = load_model(Path(src), lazy=True)
         model, _ = gptq_quantize(model, ids, 4, 64, 4, 64, batch_size=1)
         mx.eval(model.parameters())
@@ -109,15 +109,16 @@ def worker(tool: str, src: str, out: str, samples: int) -> None:
         from magimac.quantize.convert import convert
 
         convert(src, Path(out), bits=4, method=tool, force=True, progress=False, log=_quiet,
-                target_ram_bytes=1 << 40, **({} if tool == "rtn" else {"calibration_samples": samples}))
+                target_ram_bytes=1 << 40,
+                **({} if tool == "rtn" else {"calibration_samples": samples, "calibration_tokens": tokens}))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     print(json.dumps({"peak_rss_bytes": peak}))
 
 
-def measure(tool: str, src: Path, out: Path, samples: int) -> dict:
+def measure(tool: str, src: Path, out: Path, samples: int, tokens: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--worker", tool, str(src), str(out), str(samples)],
+    proc = subprocess.run([sys.executable, __file__, "--worker", tool, str(src), str(out), str(samples), str(tokens)],
                           capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     shutil.rmtree(out, ignore_errors=True)
@@ -128,16 +129,18 @@ def measure(tool: str, src: Path, out: Path, samples: int) -> dict:
     return {"tool": tool, "peak_rss_bytes": peak, "wall_s": wall}
 
 
-def memory_rows(layers: list[int], width: str, tools: list[str], samples: int, work: Path) -> list[dict]:
+def memory_rows(layers: list[int], width: str, tools: list[str], samples: int, tokens: int, vocab: int,
+                work: Path) -> list[dict]:
     from magimac.testing.checkpoint import build_checkpoint
 
     rows = []
     for n in layers:
         src = work / f"ckpt-{width}-{n}"
         if not (src / "config.json").exists():
-            build_checkpoint(src, layers=n, vision=False, vocab=131072, shards=max(1, n), **WIDTHS[width])
+            build_checkpoint(src, layers=n, vision=False, vocab=vocab, shards=max(1, n), **WIDTHS[width])
         for tool in tools:
-            r = {"layers": n, "width": width, **measure(tool, src, work / "out", samples)}
+            r = {"layers": n, "width": width, "vocab": vocab, "calibration": [samples, tokens],
+                 **measure(tool, src, work / "out", samples, tokens)}
             rows.append(r)
             print(f"  {width} x {n} layer(s) {tool:12s}: " + (f"peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB, "
                   f"{r['wall_s']:.0f} s" if "error" not in r else f"failed: {r['error']}"), flush=True)
@@ -169,7 +172,7 @@ def estimate_gptq_peak(width: str = "real", samples: int = 128, tokens: int = 51
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     p.add_argument("--models", nargs="*", type=Path, default=[DEMO])
     p.add_argument("--levels", nargs="*", type=int, default=[3, 4])
     p.add_argument("--skip-kl", action="store_true")
@@ -178,11 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tools", nargs="*", default=["rtn", "gptq", "awq", "mlx-lm-gptq"])
     p.add_argument("--kl-samples", type=int, default=None, help="calibration samples for the KL table (default: all)")
     p.add_argument("--calibration-samples", type=int, default=8, help="calibration samples for the memory table")
+    p.add_argument("--calibration-tokens", type=int, default=512, help="tokens per sample for the memory table")
+    p.add_argument("--vocab", type=int, default=131072, help="vocabulary of the memory-table checkpoints")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--json", type=Path, default=OUT_JSON, help=f"where the results go (default {OUT_JSON})")
     a = p.parse_args(argv)
     if a.worker:
-        worker(a.worker[0], a.worker[1], a.worker[2], int(a.worker[3]))
+        worker(a.worker[0], a.worker[1], a.worker[2], int(a.worker[3]), int(a.worker[4]))
         return 0
     work = a.work or Path(tempfile.mkdtemp(prefix="qmbench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -193,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             doc["kl"] += kl_rows(m, a.levels, a.kl_samples, work)
     if a.layers:
         print(f"peak RSS and wall time, 4-bit, {a.width} widths:")
-        doc["memory"] = memory_rows(a.layers, a.width, a.tools, a.calibration_samples, work)
+        doc["memory"] = memory_rows(a.layers, a.width, a.tools, a.calibration_samples, a.calibration_tokens,
+                                    a.vocab, work)
     est = estimate_gptq_peak()
     doc["gptq_peak_estimate_real_width"] = est
     print(f"GPTQ peak buffers at Magistral's widths (estimate, 128 x 512 tokens): {est['total'] / 1e9:.2f} GB "
