@@ -128,8 +128,8 @@ def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
             codes[:, k] = q
             e = (col - (q * s + b)) / u[k, k]
             err[:, k - i] = e
-            if k + 1 < j:
-                W[:, k + 1:j] -= np.outer(e, u[k, k + 1:j])
+            if k + 1 < j:  # rank-1 update of the block's remaining columns, in place (BLAS sger)
+                blas.sger(-1.0, e.astype(np.float32), u[k, k + 1:j], a=W[:, k + 1:j], overwrite_a=1)
         if j < cols:
             blas.sgemm(-1.0, err, u[i:j, j:], beta=1.0, c=W[:, j:], overwrite_c=1)
     return codes, scales, biases
