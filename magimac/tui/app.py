@@ -52,7 +52,7 @@ KEYS_HINT = ("Enter sends · Ctrl+J new line · F3, or a line /image PATH or /fi
              "image or a document · F1 help · Ctrl+P all commands")
 EMPTY_HINT = f"Ask Magistral anything. {KEYS_HINT}"
 DEMO_HINT = (f"This is the bundled demo, not Magistral: {DEMO_SCOPE}; ask it something like "
-             "“What is 45 + 27?” or “How many mL in 3 L?”. To chat with Magistral: `magimac plan` "
+             "“What is 45 + 27?”, “How many mL in 3 L?” or “What is 347 x 29?”. To chat with Magistral: `magimac plan` "
              f"says what fits this Mac, `magimac pull magistral-small-2509` gets it. {KEYS_HINT}")
 
 # (title, help, action): the command palette's entries beyond Textual's own
