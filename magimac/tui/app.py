@@ -152,6 +152,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
     async def on_mount(self) -> None:
         self.fit_sidebar(self.size.width)
         self.start_engine(self.model_arg)
+        self.start_mcp()
         convs = self.history.conversations()
         if convs:
             await self.open_conversation(convs[0].id)
@@ -315,7 +316,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.notify("Settings saved")
 
         hint = self.session.choice.name if self.session else "the default model"
-        self.push_screen(SettingsScreen(current, hint), done)
+        self.push_screen(SettingsScreen(current, hint, self.mcp_specs()), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -329,6 +330,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.history.update_message(live.id, content=live.answer, reasoning=live.reasoning,
                                         stats=live.stats, finish_reason="cancelled")
         self._close_session()
+        self.close_mcp()
         if self._owns_history:  # checkpoints the WAL: history.db alone then holds the history
             self.history.close()
 
