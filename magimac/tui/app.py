@@ -52,7 +52,7 @@ KEYS_HINT = ("Enter sends · Ctrl+J new line · F3, or a line /image PATH or /fi
              "image or a document · F1 help · Ctrl+P all commands")
 EMPTY_HINT = f"Ask Magistral anything. {KEYS_HINT}"
 DEMO_HINT = (f"This is the bundled demo, not Magistral: {DEMO_SCOPE}; ask it something like "
-             "“What is 45 + 27?” or “How many mL in 3 L?”. To chat with Magistral: `magimac plan` "
+             "“What is 45 + 27?”, “How many mL in 3 L?” or “What is 347 x 29?”. To chat with Magistral: `magimac plan` "
              f"says what fits this Mac, `magimac pull magistral-small-2509` gets it. {KEYS_HINT}")
 
 # (title, help, action): the command palette's entries beyond Textual's own
@@ -152,6 +152,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
     async def on_mount(self) -> None:
         self.fit_sidebar(self.size.width)
         self.start_engine(self.model_arg)
+        self.start_mcp()
         convs = self.history.conversations()
         if convs:
             await self.open_conversation(convs[0].id)
@@ -317,7 +318,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.notify("Settings saved")
 
         hint = self.session.choice.name if self.session else "the default model"
-        self.push_screen(SettingsScreen(current, hint), done)
+        self.push_screen(SettingsScreen(current, hint, self.mcp_specs()), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -331,6 +332,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.history.update_message(live.id, content=live.answer, reasoning=live.reasoning,
                                         stats=live.stats, finish_reason="cancelled")
         self._close_session()
+        self.close_mcp()
         if self._owns_history:  # checkpoints the WAL: history.db alone then holds the history
             self.history.close()
 
