@@ -35,6 +35,7 @@ from typing import Callable, Iterator
 import mlx.core as mx
 
 from magimac.core import staging
+from magimac.quantize import methods
 from magimac.quantize.jobs import Job, plan_jobs
 from magimac.quantize.layout import ARCHITECTURES, OUTPUT_FLOAT_DTYPE, GroupSizeError, TensorSpec, architecture
 from magimac.core.units import format_bytes
@@ -179,6 +180,10 @@ def convert(
     progress: bool = True,
     revision: str | None = None,
     log: Callable[[str], None] | None = None,
+    method: str = "rtn",
+    calibration: Path | None = None,
+    calibration_samples: int | None = None,
+    calibration_tokens: int | None = None,
 ) -> Path:
     """Convert ``source`` (checkpoint dir, hub id or `HubSource`) to MLX weights in ``out``.
 
@@ -196,6 +201,10 @@ def convert(
         progress: show a progress bar on stderr.
         revision: hub revision for hub sources.
         log: where the size table and notes go (default: print to stderr).
+        method: ``rtn`` (round to nearest, streamed), ``gptq`` or ``awq`` (calibrated, one
+            decoder layer at a time: `magimac.quantize.methods`).
+        calibration / calibration_samples / calibration_tokens: the calibration text (None:
+            the shipped set) and its size (`magimac.quantize.calibration`; gptq/awq only).
 
     Returns:
         ``out``, a complete and verified model directory.
@@ -213,15 +222,19 @@ def convert(
     ckpt = load_checkpoint(where) if isinstance(where, Path) else None
     config = ckpt.config if ckpt else fetch_config(where, revision)  # sizes before any download
     _check_out(out, ckpt, force)
+    methods.check(method, mode, config, calibration=calibration,
+                  sized=calibration_samples is not None or calibration_tokens is not None)
     model, plan, est = _plan(config, ckpt, where, bits=bits, group_size=group_size, mode=mode,
                              recipe=recipe, quantize_vision=quantize_vision)
     _check_fit(est, config, target_ram_bytes, context, force, say, gpu_limit_bytes)
     if ckpt is None:
         ckpt = download(where, revision)
     jobs = plan_jobs(ckpt, model, plan)
+    calibrated = methods.prepare(method, calibration, ckpt, model, plan, samples=calibration_samples,
+                                 tokens=calibration_tokens, progress=progress)
     made, tmp = _stage(out, est.total_bytes + DISK_MARGIN_BYTES, say)
     try:
-        _write(tmp, ckpt, jobs, est, quantize_vision=quantize_vision, progress=progress)
+        _write(tmp, ckpt, jobs, est, quantize_vision=quantize_vision, progress=progress, calibrated=calibrated)
         _place(tmp, out, force)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -296,20 +309,25 @@ def _stage(out: Path, needed: int, say: Callable[[str], None]) -> tuple[list[Pat
 
 
 def _write(tmp: Path, ckpt: Checkpoint, jobs: list[Job], est: Estimate, *, quantize_vision: bool,
-           progress: bool) -> None:
+           progress: bool, calibrated: methods.Calibrated | None = None) -> None:
     """Write the whole output into ``tmp``: shards, index, config.json, tokenizer, manifest;
-    then verify it (`verify_output`)."""
+    then verify it (`verify_output`).  With ``calibrated``, the decoder layers and the head
+    come from its layer-by-layer pass after the streamed rest."""
     reader = writes = None
     try:
         shard_specs = split_shards([j.specs for j in jobs])
         owner = {s.name: i for i, specs in enumerate(shard_specs) for s in specs}
         writers = [ShardWriter(tmp / shard_name(i, len(shard_specs)), specs) for i, specs in enumerate(shard_specs, 1)]
         known = {p.name: h for p in ckpt.shards if (h := hf_blob_sha256(p))}
-        reader = SourceReader(ckpt.shards, jobs, known=known)
+        streamed = jobs if calibrated is None else calibrated.stream_jobs(jobs)
+        reader = SourceReader(ckpt.shards, streamed, known=known)
         writes = BackgroundWrites()
-        with progress_bar(progress, ckpt.weight_bytes) as advance:
+        total = sum(j.info.nbytes if j.info else sum(x.nbytes for x in j.specs) for j in streamed)
+        with progress_bar(progress, total) as advance:
             for chunk in reader:
                 advance(write_chunk(chunk, writers[owner[chunk.job.specs[0].name]], writes))
+        if calibrated is not None:
+            calibrated.run(lambda name, a: writes.write(writers[owner[name]], name, a, 0))
         writes.close()
     except BaseException:
         if writes is not None:
@@ -327,7 +345,8 @@ def _write(tmp: Path, ckpt: Checkpoint, jobs: list[Job], est: Estimate, *, quant
     (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=4) + "\n")
     _write_config(tmp, ckpt.config, est)
     copy_tokenizer(ckpt.path, tmp)
-    write_manifest(tmp, _manifest(ckpt, est, hashes, quantize_vision))
+    write_manifest(tmp, {**_manifest(ckpt, est, hashes, quantize_vision),
+                         **(calibrated.record() if calibrated else {"method": "rtn"})})
     verify_output(tmp, shard_specs, ckpt.config)
 
 

@@ -196,3 +196,17 @@ def _pread(fd: int, n: int, offset: int, path: Path) -> np.ndarray:
             raise EOFError(f"{path}: truncated at byte {offset + got}; download it again")
         got += k
     return buf
+
+
+def read_tensor(info) -> np.ndarray:
+    """One whole source tensor (a `source.TensorInfo`) read from its file, as a NumPy array of
+    its `NUMPY_DTYPES` type (bf16 as uint16 bits), flat.
+
+    Raises:
+        OSError; EOFError naming the file when it is shorter than its header says.
+    """
+    fd = os.open(info.file, os.O_RDONLY)
+    try:
+        return _pread(fd, info.nbytes, info.offset, info.file).view(NUMPY_DTYPES[info.dtype])
+    finally:
+        os.close(fd)

@@ -43,6 +43,7 @@ class Row:
     quality: dict | None
     tasks: dict | None = None
     is_reference: bool = False
+    method: str = "rtn"
 
 
 def pick_reference(reference: Path | None, source: Path, variants: list[Variant]) -> tuple[str, Path]:
@@ -135,4 +136,5 @@ def measure_variant(v: Variant, s: Settings, *, lengths: list[int], chunks: list
         bits_per_weight=8 * m.memory_bytes / m.parameters, load_s=m.load_s,
         peak_memory_bytes=peak, speed=samples, decode_tps=decode_tps, ceiling_tps=ceiling,
         ceiling_share=decode_tps / ceiling if ceiling else None, quality=quality, tasks=tasks,
+        method=v.method,
     )

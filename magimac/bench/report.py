@@ -62,7 +62,7 @@ def document(s: Settings, info: RunInfo, rows: list[Row]) -> dict:
         "machine": {"platform": platform.platform(), "chip": info.brand,
                     "bandwidth_gbs": info.bandwidth, "bandwidth_source": info.bandwidth_source,
                     **measure.runtime()},
-        "settings": {"levels": s.levels, "recipes": info.recipes, "group_size": s.group_size,
+        "settings": {"levels": s.levels, "recipes": info.recipes, "methods": s.methods or ["rtn"], "group_size": s.group_size,
                      "mode": s.mode, "prompt_lengths": info.lengths,
                      "decode_tokens": s.decode_tokens, "repeats": s.repeats,
                      "chunk_len": s.chunk_len, "tasks": s.tasks},

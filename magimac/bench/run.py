@@ -62,8 +62,8 @@ def run(s: Settings, steps: Steps) -> Outcome:
     s.check()
     lengths = s.prompt_lengths or [int(n) for n in DEFAULT_PROMPT_LENGTHS.split(",")]
     recipes = s.recipes or [None]
+    variants = plan_variants(parse_levels(s.levels), recipes, s.methods)
     source = resolve_source(s.model)
-    variants = plan_variants(parse_levels(s.levels), recipes)
     texts, chunks = _eval_set(source, s)
     tasks_fn = task_runner(s.tasks, s.task_max_tokens)
     out = s.out or paths.data_dir() / "bench" / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")

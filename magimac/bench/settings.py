@@ -27,7 +27,7 @@ class Settings:
         measurement; repeats: speed measurements per length; chunk_len: tokens per forward
         pass of the quality evaluation; eval_dir: evaluation texts (None: the bundled set);
         bandwidth: memory bandwidth (GB/s, None: chip table); force: convert again;
-        plots: write PNG and terminal plots.
+        plots: write PNG and terminal plots; methods: quantize methods per level (None: rtn).
     """
 
     model: str
@@ -47,6 +47,7 @@ class Settings:
     bandwidth: float | None = None
     force: bool = False
     plots: bool = True
+    methods: list[str] | None = None
 
     def check(self) -> None:
         """Raises MagimacError (one line naming the option) on a value that cannot run."""
@@ -98,6 +99,13 @@ def parse_lengths(text: str) -> list[int]:
     if not out or min(out) < 1:
         raise MagimacError(f"--prompt-lengths: {text!r} is not a list of positive token counts")
     return out
+
+
+def parse_methods(text: str | None) -> list[str]:
+    """``"rtn,gptq"`` -> the names (checked by `magimac.bench.variants.plan_variants`); None or
+    empty -> ``["rtn"]``."""
+    names = [s.strip() for s in text.split(",") if s.strip()] if text else []
+    return list(dict.fromkeys(names)) or ["rtn"]
 
 
 def parse_recipes(text: str | None) -> list[str | None]:

@@ -24,15 +24,16 @@ class Variant:
     """One model to measure.
 
     Attributes:
-        label: e.g. ``"4bit"``, ``"bf16"``, ``"mixed_3_6"``; bits: affine bits or None (bf16,
-        mixed); recipe: quantize recipe name or None (the source); path: model directory
-        (set by `ensure_variant`).
+        label: e.g. ``"4bit"``, ``"bf16"``, ``"mixed_3_6"``, ``"3bit-gptq"``; bits: affine bits
+        or None (bf16, mixed); recipe: quantize recipe name or None (the source); path: model
+        directory (set by `ensure_variant`); method: quantize ``--method`` (rtn, gptq, awq).
     """
 
     label: str
     bits: int | None
     recipe: str | None
     path: Path | None = None
+    method: str = "rtn"
 
 
 def variants_root() -> Path:
@@ -40,13 +41,22 @@ def variants_root() -> Path:
     return paths.data_dir() / "bench" / "variants"
 
 
-def plan_variants(levels: list[int | None], recipes: list[str | None]) -> list[Variant]:
-    """Variants to measure: each level under each recipe (a recipe that fixes its own bits,
-    like the mixed ones, gives one variant); the source once if 'bf16' is a level.
+def plan_variants(levels: list[int | None], recipes: list[str | None],
+                  methods: list[str] | None = None) -> list[Variant]:
+    """Variants to measure: each level under each recipe and each quantize method, side by
+    side (a recipe that fixes its own bits, like the mixed ones, gives one variant per
+    method); the source once if 'bf16' is a level.  Labels carry the method when it is not
+    RTN (``3bit``, ``3bit-gptq``, ``3bit-awq``).
 
     Raises:
-        MagimacError: an unknown recipe.
+        MagimacError: an unknown recipe or method.
     """
+    from magimac.quantize.layerwise import METHODS
+
+    methods = methods or ["rtn"]
+    for m in methods:
+        if m not in METHODS:
+            raise MagimacError(f"--methods: unknown method {m!r} (known: {', '.join(METHODS)})")
     from magimac.quantize.recipes import get_recipe
 
     out: list[Variant] = []
@@ -58,11 +68,12 @@ def plan_variants(levels: list[int | None], recipes: list[str | None]) -> list[V
         except (KeyError, ValueError) as e:
             raise MagimacError(f"--recipes: {e}") from None
         suffix = "" if r is None or len(recipes) == 1 else f"-{recipe.name}"
+        tag = lambda m: "" if m == "rtn" else f"-{m}"  # noqa: E731
         if not recipe.uses_bits:
-            out.append(Variant(recipe.name, None, recipe.name))
+            out += [Variant(recipe.name + tag(m), None, recipe.name, method=m) for m in methods]
             continue
         for b in sorted((b for b in levels if b is not None), reverse=True):
-            out.append(Variant(f"{b}bit{suffix}", b, recipe.name))
+            out += [Variant(f"{b}bit{suffix}{tag(m)}", b, recipe.name, method=m) for m in methods]
     return out
 
 
@@ -106,9 +117,17 @@ def disk_bytes(path: Path) -> int:
 
 def variant_dir(source: Path, v: Variant, group_size: int, mode: str) -> Path:
     """The cache directory of a converted variant, keyed by the source and the settings."""
-    key = json.dumps([weights_stamp(source), v.bits, v.recipe, group_size, mode])
+    key = json.dumps([weights_stamp(source), v.bits, v.recipe, group_size, mode]
+                     + ([v.method, calibration_stamp()] if v.method != "rtn" else []))
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return variants_root() / f"{source.name}-{v.label}-{digest}"
+
+
+def calibration_stamp() -> str:
+    """sha256 of the shipped calibration set (a calibrated variant is keyed by it too)."""
+    from magimac.quantize.calibration import DEFAULT_FILE
+
+    return hashlib.sha256(DEFAULT_FILE.read_bytes()).hexdigest()
 
 
 def ensure_variant(source: Path, v: Variant, *, group_size: int, mode: str, force: bool,
@@ -132,6 +151,6 @@ def ensure_variant(source: Path, v: Variant, *, group_size: int, mode: str, forc
     out.parent.mkdir(parents=True, exist_ok=True)
     done = Path(convert(source, out, bits=v.bits or 4, group_size=group_size, mode=mode,
                         recipe=v.recipe, quantize_vision=False, force=True, progress=False,
-                        log=lambda _line: None))
+                        log=lambda _line: None, method=v.method))
     advance()
     return done

@@ -13,7 +13,7 @@ from pathlib import Path
 from magimac.core.errors import MagimacError
 from magimac.core.units import format_bytes
 from magimac.bench.settings import (DEFAULT_DECODE_TOKENS, DEFAULT_LEVELS, DEFAULT_PROMPT_LENGTHS,
-                                    Settings, parse_lengths, parse_recipes)
+                                    Settings, parse_lengths, parse_methods, parse_recipes)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"(default {DEFAULT_LEVELS})")
     p.add_argument("--recipes", metavar="LIST", default=None,
                    help="comma-separated quantize recipes (default: quantize's default)")
+    p.add_argument("--methods", metavar="LIST", default=None,
+                   help="comma-separated quantize methods per level: rtn, gptq, awq (default rtn)")
     p.add_argument("--group-size", metavar="N", type=int, default=64, help="quantization group size (64)")
     p.add_argument("--mode", default="affine", help="quantization mode (affine)")
     p.add_argument("--reference", metavar="DIR", type=Path, default=None,
@@ -64,7 +66,8 @@ def settings_from(args) -> Settings:
         tasks=args.tasks, task_max_tokens=args.task_max_tokens,
         prompt_lengths=parse_lengths(args.prompt_lengths), decode_tokens=args.decode_tokens,
         repeats=args.repeats, chunk_len=args.chunk_len, eval_dir=args.eval_dir,
-        bandwidth=args.bandwidth, force=args.force, plots=not args.no_plots)
+        bandwidth=args.bandwidth, force=args.force, plots=not args.no_plots,
+        methods=parse_methods(args.methods))
 
 
 def _console():

@@ -69,6 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "when it serves the model asked for)")
     p.add_argument("--no-server", action="store_true", help="load the model here even if a server has it")
     p.add_argument("--stats", action="store_true", help="print the turn's numbers to stderr")
+    p.add_argument("--no-disk-cache", action="store_true",
+                   help="neither read nor save the prompt cache on disk (`magimac cache`) for this run")
     p.add_argument("--show-prompt", action="store_true",
                    help="print the prompt's token ids (JSON) and its text, and generate nothing")
     from magimac.cli.chat_tools import add_arguments as tool_arguments
@@ -200,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from magimac.engine.settings import DiskCacheSettings
     from magimac.session.model import open_model
 
     from magimac.cli.chat_tools import tool_use
@@ -216,8 +219,9 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if choice.notice:
             print(f"magimac: {choice.notice}", file=sys.stderr)
+        options = {"disk_cache": DiskCacheSettings(enabled=False)} if args.no_disk_cache else {}
         session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
-                             force=args.force)
+                             force=args.force, **options)
     try:
         run_ = session.turn(messages, settings, tools, libraries=_libraries(args))
         if args.show_prompt:

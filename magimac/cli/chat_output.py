@@ -26,8 +26,10 @@ def json_line(obj: dict) -> None:
 
 
 def stats_line(s: Stats) -> str:
-    """The ``--stats`` line: ``[N prompt tokens (M cached), TTFT 0.12 s, ...]`` (no newline)."""
-    return (f"[{s.prompt_tokens} prompt tokens ({s.cached_tokens} cached), TTFT {s.ttft_s:.2f} s, "
+    """The ``--stats`` line: ``[N prompt tokens (M cached), TTFT 0.12 s, ...]`` (no newline);
+    ``(M cached, D from disk)`` when the prompt cache on disk gave D of them."""
+    disk = f", {s.disk_tokens} from disk" if s.disk_tokens else ""
+    return (f"[{s.prompt_tokens} prompt tokens ({s.cached_tokens} cached{disk}), TTFT {s.ttft_s:.2f} s, "
             f"prefill {s.prefill_tps:.1f} tok/s, decode {s.decode_tps:.1f} tok/s, "
             f"{s.reasoning_tokens} reasoning + {s.answer_tokens} answer tokens, "
             f"peak {format_bytes(s.peak_memory_bytes)}]")
@@ -133,6 +135,8 @@ class TextPrinter:
         self.out.flush()
         if self.stats and (s := final_stats(answer)) is not None:
             print(stats_line(s), file=self.err)
+        if answer.stats is not None and answer.stats.cache_notice:
+            print(f"magimac: {answer.stats.cache_notice}", file=self.err)
         if done.finish_reason == "length" and done.error:
             print(f"magimac: stopped: {done.error} (raise --max-tool-rounds)", file=self.err)
         elif done.finish_reason == "length":

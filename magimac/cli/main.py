@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tools": ("magimac.cli.tools", "list the tools a model may use: built-in and MCP servers' (mcp.json)"),
     "library": ("magimac.cli.library", "index folders of documents and search them from chat"),
     "serve": ("magimac.cli.serve", "serve the model to other apps through an OpenAI-compatible API"),
+    "cache": ("magimac.cli.cache", "the prompt cache on disk: its size, budget, and clearing it"),
 }
 
 

@@ -57,11 +57,13 @@ def _online_table(data: list[dict]):
     from rich.table import Table
 
     t = Table(title="online models (Mistral's API: only when named, and confirmed; key: `magimac key set mistral`)")
-    for col in ("name", "API model", "images", "status"):
-        t.add_column(col, overflow="fold")
+    t.add_column("name (online)", no_wrap=True)  # the names are what people type: never cut
+    t.add_column("images")
+    t.add_column("status", overflow="fold")
     for r in data:
-        if r["kind"] == "online":
-            t.add_row(r["name"] + " (online)", r["api_model"], "yes" if r["vision"] else "no", r["status"])
+        if r["kind"] == "online":  # the API's model id under the name when it differs
+            name = r["name"] if r["api_model"] == r["name"] else f"{r['name']}\n  API id {r['api_model']}"
+            t.add_row(name, "yes" if r["vision"] else "no", r["status"])
     return t
 
 

@@ -81,4 +81,7 @@ def print_plan(p: plan.Plan) -> None:
               f"{rec.reason}")
     if p.in_registry:
         con.print(f"  get it with: {rec.pull_command}", soft_wrap=True)
+        if rec.quantize_command:
+            con.print(f"  or, with less error at {rec.level}, convert it yourself: {rec.quantize_command}",
+                      soft_wrap=True)
 

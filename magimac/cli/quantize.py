@@ -36,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace an existing output that magimac wrote (never another folder), "
                              "and convert even if it will not fit --target-ram")
+    parser.add_argument("--method", choices=("rtn", "gptq", "awq"), default="rtn",
+                        help="rtn: round to nearest (default, streamed); gptq / awq: calibrated on sample "
+                             "chats one decoder layer at a time (slower, lower error at 3-4 bits)")
+    parser.add_argument("--calibration", type=Path, metavar="FILE",
+                        help="calibration text for gptq/awq (UTF-8; '@@ user' / '@@ think' / '@@ answer' "
+                             "lines make chats, '@@ text' a document; default: the shipped set)")
+    parser.add_argument("--calibration-samples", type=int, metavar="N",
+                        help="calibration samples (default 128, or as many as the text gives)")
+    parser.add_argument("--calibration-tokens", type=int, metavar="N", help="tokens per sample (default 512)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -49,7 +58,8 @@ def list_recipes() -> str:
 
 
 def default_out(source: str, args: argparse.Namespace) -> Path:
-    """``<models dir>/<registry name or directory name>-<level>``, e.g. ``magistral-small-2509-4bit``."""
+    """``<models dir>/<registry name or directory name>-<level>[-method]``, e.g.
+    ``magistral-small-2509-4bit`` or ``magistral-small-2509-3bit-gptq``."""
     from magimac.core import paths
     from magimac.models.registry import find_entry, load_registry
 
@@ -58,6 +68,8 @@ def default_out(source: str, args: argparse.Namespace) -> Path:
     level = args.recipe or (args.mode if args.mode != "affine" else f"{args.bits}bit")
     if args.mode == "affine" and args.group_size != 64 and not args.recipe:
         level += f"-g{args.group_size}"
+    if getattr(args, "method", "rtn") != "rtn":
+        level += f"-{args.method}"
     return paths.models_dir() / f"{name}-{level}"
 
 
@@ -98,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         target_ram, gpu_limit = hw.total_memory, hw.gpu_limit
     convert(quantize_source(args.source), out, bits=args.bits, group_size=args.group_size, mode=args.mode, recipe=args.recipe,
             quantize_vision=args.quantize_vision, target_ram_bytes=target_ram, gpu_limit_bytes=gpu_limit,
-            context=args.context,
-            force=args.force, progress=not args.quiet, revision=args.revision)
+            context=args.context, force=args.force, progress=not args.quiet, revision=args.revision,
+            method=args.method, calibration=args.calibration, calibration_samples=args.calibration_samples,
+            calibration_tokens=args.calibration_tokens)
     print(out)
     return 0

@@ -66,6 +66,10 @@ class Stats:
         peak_memory_bytes: MLX peak memory during the turn, bytes.
         context_length: the engine's context limit, tokens.
         tool_tokens: generated tokens inside tool calls (``[TOOL_CALLS]`` and ``[ARGS]`` too).
+        memory_tokens / disk_tokens / prefilled_tokens: the prompt's tokens whose KV came from
+            the in-memory cache, from the prompt cache on disk, and from prefilling them
+            (``memory_tokens + disk_tokens == cached_tokens``; the three sum to prompt_tokens).
+        cache_notice: one line about the disk cache to show once (a full disk), else "".
     """
 
     prompt_tokens: int = 0
@@ -78,6 +82,10 @@ class Stats:
     peak_memory_bytes: int = 0
     context_length: int = 0
     tool_tokens: int = 0  # generated tokens inside tool calls, control tokens included
+    memory_tokens: int = 0
+    disk_tokens: int = 0
+    prefilled_tokens: int = 0
+    cache_notice: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ people with a separate model disk point magimac elsewhere:
 | user config (`models.toml`) | `~/Library/Application Support/magimac` | `MAGIMAC_CONFIG_DIR` |
 | data (history database) | `~/Library/Application Support/magimac` | `MAGIMAC_DATA_DIR` |
 | converted models | `<data dir>/models` | `MAGIMAC_MODELS_DIR` |
+| prompt cache on disk | `~/Library/Caches/magimac` | `MAGIMAC_CACHE_DIR` |
 """
 
 from __future__ import annotations
@@ -41,3 +42,10 @@ def models_dir() -> Path:
 def user_registry_file() -> Path:
     """The user's `models.toml`, which adds or overrides registry entries."""
     return config_dir() / "models.toml"
+
+
+def cache_dir() -> Path:
+    """The user cache directory (the prompt cache on disk, `magimac.engine.disk_index`); may not
+    exist yet.  A cache directory, not the data directory: Time Machine skips ``~/Library/Caches``."""
+    env = os.environ.get("MAGIMAC_CACHE_DIR")
+    return Path(env) if env else Path(platformdirs.user_cache_dir(APP, appauthor=False))

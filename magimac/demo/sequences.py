@@ -34,6 +34,10 @@ from magimac.text.prompt import build_request
 
 MAX_EARLIER = 3
 """Most earlier exchanges before the question in a multi-turn training conversation."""
+SYSTEM_PROMPT = "Think step by step:[THINK]…[/THINK]then give the answer in the language of the question."
+"""The demo's own SYSTEM_PROMPT.txt (`magimac.demo.train` writes it; here so that code without
+PyTorch can build training sequences)."""
+
 PAD = 11
 
 KIND_SHARES = {"problem": 0.55, "product": 0.25, "out": 0.20}

@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from magimac.demo import checks
-from magimac.demo.sequences import PAD, make_batches
+from magimac.demo.sequences import PAD, SYSTEM_PROMPT, make_batches
 from magimac.text.prompt import load_tokenizer, system_chunks
 from magimac.text.reasoning import markers_for
 from magimac.testing.tekken import write_tekken
@@ -83,7 +83,6 @@ CONTEXT = 1024  # tokens (training sequences are under about 250: up to 3 earlie
 TEXT = dict(hidden=128, layers=4, intermediate=256, heads=4, kv_heads=2, head_dim=32)
 ROPE_THETA = 10000.0  # Magistral uses 1e9 for 128K positions; 1e4 suits 1K positions
 EPS = 1e-5
-SYSTEM_PROMPT = "Think step by step:[THINK]…[/THINK]then give the answer in the language of the question."
 
 
 def model_config(ck) -> dict:

@@ -116,7 +116,13 @@ class BatchRunner:
         cache_bytes: the bound of the prefix cache, bytes.
         max_streams: turns decoded together.
         on_done: called with each turn and its finish reason once its Done was sent.
+
+    Attributes:
+        disk: always None: `magimac serve` keeps its prefixes in memory only (`PrefixCache`);
+            the prompt cache on disk (`magimac.engine.disk_cache`) serves the one-turn engine.
     """
+
+    disk = None
 
     def __init__(self, info: loading.ModelInfo, model: Any, vlm: Any, context_length: int,
                  cache_bytes: int, max_streams: int, on_done: Callable[[Turn, str], None]) -> None:

@@ -5,7 +5,8 @@ sample, decode, and send the turn's events and stats.
   and the keys of the positions it holds survive between turns.  A new turn trims the cache
   back to the longest common prefix with its prompt and prefills only the rest (at least one
   token).  Image tokens are compared with their image's content hash, and a prefix never ends
-  inside an image.
+  inside an image.  When the prompt cache on disk (`magimac.engine.disk_cache`) holds a longer
+  prefix, that is loaded instead; after the turn its new whole blocks are saved.
 - Context overflow: when prompt + reserve (``max_tokens``, else min(4096, context/4)) exceeds
   the context, the oldest whole turns (a user message and the replies after it) are dropped,
   the system prompt and the last user message kept.  If the last user message alone does not
@@ -209,7 +210,8 @@ class TurnRunner:
     Attributes:
         info: the model directory's `ModelInfo`; model: mlx-lm-callable model; vlm: the
         mlx-vlm model or None; encode: `Engine.encode`; context_length: tokens; kv_bits: KV
-        cache bits or None (16-bit); cache: the `PromptCache` kept between turns.
+        cache bits or None (16-bit); disk: the prompt cache on disk
+        (`magimac.engine.disk_cache.DiskCache`) or None; cache: the `PromptCache` kept between turns.
     """
 
     info: ModelInfo
@@ -218,6 +220,7 @@ class TurnRunner:
     encode: Callable
     context_length: int
     kv_bits: int | None
+    disk: Any = None
     cache: PromptCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -236,6 +239,8 @@ class TurnRunner:
         turn.prompt_tokens = list(tokens)
         keys, spans = token_keys(tokens, p.image_keys, self.info.image_token_ids())
         common = self.cache.reuse(keys, spans)
+        from_disk = self.disk.restore(self.cache, keys, spans, common, settings.cache_owner) if self.disk else 0
+        common = max(common, from_disk)
         embeddings = (input_embeddings(self.vlm, tokens, common, spans, p.images)
                       if any(e >= common for _, e in spans) else None)
         sampler, processors = sampling(settings, self.info)
@@ -249,9 +254,11 @@ class TurnRunner:
         for ev in splitter.flush():
             turn.put(ev)
         self.cache.record(keys, out.tokens)
-        stats = self._stats(len(tokens), common, t_request, out, splitter)
+        stats = self._stats(len(tokens), common, t_request, out, splitter, from_disk)
         turn.put(stats)
         turn.put(Done(out.finish, None, stats))
+        if self.disk is not None:  # after Done: copies the new blocks for the writer thread
+            self.disk.save(self.cache.cache, keys, len(tokens), settings.cache_owner)
 
     def _decode(self, suffix, embeddings, sampler, processors, max_tokens, splitter, turn) -> _Decoded:
         """Prefill ``suffix`` and decode, streaming the splitter's events; stops at EOS, the
@@ -291,8 +298,10 @@ class TurnRunner:
         out.end_at = time.perf_counter()
         return out
 
-    def _stats(self, n_prompt: int, common: int, t_request: float, out: _Decoded, splitter) -> Stats:
-        """The turn's `Stats` (seconds from the request; tokens/s over what was prefilled / decoded)."""
+    def _stats(self, n_prompt: int, common: int, t_request: float, out: _Decoded, splitter,
+               from_disk: int = 0) -> Stats:
+        """The turn's `Stats` (seconds from the request; tokens/s over what was prefilled / decoded;
+        ``common`` prompt tokens reused, ``from_disk`` of them read from the disk cache)."""
         ttft = (out.first_at - t_request) if out.first_at is not None else 0.0
         decode_s = (out.end_at - out.first_at) if out.first_at is not None else 0.0
         n = len(out.tokens)
@@ -307,4 +316,8 @@ class TurnRunner:
             tool_tokens=splitter.tool_tokens,
             peak_memory_bytes=int(mx.get_peak_memory()),
             context_length=self.context_length,
+            memory_tokens=common - from_disk,
+            disk_tokens=from_disk,
+            prefilled_tokens=n_prompt - common,
+            cache_notice=self.disk.take_notice() if self.disk is not None else "",
         )

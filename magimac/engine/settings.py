@@ -65,6 +65,9 @@ class GenerationSettings:
             empty: none (the prompt has no ``[AVAILABLE_TOOLS]``).
         tool_choice: ``"auto"`` (the model decides) or ``"none"`` (the tools stay in the prompt
             but ``[TOOL_CALLS]`` is never sampled), as mistral-common's `ToolChoiceEnum` names them.
+        cache_owner: who the turn's prompt-cache blocks on disk belong to (the app passes
+            ``"conversation:<id>"``, so deleting the conversation drops the blocks only it
+            used, `magimac.engine.disk_index.DiskIndex.drop_owner`); None: nobody in particular.
     """
 
     temperature: float | None = None
@@ -80,6 +83,7 @@ class GenerationSettings:
     reasoning_instructions: bool = True
     tools: tuple = ()
     tool_choice: str = "auto"
+    cache_owner: str | None = None
 
 
 class SettingRange(NamedTuple):
@@ -129,4 +133,33 @@ def setting_error(name: str, value: float) -> str | None:
     return None if above_low and below_high else r.problem
 
 
-__all__ = ["DEFAULT", "GenerationSettings", "SETTING_RANGES", "SettingRange", "setting_error"]
+DISK_CACHE_BUDGET = 10 * 10**9
+"""Bytes the prompt cache on disk may take by default (10 GB as Finder counts them): about 64K
+tokens of Magistral Small's 16-bit KV (160 KiB a token, shared/MAGISTRAL.md), 256K at 4-bit."""
+BLOCK_TOKENS = 256
+"""Tokens in one block of the prompt cache on disk.  Smaller blocks lose fewer tokens at the end
+of a match (at most a block minus one is prefilled again: under a second at Magistral's few hundred
+tokens/s on an M4 Pro) but mean more files and index rows; one 256-token block of Magistral Small's
+16-bit KV is 40 MiB (10 MiB at 4-bit), 64 files for a 16K-token conversation."""
+
+
+@dataclass(frozen=True)
+class DiskCacheSettings:
+    """The prompt cache on disk (`magimac.engine.disk_cache`), an `Engine` option.
+
+    Attributes:
+        enabled: False keeps the KV cache in memory only (as before).
+        budget_bytes: bytes the cache may take; None: the person's setting (`magimac cache
+            --budget`), else `DISK_CACHE_BUDGET`.  Least recently used blocks go first.
+        directory: where the blocks and their index live; None: `magimac.core.paths.cache_dir()`
+            / ``prompt-cache``.
+        block_tokens: tokens per block (`BLOCK_TOKENS`; tests use small blocks).
+    """
+
+    enabled: bool = True
+    budget_bytes: int | None = None
+    directory: str | None = None
+    block_tokens: int = BLOCK_TOKENS
+
+
+__all__ = ["DEFAULT", "DiskCacheSettings", "GenerationSettings", "SETTING_RANGES", "SettingRange", "setting_error"]

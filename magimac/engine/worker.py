@@ -2,12 +2,13 @@
 
 Public API (used by the app, `magimac chat`, the session layer, benchmarks and retrieval)::
 
-    engine = Engine(model, context_length=None, kv_bits=None, force=False)
+    engine = Engine(model, context_length=None, kv_bits=None, force=False, disk_cache=None)
     engine.start()                       # returns at once; the worker thread loads the model
     loaded = engine.wait_loaded()        # events.Loaded, or raises EngineLoadError
     turn = engine.submit(messages, GenerationSettings())
     for ev in turn: ...                  # ReasoningDelta / AnswerDelta ..., Stats, Done (last)
     engine.cancel()                      # the running turn ends within one token: Done("cancelled")
+    engine.wait_idle()                   # no turn left, the disk cache's writes finished
     engine.prompt_tokens(messages, settings) -> list[int]
     engine.count_tokens(text) -> int
     engine.close()
@@ -38,7 +39,7 @@ from magimac.core.events import Done, EngineError, Event, Loaded, LoadProgress
 from magimac.core.units import format_bytes
 from magimac.engine import loading
 from magimac.engine.loading import EngineLoadError
-from magimac.engine.settings import DEFAULT, GenerationSettings
+from magimac.engine.settings import DEFAULT, DiskCacheSettings, GenerationSettings
 
 
 class Turn:
@@ -94,6 +95,8 @@ class Engine:
             first token); None: the plan's choice (`magimac.models.plan.check_fits`: 16-bit when it fits).
         force: load even when the plan says weights + KV cache exceed the memory the GPU may
             use (`magimac.models.plan.check_fits`).
+        disk_cache: the prompt cache on disk (`magimac.engine.settings.DiskCacheSettings`);
+            None: the defaults (on, the person's budget, `magimac.engine.disk_cache`).
 
     Raises:
         ValueError: ``kv_bits`` is not one of 2, 3, 4, 5, 6, 8.
@@ -109,6 +112,7 @@ class Engine:
         context_length: int | None = None,
         kv_bits: int | None = None,
         force: bool = False,
+        disk_cache: DiskCacheSettings | None = None,
     ) -> None:
         if kv_bits is not None and kv_bits not in (2, 3, 4, 5, 6, 8):
             raise ValueError(f"kv_bits must be 2, 3, 4, 5, 6 or 8, got {kv_bits}")
@@ -116,6 +120,7 @@ class Engine:
         self.context_length = context_length
         self.kv_bits = kv_bits
         self.force = force
+        self.disk_cache = disk_cache or DiskCacheSettings()
         self._asked = (context_length, kv_bits)  # before the plan fills them in (`magimac.models.plan`)
         self.model_dir: Path | None = None
         self.vision = False
@@ -131,6 +136,7 @@ class Engine:
         self._ready = threading.Event()
         self._pending: list[Turn] = []
         self._pending_lock = threading.Lock()
+        self._idle = threading.Condition(self._pending_lock)
         self._runner = None  # generate.TurnRunner once loaded (worker thread only)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -203,6 +209,18 @@ class Engine:
         with self._pending_lock:
             for t in self._pending:
                 t.cancel_event.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no turn is queued or running, the work after each turn's Done included,
+        and the prompt cache on disk has written what it was given (``timeout`` in seconds for
+        the turns).  Returns False when turns were still running at the timeout."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: not self._pending, timeout):
+                return False
+        runner = self._runner
+        if runner is not None and runner.disk is not None:
+            runner.disk.flush()
+        return True
 
     # ---- tokens (no MLX) -------------------------------------------------------------------
 
@@ -291,9 +309,11 @@ class Engine:
 
     def _make_runner(self, info: loading.ModelInfo, model, vlm, choice: loading.MemoryChoice):
         """What runs the turns once the weights are loaded (worker thread)."""
+        from magimac.engine.disk_cache import open_disk_cache
         from magimac.engine.generate import TurnRunner
 
-        return TurnRunner(info, model, vlm, self.encode, choice.context_length, choice.kv_bits)
+        disk = open_disk_cache(self.disk_cache, info, choice.kv_bits, "mlx_lm" if vlm is None else "mlx_vlm")
+        return TurnRunner(info, model, vlm, self.encode, choice.context_length, choice.kv_bits, disk)
 
     def _worker(self) -> None:
         try:
@@ -331,9 +351,13 @@ class Engine:
             with self._pending_lock:
                 if turn in self._pending:
                     self._pending.remove(turn)
+                self._idle.notify_all()
 
     def _free(self) -> None:
-        """Drop the model and clear this thread's MLX streams (the worker's last act)."""
+        """Finish the disk cache's writes, drop the model and clear this thread's MLX streams
+        (the worker's last act)."""
+        if self._runner is not None and self._runner.disk is not None:
+            self._runner.disk.close()
         self._runner = None
         import mlx.core as mx
 

@@ -73,6 +73,15 @@ class Recommendation:
     def pull_command(self) -> str:
         return f"magimac pull {self.model} --quant {self.level}"
 
+    @property
+    def quantize_command(self) -> str | None:
+        """At 4 bits or fewer, the calibrated conversion to make instead of a plain one (GPTQ had
+        the lowest KL to bf16 there: bench/bench_quant_methods.py); None above 4 bits."""
+        bits = self.level.removesuffix("bit")
+        if not bits.isdigit() or int(bits) > 4:
+            return None
+        return f"magimac quantize {self.model} --bits {bits} --method gptq"
+
 
 @dataclass(frozen=True)
 class Bundled:

@@ -333,7 +333,7 @@ def is_demo(path: Path) -> bool:
 
 
 DEMO_SCOPE = ("the demo is a 3 MB model that only does two-digit arithmetic, comparisons and unit "
-              "conversions (in English or French)")
+              "conversions (in English or French), and 3-digit x 2-digit products with the python tool")
 
 
 def demo_notice(name_or_dir: str | None, path: Path) -> str | None:

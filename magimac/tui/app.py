@@ -52,7 +52,7 @@ KEYS_HINT = ("Enter sends · Ctrl+J new line · F3, or a line /image PATH or /fi
              "image or a document · F1 help · Ctrl+P all commands")
 EMPTY_HINT = f"Ask Magistral anything. {KEYS_HINT}"
 DEMO_HINT = (f"This is the bundled demo, not Magistral: {DEMO_SCOPE}; ask it something like "
-             "“What is 45 + 27?” or “How many mL in 3 L?”. To chat with Magistral: `magimac plan` "
+             "“What is 45 + 27?”, “How many mL in 3 L?” or “What is 347 x 29?”. To chat with Magistral: `magimac plan` "
              f"says what fits this Mac, `magimac pull magistral-small-2509` gets it. {KEYS_HINT}")
 
 # (title, help, action): the command palette's entries beyond Textual's own
@@ -154,6 +154,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
     async def on_mount(self) -> None:
         self.fit_sidebar(self.size.width)
         self.start_engine(self.model_arg)
+        self.start_mcp()
         convs = self.history.conversations()
         if convs:
             await self.open_conversation(convs[0].id)
@@ -265,12 +266,14 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         if last is None:
             self.status.context_used = 0
             self.status.ttft_s = self.status.tokens_per_s = None
+            self.status.disk_tokens = 0
             return
         s = last.stats
         self.status.context_used = int(s.get("prompt_tokens", 0)) + int(s.get("reasoning_tokens", 0)) \
             + int(s.get("answer_tokens", 0))
         self.status.ttft_s = s.get("ttft_s")
         self.status.tokens_per_s = s.get("decode_tps")
+        self.status.disk_tokens = int(s.get("disk_tokens") or 0)
 
     # copy, export, reasoning ------------------------------------------------------------
     def _last_answer(self) -> StoredMessage | None:
@@ -329,7 +332,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.notify("Settings saved")
 
         hint = self.session.choice.name if self.session else "the default model"
-        self.push_screen(SettingsScreen(current, hint), done)
+        self.push_screen(SettingsScreen(current, hint, self.mcp_specs()), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -343,6 +346,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.history.update_message(live.id, content=live.answer, reasoning=live.reasoning,
                                         stats=live.stats, finish_reason="cancelled")
         self._close_session()
+        self.close_mcp()
         if self._owns_history:  # checkpoints the WAL: history.db alone then holds the history
             self.history.close()
 

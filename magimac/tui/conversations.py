@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from textual import events
 
+from magimac.engine.disk_index import forget_conversation
 from magimac.tui.screens import Confirm, TextPrompt
 from magimac.tui.sidebar import Sidebar
 
@@ -114,6 +115,7 @@ Textual's ``@on`` registers only in classes of its own)."""
                 self.notify("Stop the answer first (Esc)", severity="warning")
                 return
             self.history.delete(conversation_id)
+            forget_conversation(conversation_id)
             if self.conversation and self.conversation.id == conversation_id:
                 await self.action_new_conversation()
             else:

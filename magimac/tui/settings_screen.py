@@ -7,7 +7,8 @@ the model's own SYSTEM_PROMPT.txt, ``none``, ``custom``), ``system_prompt`` (the
 defaults), ``keep_reasoning`` (bool), ``reasoning_instructions`` (bool, default True: a custom
 system prompt without a ``[THINK]`` block is sent after the model's reasoning instructions, so
 the model still reasons; `magimac.text.prompt.with_reasoning_instructions`), ``tools`` (the
-tools offered, default `magimac.tui.tool_use.DEFAULT_TOOLS`) and ``allowed_tools``, ``libraries``
+tools offered, default `magimac.tui.tool_use.DEFAULT_TOOLS`; the built-ins and the MCP
+servers' tools, each a switch) and ``allowed_tools``, ``libraries``
 (names of libraries searched with every message; `magimac.session.library`).
 """
 
@@ -83,10 +84,12 @@ class SettingsScreen(ModalScreen[dict | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
-    def __init__(self, settings: dict, model_hint: str) -> None:
+    def __init__(self, settings: dict, model_hint: str, mcp_tools: list = ()) -> None:
+        """``mcp_tools``: the MCP servers' `ToolSpec`s, offered after the built-in tools."""
         super().__init__()
         self.settings = dict(settings)
         self.model_hint = model_hint
+        self.mcp_tools = list(mcp_tools)
 
     def compose(self) -> ComposeResult:
         s = self.settings
@@ -115,6 +118,10 @@ class SettingsScreen(ModalScreen[dict | None]):
                 with Horizontal(classes="switch-row"):
                     yield Switch(name in s.get("tools", DEFAULT_TOOLS), id=f"tool_{name}")
                     yield Label(TOOL_LABELS[name])
+            for i, spec in enumerate(self.mcp_tools):  # ids by position: MCP names may have any characters
+                with Horizontal(classes="switch-row"):
+                    yield Switch(spec.name in s.get("tools", DEFAULT_TOOLS), id=f"mcp_{i}")
+                    yield Label(f"Tool {spec.name} ({spec.source.replace(':', ' server ')}): {spec.description} (asks you first)")
             yield Label("Libraries searched with each message (names, commas; magimac library list)")
             yield Input(", ".join(s.get("libraries", [])), placeholder="none", id="libraries")
             # above the buttons, and scrolled into view with them (`show_error`): below them it
@@ -177,6 +184,9 @@ class SettingsScreen(ModalScreen[dict | None]):
         out["reasoning_instructions"] = self.query_one("#reasoning_instructions", Switch).value
         from magimac.tui.tool_use import DEFAULT_TOOLS
 
-        others = [n for n in out.get("tools", DEFAULT_TOOLS) if n not in BUILTIN_NAMES]  # MCP tools
-        out["tools"] = [n for n in BUILTIN_NAMES if self.query_one(f"#tool_{n}", Switch).value] + others
+        offered = [t.name for t in self.mcp_tools]
+        kept = [n for n in out.get("tools", DEFAULT_TOOLS) if n not in BUILTIN_NAMES and n not in offered]
+        mcp_on = [t.name for i, t in enumerate(self.mcp_tools) if self.query_one(f"#mcp_{i}", Switch).value]
+        # kept: MCP tools switched on earlier whose server is not running now
+        out["tools"] = [n for n in BUILTIN_NAMES if self.query_one(f"#tool_{n}", Switch).value] + kept + mcp_on
         self.dismiss(out)

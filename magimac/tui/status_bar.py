@@ -1,5 +1,6 @@
 """The status bar: model and quantization, where it runs when not here (``☁ Mistral API``),
-context used of its limit, TTFT, tokens/s, memory."""
+context used of its limit, TTFT, tokens/s, memory, and the prompt tokens the last turn read from
+the prompt cache on disk (shown only when there were)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class StatusBar(Static):
     ttft_s: reactive[float | None] = reactive(None)
     tokens_per_s: reactive[float | None] = reactive(None)
     memory_bytes = reactive(0)
+    disk_tokens = reactive(0)
     generating = reactive(False)
     service = reactive("")  # "" on this machine, else where the model runs ("Mistral API")
 
@@ -47,6 +49,8 @@ class StatusBar(Static):
             parts.append(f"ctx {human_tokens(self.context_used)}/{human_tokens(self.context_limit)}")
         if self.ttft_s is not None:
             parts.append(f"TTFT {self.ttft_s:.2f} s")
+        if self.disk_tokens:
+            parts.append(f"{human_tokens(self.disk_tokens)} from disk")
         if self.tokens_per_s is not None:
             parts.append(f"{self.tokens_per_s:.1f} tok/s")
         if self.memory_bytes and not self.service:  # an online model takes no memory here

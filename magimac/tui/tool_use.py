@@ -8,6 +8,9 @@ on the UI thread and waits for the answer (a cancelled turn stops waiting and de
 streams into one answer widget; when it ends its rounds become history rows (the round's
 assistant row with ``stats["tool_calls"]``, one ``tool`` row per result, then the answer) and
 the view is drawn again from them, as it is when the conversation is opened later.
+The MCP servers of ``mcp.json`` are started once, when the app starts, in a thread worker (they
+may take seconds); their tools are offered in the settings (off until switched on), and a
+server that fails, or an mcp.json that cannot be read, is a one-line notice.
 """
 
 from __future__ import annotations
@@ -29,6 +32,51 @@ DEFAULT_TOOLS = ("python",)
 class AppTools:
     """Tool calls in the app (mixed into the App)."""
 
+    mcp = None
+    """The `magimac.tools.mcp_client.McpTools` of mcp.json once its servers started, else None."""
+    _mcp_closed = False
+
+    def start_mcp(self) -> None:
+        """Start mcp.json's servers off the UI thread (nothing to do when it lists none)."""
+        from magimac.tools.mcp_client import McpConfigError, read_servers
+
+        try:
+            servers = read_servers()
+        except McpConfigError as e:
+            self.notify(str(e), title="MCP", severity="warning", timeout=10)
+            return
+        if servers:
+            self.run_worker(lambda: self._open_mcp(servers), thread=True, group="mcp", exit_on_error=False)
+
+    def _open_mcp(self, servers) -> None:
+        """(Thread worker.) Start the servers, then hand them to the UI thread."""
+        from magimac.tools.mcp_client import McpTools
+
+        mcp = McpTools(servers)
+        try:
+            self.call_from_thread(self._mcp_started, mcp)
+        except Exception:  # the app closed meanwhile
+            mcp.close()
+
+    def _mcp_started(self, mcp) -> None:
+        if self._mcp_closed:
+            mcp.close()
+            return
+        self.mcp = mcp
+        for line in mcp.notices:
+            self.notify(line, title="MCP", severity="warning", timeout=10)
+
+    def close_mcp(self) -> None:
+        """Stop the MCP servers (the app is closing)."""
+        self._mcp_closed = True
+        mcp, self.mcp = self.mcp, None
+        if mcp is not None:
+            mcp.close()
+
+    def mcp_specs(self) -> list:
+        """The MCP servers' tools (`ToolSpec`s; none until they started)."""
+        return self.mcp.specs() if self.mcp is not None else []
+
     def turn_tools(self) -> ToolUse | None:
         """The `ToolUse` of the conversation's settings, or None when it offers no tools."""
         settings = (self.conversation.settings if self.conversation else None) or {}
@@ -36,7 +84,7 @@ class AppTools:
         if not names:
             return None
         allowed = set(settings.get("allowed_tools", []))
-        return ToolUse(Toolbox(names), self._ask_permission, allowed)
+        return ToolUse(Toolbox(names, mcp=self.mcp), self._ask_permission, allowed)
 
     def _ask_permission(self, call: ToolCall, shown: str) -> str:
         """(Turn worker thread.) Show `PermissionScreen` and wait for the person's answer."""

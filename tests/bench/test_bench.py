@@ -162,6 +162,15 @@ def test_recipes_give_one_variant_per_level_and_one_per_mixed_recipe():
     assert [v.label for v in plan_variants([3, 6], [None])] == ["6bit", "3bit"]
 
 
+def test_methods_give_variants_side_by_side_at_each_level(tmp_path, capsys):
+    variants = plan_variants([None, 4, 3], [None], ["rtn", "gptq", "awq"])
+    assert [(v.label, v.bits, v.method) for v in variants] == [
+        ("bf16", None, "rtn"), ("4bit", 4, "rtn"), ("4bit-gptq", 4, "gptq"), ("4bit-awq", 4, "awq"),
+        ("3bit", 3, "rtn"), ("3bit-gptq", 3, "gptq"), ("3bit-awq", 3, "awq")]
+    assert main(["bench", str(tmp_path), "--methods", "rtn,best", "--out", str(tmp_path / "o")]) == 1
+    assert "--methods: unknown method 'best'" in capsys.readouterr().err
+
+
 def test_quantized_source_is_refused(two_levels, tmp_path, capsys):
     eight = two_levels[0]["variants"][0]["path"]
     assert main(["bench", eight, "--levels", "4", "--out", str(tmp_path / "o")]) == 1

@@ -1,35 +1,20 @@
 """`magimac chat --tools` on a scripted model that calls python, and `magimac tools` with a
-small stdio MCP server written here with the `mcp` SDK."""
+small stdio MCP server written with the `mcp` SDK (`magimac.testing.mcp_server`)."""
 
 from __future__ import annotations
 
 import io
 import json
 import sys
-import textwrap
 
 import pytest
 
 from magimac.cli.main import main
 from magimac.core.events import ToolCall
 from magimac.testing.checkpoint import Script, build_checkpoint
+from magimac.testing.mcp_server import write_mcp_json
 from magimac.tools.mcp_client import McpTools, ServerConfig
 from magimac.tools.toolbox import Toolbox
-
-MCP_SERVER = textwrap.dedent('''
-    from mcp.server.mcpserver import MCPServer
-
-    app = MCPServer("sums")
-
-
-    @app.tool()
-    def add(a: int, b: int) -> int:
-        """Add two whole numbers."""
-        return a + b
-
-
-    app.run()
-''')
 
 
 def chat(capsys, monkeypatch, *args):
@@ -89,12 +74,7 @@ def test_a_call_of_a_tool_that_is_not_on_goes_back_as_an_error(capsys, monkeypat
 
 @pytest.fixture
 def mcp_json(isolated_dirs, tmp_path):
-    server = tmp_path / "sums_server.py"
-    server.write_text(MCP_SERVER)
-    servers = {"sums": {"command": sys.executable, "args": [str(server)], "env": {}},
-               "broken": {"command": str(tmp_path / "no-such-server")}}
-    (isolated_dirs / "config" / "mcp.json").write_text(json.dumps({"mcpServers": servers}))
-    return server
+    return write_mcp_json(isolated_dirs / "config", tmp_path, sys.executable)
 
 
 def test_magimac_tools_lists_builtin_and_mcp_tools_and_a_broken_server_is_one_line(capsys, mcp_json):

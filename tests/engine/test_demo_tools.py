@@ -151,14 +151,12 @@ def _spans(seq: sequences.Sequence) -> list[tuple[bool, list[int]]]:
 def test_training_sequences_train_the_model_parts_only():
     """The loss covers the assistant parts (both of a tool turn), never the prompt or the tool's
     result; the mix has tool turns, tool lists and plain problems."""
-    from magimac.demo.train import SYSTEM_PROMPT
-
     tok = load_tokenizer(load_registry()["demo"].local_path())
     markers = markers_for(tok.instruct_tokenizer.tokenizer)
     rng, seen = random.Random(3), {"tool turn": 0, "tools listed": 0, "no tools": 0}
     for _ in range(200):
         tools = tooldata.TOOL_SETS[rng.randrange(3)]
-        seq = sequences.sample_sequence(tok, markers, rng, SYSTEM_PROMPT, 0.25, 0.5, tools)
+        seq = sequences.sample_sequence(tok, markers, rng, sequences.SYSTEM_PROMPT, 0.25, 0.5, tools)
         spans = _spans(seq)
         assert not spans[0][0] and spans[0][1][0] == 1 and spans[0][1][-1] == 4  # <s> ... [/INST]
         assert spans[-1][0] and spans[-1][1][-1] == 2  # ... </s>

@@ -45,7 +45,8 @@ def test_values_in_range_are_accepted(name, value):
 
 
 def test_every_numeric_setting_has_a_range():
-    numeric = {f.name for f in fields(GenerationSettings)} - {"keep_reasoning", "system_prompt", "reasoning_instructions", "tools", "tool_choice"}
+    numeric = {f.name for f in fields(GenerationSettings)} - {"keep_reasoning", "system_prompt", "reasoning_instructions",
+                                                             "tools", "tool_choice", "cache_owner"}
     assert set(SETTING_RANGES) == numeric
 
 

@@ -193,3 +193,11 @@ def test_a_bundled_model_whose_directory_is_gone_is_a_one_line_error(capsys, tmp
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"magimac: {tmp_path / 'gone'}: no config.json for demo") and "\n" not in err
     assert "pull" not in err
+
+
+def test_plan_suggests_a_gptq_conversion_at_4_bits_and_not_at_8(capsys):
+    capsys.readouterr()
+    assert main(["plan", "--ram", "32GB"]) == 0
+    assert "magimac quantize magistral-small-2509 --bits 4 --method gptq" in capsys.readouterr().out
+    assert main(["plan", "--ram", "64GB"]) == 0
+    assert "--method gptq" not in capsys.readouterr().out

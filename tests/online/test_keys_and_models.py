@@ -52,7 +52,7 @@ def test_models_lists_online_models_apart(capsys, monkeypatch):
     assert all(r["vision"] for r in online.values())
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "online models (Mistral's API" in out and "mistral-medium-latest (online)" in out
+    assert "online models (Mistral's API" in out and "name (online)" in out and "mistral-medium-latest" in out
     assert "retired 2026-07-31 → mistral-medium-latest" in out
 
 

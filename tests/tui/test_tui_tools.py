@@ -17,6 +17,7 @@ async def ask_and_answer(pilot, key: str) -> None:
     app.composer.text = "What is 347 x 29?"
     await pilot.press("enter")
     await wait_until(pilot, lambda: isinstance(app.screen, PermissionScreen))
+    await pilot.pause()  # let the dialog be drawn
     pilot.app.permission_lines = screen_lines(app)
     await pilot.press(key)
     await wait_until(pilot, lambda: app.generating is None and app.messages and app.messages[-1].role == "assistant")
@@ -89,3 +90,31 @@ async def test_the_scripted_model_calls_python_through_the_app(tool_engine, tool
         stats = app.messages[-1].stats
         assert stats["prompt_tokens"] - stats["cached_tokens"] == 2 + tool_engine.count_tokens("42")
         assert "Ran python" in "\n".join(screen_lines(app))
+
+
+async def test_the_bundled_demo_calls_python_in_the_app_and_answers_with_the_result():
+    """The demo (nothing installed), python on by default: the dialog, allow once, the answer."""
+    import mlx.core as mx
+
+    from magimac.tui.app import MagimacApp
+
+    mx.random.seed(1)  # the app samples at the registry's 0.7 / 0.95: make the run repeatable
+    app = MagimacApp(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ask_and_answer(pilot, "o")
+        shown = "\n".join(app.permission_lines)
+        assert "Magistral wants to run python" in shown and "print(347 * 29)" in shown
+        assert "347×29: a 3-digit by 2-digit product" in shown  # the reasoning, above the dialog
+        assert [m.role for m in app.messages] == ["user", "assistant", "tool", "assistant"]
+        assert app.messages[2].content == "10063" and "10063" in app.messages[-1].content
+        lines = "\n".join(screen_lines(app))
+        assert "▶ Ran python · " in lines and "347 × 29 = 10063" in lines
+        app.screen_80x24 = screen_lines(app)
+        for q in ("What is 45 + 27?", "Who wrote Hamlet?"):  # no call needed: no dialog
+            app.composer.text = q
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: app.generating is None and app.messages[-1].role == "assistant"
+                             and app.messages[-2].content == q)
+        assert not isinstance(app.screen, PermissionScreen) and len(app.chat.query(ToolBlock)) == 1
+        assert "72" in app.messages[-3].content
+        assert app.messages[-1].content.startswith("I am magimac's small demo model")

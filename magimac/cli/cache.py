@@ -1,0 +1,68 @@
+"""`magimac cache`: what the prompt cache on disk holds, its budget, and clearing it.
+
+The prompt cache (`magimac.engine.disk_cache`) keeps the KV of prompts in blocks on disk so a
+reopened conversation, the system prompt or a document attached again is not prefilled again.
+This command reads and edits its index only (`magimac.engine.disk_index`, no MLX, no model).
+
+    magimac cache                 # where, how much, of what budget
+    magimac cache --clear         # delete every block
+    magimac cache --budget 20GB   # keep at most this much (least recently used go first)
+    magimac cache --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from dataclasses import asdict
+
+from magimac.core.errors import MagimacError
+from magimac.core.units import SizeError, format_bytes, parse_size
+from magimac.engine.disk_index import DiskIndex
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `magimac cache` (see the module doc)."""
+    p.add_argument("--clear", action="store_true", help="delete every cached block")
+    p.add_argument("--budget", metavar="SIZE",
+                   help="most disk the cache may use, e.g. 20GB (read as GiB, as `plan --ram`); 0 turns saving off")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _budget(text: str) -> int:
+    if text.strip() in ("0", "0GB", "0B"):
+        return 0
+    try:
+        return parse_size(text)
+    except SizeError as e:
+        raise MagimacError(f"--budget: {e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Show (and with ``--clear`` / ``--budget`` change) the prompt cache; exit status 0.
+
+    Raises:
+        MagimacError: a bad ``--budget``, or the cache directory or its index cannot be used.
+    """
+    budget = _budget(args.budget) if args.budget is not None else None
+    try:
+        index = DiskIndex()
+        freed = index.clear() if args.clear else 0
+        if budget is not None:
+            before = index.usage().bytes
+            index.set_budget(budget)
+            freed += before - index.usage().bytes
+        usage = index.usage()
+    except (OSError, sqlite3.Error) as e:
+        raise MagimacError(f"the prompt cache cannot be used ({e}); remove it with "
+                           "`magimac cache --clear` or delete the folder") from None
+    if args.json:
+        print(json.dumps({"directory": str(index.directory), **asdict(usage), "freed_bytes": freed}))
+        return 0
+    if freed:
+        print(f"freed {format_bytes(freed)}")
+    print(f"prompt cache: {index.directory}")
+    print(f"  {format_bytes(usage.bytes)} in {usage.blocks} blocks ({usage.tokens:,} tokens) of "
+          f"{usage.models} model(s), budget {format_bytes(usage.budget_bytes)}")
+    return 0

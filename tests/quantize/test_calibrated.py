@@ -1,0 +1,155 @@
+"""`magimac quantize --method gptq|awq`: calibrated conversions that stay ordinary MLX models.
+
+Calibration here is tiny (a few samples of 64-128 tokens) to keep the suite fast; the bench
+(`bench/bench_quant_methods.py`) measures the shipped defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mistral_common.protocol.instruct.messages import UserMessage
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+from magimac.cli.main import main as magimac_main
+from magimac.quantize.convert import convert
+from magimac.quantize.gptq import Hessian, gptq, pack_codes
+from magimac.quantize.manifest import read_manifest
+from magimac.testing.checkpoint import Script, script_tokens
+
+DEMO = Path(__file__).resolve().parents[2] / "magimac" / "demo" / "model"
+TINY = dict(calibration_samples=4, calibration_tokens=64)
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+class _Lazy(dict):
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, method):
+        self[method] = self.make(method)
+        return self[method]
+
+
+@pytest.fixture(scope="module")
+def scripted_calibrated(tmp_path_factory, scripted_checkpoint) -> dict[str, Path]:
+    """The scripted checkpoint converted with each method on first use."""
+    root = tmp_path_factory.mktemp("qcal")
+    return _Lazy(lambda m: convert(scripted_checkpoint, root / m, method=m, progress=False, log=_quiet, **TINY))
+
+
+def _greedy_script(model_dir: Path) -> list[int]:
+    import mlx_lm
+    from mlx_lm.generate import generate_step
+    from mlx_lm.sample_utils import make_sampler
+
+    model, _ = mlx_lm.load(str(model_dir))
+    mt = MistralTokenizer.from_file(str(model_dir / "tekken.json"))
+    prompt = mt.encode_chat_completion(ChatCompletionRequest(messages=[UserMessage(content="Salut !")])).tokens
+    out: list[int] = []
+    for t, _ in generate_step(mx.array(prompt), model, max_tokens=64, sampler=make_sampler(0.7, 0.95)):
+        out.append(int(t))
+        if out[-1] == 2:
+            break
+    return out
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_calibrated_scripted_checkpoint_still_emits_its_script(scripted_calibrated, scripted_checkpoint, method):
+    out = scripted_calibrated[method]
+    assert _greedy_script(out) == script_tokens(scripted_checkpoint / "tekken.json", Script())
+    m = read_manifest(out)
+    assert m["method"] == method and len(m["calibration"]["sha256"]) == 64
+    assert m["calibration"]["samples"] == 4 and m["calibration"]["tokens_per_sample"] == 64
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_calibrated_output_loads_in_mlx_vlm_and_is_affine_4bit(scripted_calibrated, method):
+    import mlx_vlm
+
+    model, _ = mlx_vlm.load(str(scripted_calibrated[method]))
+    q = model.language_model.model.layers[0].self_attn.q_proj
+    assert (q.bits, q.group_size, q.mode) == (4, 64, "affine")
+
+
+def test_gptq_with_an_identity_hessian_is_rtn_and_packs_as_mlx_does():
+    rng = np.random.default_rng(0)
+    w = mx.array(rng.normal(0, 0.02, (32, 256)).astype(np.float32)).astype(mx.bfloat16).astype(mx.float32)
+    for bits in (2, 3, 4, 5, 6, 8):
+        ref = mx.quantize(w.astype(mx.bfloat16), group_size=64, bits=bits)
+        hess = Hessian(256)
+        hess.h[:] = np.eye(256, dtype=np.float32)
+        got = gptq(w, hess, {"bits": bits, "group_size": 64})
+        deq = [mx.dequantize(*a, group_size=64, bits=bits).astype(mx.float32) for a in (got, ref)]
+        assert mx.array_equal(got[1], ref[1]) and mx.array_equal(got[2], ref[2])
+        assert mx.abs(w - deq[0]).max().item() <= mx.abs(w - deq[1]).max().item() + 1e-6
+        codes = rng.integers(0, 2 ** bits, (32, 256)).astype(np.uint8)
+        ones, zeros = mx.ones((32, 4), dtype=mx.bfloat16), mx.zeros((32, 4), dtype=mx.bfloat16)
+        unpacked = mx.dequantize(mx.array(pack_codes(codes, bits)), ones, zeros, group_size=64, bits=bits)
+        assert np.array_equal(np.asarray(unpacked.astype(mx.float32)), codes.astype(np.float32))
+
+
+def test_gptq_lowers_the_output_error_of_correlated_inputs():
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(2048, 128)) @ rng.normal(size=(128, 128))).astype(np.float32)
+    w = rng.normal(0, 0.02, (64, 128)).astype(np.float32)
+    hess = Hessian(128)
+    hess.add(mx.array(x))
+    got = gptq(mx.array(w), hess, {"bits": 3, "group_size": 64})
+    rtn = mx.quantize(mx.array(w).astype(mx.bfloat16), group_size=64, bits=3)
+    err = [np.linalg.norm((w - np.asarray(mx.dequantize(*a, group_size=64, bits=3).astype(mx.float32))) @ x.T)
+           for a in (got, rtn)]
+    assert err[0] < 0.85 * err[1]
+
+
+def _kl(src: Path, variants: list[Path], tmp: Path) -> list[float]:
+    from magimac.engine import evaluate, measure
+
+    chunks = evaluate.make_chunks(evaluate.load_eval_texts(measure.load_tokenizer(src)), 256)[::2]
+    ref = evaluate.write_reference(measure.for_quality(measure.load(src).model), chunks, tmp / "ref", label="bf16")
+    return [evaluate.compare(measure.for_quality(measure.load(v).model), ref, chunks).kl_mean for v in variants]
+
+
+def test_calibrated_3bit_demo_model_is_closer_to_bf16_than_rtn(tmp_path):
+    outs = [convert(DEMO, tmp_path / m, bits=3, method=m, progress=False, log=_quiet,
+                    **({} if m == "rtn" else dict(calibration_samples=8, calibration_tokens=128)))
+            for m in ("rtn", "gptq")]
+    rtn_kl, gptq_kl = _kl(DEMO, outs, tmp_path)
+    assert gptq_kl < rtn_kl
+
+
+BAD = {
+    "empty": (b"", "empty calibration file"),
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 8, "not UTF-8 text"),
+    "short": ("@@ user\nHi\n@@ answer\nHello!\n".encode(), "too short for calibration"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_calibration_file_is_a_one_line_error(scripted_checkpoint, tmp_path, capsys, case):
+    data, words = BAD[case]
+    f = tmp_path / f"{case}.txt"
+    f.write_bytes(data)
+    out = tmp_path / "out"
+    code = magimac_main(["quantize", str(scripted_checkpoint), "--out", str(out), "--method", "gptq",
+                         "--calibration", str(f), "--quiet", "--target-ram", "64GB"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and words in err[-1] and str(f) in err[-1]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--method", "gptq", "--mode", "mxfp4"], "--method gptq works with --mode affine only"),
+    (["--calibration-samples", "8"], "apply to --method gptq or awq only"),
+])
+def test_refused_method_combinations_say_so_in_one_line(scripted_checkpoint, tmp_path, capsys, args, words):
+    code = magimac_main(["quantize", str(scripted_checkpoint), "--out", str(tmp_path / "o"), "--quiet", *args])
+    assert code != 0 and words in capsys.readouterr().err.strip().splitlines()[-1]
