@@ -106,6 +106,12 @@ def _handler(state: ApiStandIn):
                 self.end_headers()
                 self.wfile.write(body)
                 return
+            try:
+                self._stream(reply)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading (it gave up on a malformed event): as a server would
+
+        def _stream(self, reply: Reply) -> None:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.end_headers()
