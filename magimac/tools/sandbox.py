@@ -123,7 +123,9 @@ def _command(folder: Path, script: Path) -> list[str]:
         profile = MAC_PROFILE.format(prefix=sys.prefix, base=sys.base_prefix, folder=folder.resolve())
         return ["sandbox-exec", "-p", profile, *py]
     if iso.network:
-        hide = " && ".join(f"mount -t tmpfs -o size=1m none '{d}'" for d in _hidden_dirs())
+        hide = " && ".join(f"{{ mount -t tmpfs -o size=1m none '{d}' 2>/dev/null || "
+                           f"{{ echo 'the sandbox could not hide {d}: nothing was run' >&2; exit 1; }}; }}"
+                           for d in _hidden_dirs())
         inner = f"{hide} && exec \"$@\"" if hide else 'exec "$@"'
         return ["unshare", "-rnm", "/bin/sh", "-c", inner, "sh", *py]
     return py
@@ -131,13 +133,16 @@ def _command(folder: Path, script: Path) -> list[str]:
 
 def _hidden_dirs() -> list[str]:
     """Folders covered by an empty tmpfs in the mount namespace: the home folder and the folder
-    magimac was started in (the person's files), each unless the Python that runs lives there."""
+    magimac was started in (the person's files), each unless the Python that runs lives there, or
+    (as root) unless `nobody` cannot reach it anyway."""
     py = [Path(interpreter()).resolve()]
     if interpreter() == sys.executable:
         py += [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
     out: list[Path] = []
     for d in (Path.home(), Path.cwd()):
         d = d.resolve()
+        if os.getuid() == 0 and not _world_runnable(d):
+            continue  # the code runs as `nobody`, which cannot reach it: hidden already (and unmountable)
         if (d.is_dir() and d != Path("/") and "'" not in str(d) and not any(p.is_relative_to(d) for p in py)
                 and not any(d.is_relative_to(o) for o in out)):
             out.append(d)
