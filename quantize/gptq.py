@@ -52,11 +52,19 @@ class Hessian:
 
 
 def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> np.ndarray:
-    """The upper Cholesky factor of ``(H + damp * mean(diag H) * I)^-1``, in ``hess.h``'s
-    buffer (which is consumed).  An input column that never saw a non-zero input gets diagonal
-    1: its weights are rounded to nearest with no compensation.  (AutoGPTQ zeroes such
-    weights; here they are kept, since a calibration set need not reach every input: the
-    scripted test checkpoints' one-hot embeddings show it.)
+    """The upper Cholesky factor ``U`` of ``(H + damp * mean(diag H) * I)^-1`` (so
+    ``U^T U = H^-1``), in ``hess.h``'s buffer (which is consumed).  An input column that never
+    saw a non-zero input gets diagonal 1: its weights are rounded to nearest with no
+    compensation.  (AutoGPTQ zeroes such weights; here they are kept, since a calibration set
+    need not reach every input: the scripted test checkpoints' one-hot embeddings show it.)
+
+    How: the paper's route (Cholesky of ``H``, inverse from it, Cholesky of the inverse) costs
+    ``4n^3/3`` flops.  This one costs ``2n^3/3`` and never forms ``H^-1``: with ``J`` the
+    reversal permutation, the lower Cholesky factor ``L`` of ``J H J`` gives ``H = V V^T`` with
+    ``V = J L J`` upper triangular, so ``U = V^-1 = J L^-1 J`` (LAPACK ``spotrf`` and
+    ``strtri``, in place; the two reversals swap columns pairwise in the same buffer).  Same
+    factor up to rounding (checked against the three-step route in the tests); at
+    ``down_proj``'s 32768 inputs, about 2 minutes instead of 4 on this project's CPUs.
 
     Raises:
         RuntimeError: the damped Hessian is not positive definite (NaN inputs).
@@ -67,12 +75,25 @@ def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> np.ndarray:
     diag[diag == 0] = 1.0
     idx = np.arange(h.shape[0])
     h[idx, idx] = diag + damp * float(diag.mean())
-    for step, args in ((lapack.spotrf, {"clean": 0}), (lapack.spotri, {}), (lapack.spotrf, {"clean": 1})):
-        key = "overwrite_c" if step is lapack.spotri else "overwrite_a"
-        h, info = step(h, lower=0, **{key: 1}, **args)
-        if info != 0:
-            raise RuntimeError(f"GPTQ: the damped Hessian is not positive definite ({step.__name__} info {info})")
+    _reverse(h)  # the upper triangle kept by `Hessian` becomes the lower one
+    h, info = lapack.spotrf(h, lower=1, clean=1, overwrite_a=1)
+    if info == 0:
+        h, info = lapack.strtri(h, lower=1, overwrite_c=1)
+    if info != 0:
+        raise RuntimeError(f"GPTQ: the damped Hessian is not positive definite (LAPACK info {info})")
+    _reverse(h)
     return h
+
+
+def _reverse(a: np.ndarray) -> None:
+    """``a[i, j] = a[n-1-i, n-1-j]`` for a square Fortran-ordered ``a``, in place (one column
+    of temporary memory)."""
+    n = a.shape[0]
+    for j in range((n + 1) // 2):
+        k = n - 1 - j
+        col = a[::-1, j].copy()
+        a[:, j] = a[::-1, k]
+        a[:, k] = col
 
 
 def group_params(w: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray]:

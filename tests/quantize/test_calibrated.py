@@ -153,3 +153,23 @@ def test_bad_calibration_file_is_a_one_line_error(scripted_checkpoint, tmp_path,
 def test_refused_method_combinations_say_so_in_one_line(scripted_checkpoint, tmp_path, capsys, args, words):
     code = magimac_main(["quantize", str(scripted_checkpoint), "--out", str(tmp_path / "o"), "--quiet", *args])
     assert code != 0 and words in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_gptq_inverse_cholesky_is_the_papers_factor():
+    """The 2n^3/3 route gives the upper Cholesky factor of the damped inverse Hessian that the
+    paper's three-step route gives (and U^T U (H + damp) = I)."""
+    from magimac.quantize.gptq import DAMP, Hessian, inverse_cholesky
+
+    x = np.random.default_rng(0).standard_normal((400, 96)).astype(np.float32)
+    x[:, 5] = 0.0  # an input that never fires
+    hess = Hessian(96)
+    hess.add(mx.array(x))
+    h = x.T.astype(np.float64) @ x
+    d = np.diagonal(h).copy()
+    d[d == 0] = 1.0
+    h[np.diag_indices(96)] = d + DAMP * d.mean()
+    want = np.linalg.cholesky(np.linalg.inv(h)).T
+    u = inverse_cholesky(hess)
+    assert np.allclose(np.triu(u), u)
+    np.testing.assert_allclose(u, want, rtol=2e-3, atol=2e-5)
+    np.testing.assert_allclose(u.T @ u @ h, np.eye(96), atol=2e-3)
