@@ -8,10 +8,11 @@
    held-out demo problems (its own task, from the split it never trained on).  Ratios: method KL / RTN KL at
    the same level, in the same run (goals: <= 0.7 at 3-bit, <= 0.85 at 4-bit).
 2. **Memory table.** Random-weight checkpoints built with `magimac.testing.checkpoint`
-   (``--width``: ``real`` is Magistral's 5120 / 32768 / 32 heads / 8 KV heads / 128 head dim /
-   131072 vocabulary, text only; ``small`` is 1024 / 4096 / 8 / 2 / 128 with the same
+   (``--width``: ``real`` is `bench/make_real_shaped.py`'s Magistral Small 1.2 with ``n`` text
+   layers: 5120 / 32768 / 32 heads / 8 KV heads / 128 head dim / 131072 vocabulary, and the
+   vision tower, which every method leaves bf16; ``small`` is 1024 / 4096 / 8 / 2 / 128 with the same
    vocabulary) at ``--layers`` depths; each conversion in its own process (peak RSS =
-   ``ru_maxrss``) at 4-bit: magimac RTN, GPTQ and AWQ (``--calibration-samples`` x 512 tokens),
+   ``VmHWM``, `magimac.bench.memory`) at 4-bit: magimac RTN, GPTQ and AWQ (``--calibration-samples`` x 512 tokens),
    and mlx-lm's GPTQ (`mlx_lm.quant.gptq.gptq_quantize`, which holds the whole model and every
    Hessian) on the same calibration tokens.  Ratios: peak RSS at depth d / at the smallest depth.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from magimac.bench.memory import peak_rss_bytes  # noqa: E402
 OUT_JSON = ROOT / "bench" / "out" / "quant_methods.json"
 DEMO = ROOT / "magimac" / "demo" / "model"
 WIDTHS = {"real": dict(hidden=5120, intermediate=32768, heads=32, kv_heads=8, head_dim=128),
@@ -111,8 +112,7 @@ def worker(tool: str, src: str, out: str, samples: int, tokens: int = 512) -> No
         convert(src, Path(out), bits=4, method=tool, force=True, progress=False, log=_quiet,
                 target_ram_bytes=1 << 40,
                 **({} if tool == "rtn" else {"calibration_samples": samples, "calibration_tokens": tokens}))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    print(json.dumps({"peak_rss_bytes": peak}))
+    print(json.dumps({"peak_rss_bytes": peak_rss_bytes()}))
 
 
 def measure(tool: str, src: Path, out: Path, samples: int, tokens: int) -> dict:
@@ -131,12 +131,16 @@ def measure(tool: str, src: Path, out: Path, samples: int, tokens: int) -> dict:
 
 def memory_rows(layers: list[int], width: str, tools: list[str], samples: int, tokens: int, vocab: int,
                 work: Path) -> list[dict]:
+    import make_real_shaped
+
     from magimac.testing.checkpoint import build_checkpoint
 
     rows = []
     for n in layers:
         src = work / f"ckpt-{width}-{n}"
-        if not (src / "config.json").exists():
+        if not (src / "config.json").exists() and width == "real":
+            make_real_shaped.make(src, layers=n)  # streamed: well under 1 GB, whatever the depth
+        elif not (src / "config.json").exists():
             build_checkpoint(src, layers=n, vision=False, vocab=vocab, shards=max(1, n), **WIDTHS[width])
         for tool in tools:
             r = {"layers": n, "width": width, "vocab": vocab, "calibration": [samples, tokens],

@@ -4,7 +4,7 @@
    Magistral Small 1.2's full widths, vocabulary and vision tower, 1 and 2 text layers) at the
    same settings (4-bit, group size 64; magimac's ``mlx-vlm`` recipe keeps ``lm_head`` in bf16
    as `mlx_vlm.convert -q` does, so both write the same tensors), each conversion in its own
-   process (peak RSS = the process's ``ru_maxrss``), alternating the order over ``--rounds``.
+   process (peak RSS = the process's ``VmHWM``, `magimac.bench.memory`), alternating the order over ``--rounds``.
    Ratios are magimac / mlx-vlm in the same run; goals: RSS <= 1 and flat in depth, time <= 1.10.
 2. Sizes `magimac quantize` reports (`magimac.quantize.sizes.estimate`) for the real 2509 config at
    each level, next to the ready-made conversions in the registry.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from magimac.bench.memory import peak_rss_bytes  # noqa: E402
 OUT_JSON = ROOT / "bench" / "out" / "quantize.json"
 
 
@@ -42,9 +42,7 @@ def worker(tool: str, src: str, out: str) -> None:
 
         recipe = "mlx-vlm" if tool == "magimac" else "uniform"
         convert(src, Path(out), recipe=recipe, progress=False, force=True, log=lambda s: None)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak *= 1 if sys.platform == "darwin" else 1024
-    print(json.dumps({"peak_rss_bytes": peak}))
+    print(json.dumps({"peak_rss_bytes": peak_rss_bytes()}))
 
 
 def measure(tool: str, src: Path, out: Path) -> dict:
