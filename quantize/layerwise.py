@@ -153,11 +153,32 @@ def capture(layer, path: str, xs: list[mx.array], sink: Callable[[mx.array], Non
         put(layer, path, inner)
 
 
+class _DenseOnCPU(nn.QuantizedLinear):
+    """An `nn.QuantizedLinear` whose forward pass, on MLX's CPU backend, dequantizes its weight
+    (to the input's dtype) and runs a dense matmul, one call at a time.
+
+    Why: on Linux, MLX's CPU `mx.quantized_matmul` ran at 0.1 GFLOP/s against 2.7 for its bf16
+    matmul on the same shapes (``(256, 5120) x (4096, 5120)``, 4-bit, group 64, this project's
+    machine), so a calibration pass through Magistral's quantized ``gate_proj``/``up_proj``
+    took hours.  The dense weight exists only for the duration of one call; it differs from
+    the quantized product by the rounding of ``scales * codes + biases`` to bf16 (2^-9
+    relative, far below 3- and 4-bit steps).  On a GPU (Metal, CUDA) it is the plain layer.
+    """
+
+    def __call__(self, x):
+        if mx.default_device().type != mx.DeviceType.cpu:
+            return super().__call__(x)
+        w = mx.dequantize(self["weight"], self["scales"], self.get("biases"), group_size=self.group_size,
+                          bits=self.bits, mode=self.mode)
+        return x @ w.astype(x.dtype).T
+
+
 def quantized_linear(linear: nn.Linear, arrays: list[mx.array], params: dict) -> nn.QuantizedLinear:
-    """An `nn.QuantizedLinear` holding ``arrays`` (``[weight, scales(, biases)]`` of `mx.quantize`)."""
+    """An `nn.QuantizedLinear` holding ``arrays`` (``[weight, scales(, biases)]`` of
+    `mx.quantize`), for the calibration pass (`_DenseOnCPU`)."""
     out_dims, in_dims = linear.weight.shape
-    q = nn.QuantizedLinear(in_dims, out_dims, bias=False, group_size=params["group_size"], bits=params["bits"],
-                           mode=params.get("mode", "affine"))
+    q = _DenseOnCPU(in_dims, out_dims, bias=False, group_size=params["group_size"], bits=params["bits"],
+                    mode=params.get("mode", "affine"))
     q.weight, q.scales = arrays[0], arrays[1]
     if len(arrays) > 2:
         q.biases = arrays[2]
