@@ -5,7 +5,10 @@
    agreement and perplexity on magimac's bundled evaluation set (``magimac/data/eval``: held out,
    the calibration set is ``quantize/calibration/magistral-chats.txt``), chunks of 512 tokens,
    through `magimac.engine.evaluate` (as `magimac bench` scores); for the demo model also on 60
-   held-out demo problems (its own task, from the split it never trained on).  Ratios: method KL / RTN KL at
+   held-out demo problems (its own task, from the split it never trained on); for a model
+   directory holding an ``eval/`` folder (`load_eval_texts`' layout: ``*.txt``, ``reasoning.json``)
+   also on that, its own held-out text (``bench/train_prose_model.py`` writes one: held-out
+   stdlib prose); ``--eval DIR ...`` adds sets scored on every model.  Ratios: method KL / RTN KL at
    the same level, in the same run (goals: <= 0.7 at 3-bit, <= 0.85 at 4-bit).
 2. **Memory table.** Random-weight checkpoints built with `magimac.testing.checkpoint`
    (``--width``: ``real`` is `bench/make_real_shaped.py`'s Magistral Small 1.2 with ``n`` text
@@ -18,7 +21,7 @@
 
 Writes ``bench/out/quant_methods.json``.  Usage::
 
-    python bench/bench_quant_methods.py [--models DIR ...] [--levels 3 4] [--skip-kl]
+    python bench/bench_quant_methods.py [--models DIR ...] [--eval DIR ...] [--levels 3 4] [--skip-kl]
         [--layers 1 2 4] [--width small|real] [--calibration-samples 8] [--work DIR] [--json FILE]
 """
 
@@ -61,13 +64,22 @@ def demo_problems(work: Path, n: int = 60, seed: int = 1234) -> Path:
     return d
 
 
-def kl_rows(model: Path, levels: list[int], samples: int | None, work: Path) -> list[dict]:
-    """Convert ``model`` at each level with each method and score it against bf16 on each
-    evaluation set (the bundled one; for the demo model also its held-out problems)."""
+def eval_sets(model: Path, work: Path, extra: list[Path] = ()) -> dict[str, Path | None]:
+    """Name -> evaluation directory (None: the bundled set) for ``model``: the bundled set, the
+    demo's held-out problems (demo model only), ``model/eval`` when it is a directory, and
+    ``extra`` (named ``eval:<folder name>``)."""
+    own = Path(model) / "eval"
+    return {"bundled": None, **({"demo-problems": demo_problems(work)} if model.resolve() == DEMO else {}),
+            **({"own-held-out": own} if own.is_dir() else {}), **{f"eval:{d.name}": d for d in extra}}
+
+
+def kl_rows(model: Path, levels: list[int], samples: int | None, work: Path, extra: list[Path] = ()) -> list[dict]:
+    """Convert ``model`` at each level with each method and score it against bf16 on each of
+    `eval_sets`."""
     from magimac.engine import evaluate, measure
     from magimac.quantize.convert import convert
 
-    sets = {"bundled": None, **({"demo-problems": demo_problems(work)} if model.resolve() == DEMO else {})}
+    sets = eval_sets(model, work, extra)
     refs = {}
     for name, d in sets.items():
         chunks = evaluate.make_chunks(evaluate.load_eval_texts(measure.load_tokenizer(model), d), 512)
@@ -178,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     p.add_argument("--models", nargs="*", type=Path, default=[DEMO])
+    p.add_argument("--eval", nargs="*", type=Path, default=[],
+                   help="more evaluation directories, scored on every model (a model's own DIR/eval is used anyway)")
     p.add_argument("--levels", nargs="*", type=int, default=[3, 4])
     p.add_argument("--skip-kl", action="store_true")
     p.add_argument("--layers", nargs="*", type=int, default=[1, 2, 4])
@@ -199,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.skip_kl:
         print("KL to bf16 on the held-out evaluation set:")
         for m in a.models:
-            doc["kl"] += kl_rows(m, a.levels, a.kl_samples, work)
+            doc["kl"] += kl_rows(m, a.levels, a.kl_samples, work, a.eval)
     if a.layers:
         print(f"peak RSS and wall time, 4-bit, {a.width} widths:")
         doc["memory"] = memory_rows(a.layers, a.width, a.tools, a.calibration_samples, a.calibration_tokens,

@@ -85,10 +85,12 @@ ROPE_THETA = 10000.0  # Magistral uses 1e9 for 128K positions; 1e4 suits 1K posi
 EPS = 1e-5
 
 
-def model_config(ck) -> dict:
-    """The demo's `config.json` (mistral3 + mistral text + tiny pixtral vision)."""
-    config = ck.tiny_config(vocab=VOCAB, vision=True, **TEXT)
-    config["text_config"].update(rope_theta=ROPE_THETA, max_position_embeddings=CONTEXT, rms_norm_eps=EPS)
+def model_config(ck, vocab: int = VOCAB, text: dict = TEXT, context: int = CONTEXT) -> dict:
+    """The demo's `config.json` (mistral3 + mistral text + tiny pixtral vision); ``text``:
+    `Decoder`'s sizes (hidden, layers, intermediate, heads, kv_heads, head_dim), ``context``
+    in tokens."""
+    config = ck.tiny_config(vocab=vocab, vision=True, **text)
+    config["text_config"].update(rope_theta=ROPE_THETA, max_position_embeddings=context, rms_norm_eps=EPS)
     return config
 
 
@@ -154,16 +156,19 @@ class Body(nn.Module):
 class Decoder(nn.Module):
     """Mistral's text decoder; parameter names are the HF `MistralForCausalLM` ones.
 
-    ``forward(ids [B, T] int64) -> hidden [B, T, hidden] float32``; ``lm_head`` maps hidden
-    states to logits [.., vocab].
+    ``forward(ids [B, T] int64) -> hidden [B, T, hidden] float32``, T <= ``context`` tokens;
+    ``lm_head`` maps hidden states to logits [.., vocab].  ``dims``: the constructor's arguments.
     """
 
-    def __init__(self, vocab=VOCAB, hidden=128, layers=4, intermediate=256, heads=4, kv_heads=2, head_dim=32):
+    def __init__(self, vocab=VOCAB, hidden=128, layers=4, intermediate=256, heads=4, kv_heads=2, head_dim=32,
+                 context=CONTEXT):
         super().__init__()
+        self.dims = dict(vocab=vocab, hidden=hidden, layers=layers, intermediate=intermediate, heads=heads,
+                         kv_heads=kv_heads, head_dim=head_dim, context=context)
         self.model = Body(vocab, hidden, layers, intermediate, heads, kv_heads, head_dim)
         self.lm_head = nn.Linear(hidden, vocab, bias=False)
         inv = 1.0 / ROPE_THETA ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        angles = torch.outer(torch.arange(CONTEXT, dtype=torch.float32), inv)
+        angles = torch.outer(torch.arange(context, dtype=torch.float32), inv)
         angles = torch.cat([angles, angles], dim=-1)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
@@ -231,13 +236,19 @@ def hf_weights(model: Decoder) -> dict[str, np.ndarray]:
     return out
 
 
-def save(model: Decoder, config: dict, ck, out: Path, seed: int) -> None:
-    """Write the HF `mistral3` checkpoint to ``out`` (through a temp dir, then rename)."""
+def save(model: Decoder, config: dict, ck, out: Path, seed: int, system_prompt: str | None = SYSTEM_PROMPT,
+         extra=None) -> None:
+    """Write the HF `mistral3` checkpoint to ``out`` (through a temp dir, then rename), with
+    ``system_prompt`` as `SYSTEM_PROMPT.txt` (None: no such file); ``extra(tmp_dir)`` may add
+    files before the rename."""
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the model ships in the package
+    text = config["text_config"]
     try:
-        write_tekken(tmp, vocab_size=VOCAB, image=True, max_image_size=config["vision_config"]["image_size"])
+        write_tekken(tmp, vocab_size=text["vocab_size"], image=True,
+                     max_image_size=config["vision_config"]["image_size"])
         shapes = ck.tensor_shapes(config)
         rng = np.random.default_rng(seed)
         arrays = {}
@@ -254,8 +265,11 @@ def save(model: Decoder, config: dict, ck, out: Path, seed: int) -> None:
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "generation_config.json").write_text(json.dumps(
             {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": PAD, "temperature": 0.7, "top_p": 0.95,
-             "max_length": CONTEXT}, indent=2) + "\n")
-        (tmp / "SYSTEM_PROMPT.txt").write_text(SYSTEM_PROMPT, encoding="utf-8")
+             "max_length": text["max_position_embeddings"]}, indent=2) + "\n")
+        if system_prompt is not None:
+            (tmp / "SYSTEM_PROMPT.txt").write_text(system_prompt, encoding="utf-8")
+        if extra is not None:
+            extra(tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -275,15 +289,30 @@ def check_against_mlx(model: Decoder, out: Path, ids: list[int]) -> float:
     mlx_model, _ = mlx_lm.load(str(out))
     theirs = np.array(mlx_model(mx.array([ids])).astype(mx.float32))
     with torch.no_grad():
-        bf16 = Decoder(**{k: v for k, v in _dims(model).items()})
+        bf16 = Decoder(**model.dims)
         bf16.load_state_dict({k: v.bfloat16().float() for k, v in model.state_dict().items()})
         ours = bf16.lm_head(bf16(torch.tensor([ids]))).numpy()
     return float(np.abs(theirs - ours).max())
 
 
-def _dims(model: Decoder) -> dict:
-    return dict(vocab=VOCAB, hidden=TEXT["hidden"], layers=TEXT["layers"], intermediate=TEXT["intermediate"],
-                heads=TEXT["heads"], kv_heads=TEXT["kv_heads"], head_dim=TEXT["head_dim"])
+def make_optimizer(model: Decoder, lr: float, steps: int):
+    """AdamW (betas 0.9/0.98, weight decay 0.01) and its schedule: linear warm-up over
+    min(200, steps / 10) steps, then cosine decay to 5% of ``lr`` at ``steps``."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    warmup = max(1, min(200, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, steps - warmup))))))
+    return opt, sched
+
+
+def train_step(model: Decoder, opt, sched, loss: torch.Tensor) -> float:
+    """One optimizer step on ``loss`` (gradients clipped to norm 1) -> the loss (nats/token)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return loss.item()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,14 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     markers = markers_for(tok.instruct_tokenizer.tokenizer)
     assert not isinstance(system_chunks(SYSTEM_PROMPT, markers), str)  # keeps a ThinkChunk
 
-    model = Decoder(**_dims(None))
+    model = Decoder(vocab=VOCAB, **TEXT)
     if a.init is not None:
         model.load_state_dict(init_weights(a.init))
     n_params = sum(v.numel() for v in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warmup = min(200, a.steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, a.steps - warmup))))))
+    opt, sched = make_optimizer(model, a.lr, a.steps)
     print(f"demo: {n_params / 1e6:.2f} M text parameters, up to {a.steps} steps x {a.batch} sequences", flush=True)
 
     t0, seen, avg, queue = time.time(), 0, None, []
@@ -332,14 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         queue = queue or make_batches(tok, markers, rng, a.batch, SYSTEM_PROMPT, a.no_system_share,
                                       a.multi_turn_share)
         inputs, targets = map(torch.from_numpy, queue.pop())
-        loss = loss_fn(model, inputs, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = train_step(model, opt, sched, loss_fn(model, inputs, targets))
         seen += a.batch
-        avg = loss.item() if avg is None else 0.95 * avg + 0.05 * loss.item()
+        avg = loss if avg is None else 0.95 * avg + 0.05 * loss
         if step % 50 == 0 or step == a.steps:
             print(f"step {step:5d}  loss {avg:.4f}  lr {sched.get_last_lr()[0]:.2e}  "
                   f"{time.time() - t0:6.0f} s  {seen} sequences", flush=True)
