@@ -6,8 +6,8 @@ Why not mlx-lm's `mlx_lm.quant.gptq`: it keeps every linear's Hessian of the who
 once (about 196 GB for Magistral Small), packs only 2, 4 and 8 bits, and evaluates one MLX
 graph per column.  Here one Hessian exists at a time and every large step runs in place:
 
-- `Hessian` accumulates ``X^T X`` (float32, ``n x n``) with BLAS ``ssyrk`` into one buffer
-  (no second ``n x n`` temporary: 4.3 GB, not 8.6, at ``down_proj``'s 32768 inputs);
+- `Hessian` accumulates ``X^T X`` (float32, ``n x n``) block column by block column into one
+  buffer (no second ``n x n`` temporary: 4.3 GB, not 8.6, at ``down_proj``'s 32768 inputs);
 - `inverse_cholesky` damps it (``damp x mean diagonal``, 0.01 as in the paper) and turns it into
   the upper Cholesky factor of its inverse with LAPACK ``spotrf``/``spotri``/``spotrf`` in the
   same buffer;
@@ -36,9 +36,18 @@ class Hessian:
     """Running ``sum x x^T`` over the inputs of one linear layer (or several that share them).
 
     Attributes:
-        h: ``(n, n)`` float32 Fortran-ordered; only the upper triangle is kept up to date.
+        h: ``(n, n)`` float32 Fortran-ordered; only the upper triangle is kept up to date (the
+            diagonal blocks of `COLS` also hold some of the lower one, which nothing reads).
         tokens: rows of input added so far.
+
+    Why column blocks and not one BLAS ``ssyrk``: OpenBLAS's multithreaded ``ssyrk`` (as
+    SciPy's wheels ship it) segfaulted at ``down_proj``'s n = 32768 with 1024 input rows (fine
+    at 64 rows, or on one thread), which ended every GPTQ run of Magistral at its first
+    ``down_proj``.  Each block is a plain ``sgemm`` with a temporary of at most
+    ``n x COLS x 4`` bytes (268 MB at 32768).
     """
+
+    COLS = 2048
 
     def __init__(self, n: int):
         self.h = np.zeros((n, n), np.float32, order="F")
@@ -47,7 +56,10 @@ class Hessian:
     def add(self, x: mx.array) -> None:
         """Add inputs ``x`` (``[..., n]``, any float dtype) to the sum, in place."""
         a = np.asarray(x.reshape(-1, x.shape[-1]).astype(mx.float32))
-        self.h = blas.ssyrk(1.0, a.T, beta=1.0, c=self.h, trans=0, lower=0, overwrite_c=1)
+        n = a.shape[1]
+        for j in range(0, n, self.COLS):
+            e = min(j + self.COLS, n)
+            self.h[:e, j:e] += a[:, :e].T @ a[:, j:e]
         self.tokens += a.shape[0]
 
 
