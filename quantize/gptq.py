@@ -27,8 +27,10 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 from scipy.linalg import blas, lapack
+from threadpoolctl import threadpool_limits
 
 DAMP = 0.01  # fraction of the mean Hessian diagonal added to it (GPTQ paper, AutoGPTQ default)
+ONE_THREAD_FROM = 16384  # Hessian width from which LAPACK runs single-threaded (see `inverse_cholesky`)
 BLOCK = 128  # columns per lazy batch update (paper: 128); a multiple of every group size
 
 
@@ -78,6 +80,10 @@ def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> np.ndarray:
     factor up to rounding (checked against the three-step route in the tests); at
     ``down_proj``'s 32768 inputs, about 2 minutes instead of 4 on this project's CPUs.
 
+    From `ONE_THREAD_FROM` inputs on, LAPACK runs on one thread: SciPy's multithreaded OpenBLAS
+    ``spotrf`` segfaulted, now and then, at ``down_proj``'s 32768 (one thread: 79 s here,
+    against 55 s on two, and no crash seen).
+
     Raises:
         RuntimeError: the damped Hessian is not positive definite (NaN inputs).
     """
@@ -88,9 +94,10 @@ def inverse_cholesky(hess: Hessian, damp: float = DAMP) -> np.ndarray:
     idx = np.arange(h.shape[0])
     h[idx, idx] = diag + damp * float(diag.mean())
     _reverse(h)  # the upper triangle kept by `Hessian` becomes the lower one
-    h, info = lapack.spotrf(h, lower=1, clean=1, overwrite_a=1)
-    if info == 0:
-        h, info = lapack.strtri(h, lower=1, overwrite_c=1)
+    with threadpool_limits(1 if h.shape[0] >= ONE_THREAD_FROM else None, user_api="blas"):
+        h, info = lapack.spotrf(h, lower=1, clean=1, overwrite_a=1)
+        if info == 0:
+            h, info = lapack.strtri(h, lower=1, overwrite_c=1)
     if info != 0:
         raise RuntimeError(f"GPTQ: the damped Hessian is not positive definite (LAPACK info {info})")
     _reverse(h)
