@@ -173,3 +173,18 @@ def test_gptq_inverse_cholesky_is_the_papers_factor():
     assert np.allclose(np.triu(u), u)
     np.testing.assert_allclose(u, want, rtol=2e-3, atol=2e-5)
     np.testing.assert_allclose(u.T @ u @ h, np.eye(96), atol=2e-3)
+
+
+def test_gptq_in_row_blocks_equals_one_block():
+    """lm_head goes through GPTQ a block of rows at a time (memory); the result is the same."""
+    rng = np.random.default_rng(1)
+    x = mx.array(rng.standard_normal((256, 128)).astype(np.float32))
+    w = mx.array((rng.standard_normal((200, 128)) * 0.05).astype(np.float32)).astype(mx.bfloat16)
+    params = {"bits": 3, "group_size": 64}
+    outs = []
+    for rows in (1000, 64):
+        hess = Hessian(128)
+        hess.add(x)
+        outs.append(gptq(w, hess, params, rows=rows))
+    for a, b in zip(*outs):
+        assert a.shape == b.shape and mx.array_equal(a, b).item()
