@@ -201,9 +201,18 @@ def test_json_run_interrupted_before_the_turn_ends_with_done_cancelled(capsys, m
     assert json_lines(out) == [{"type": "done", "finish_reason": "cancelled"}]
 
 
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _chat_process(*args) -> subprocess.Popen:
+    """``magimac chat`` as a person starts it from a terminal: SIGINT at its default even when
+    the suite itself runs in the background (a shell's ``cmd &`` ignores SIGINT, and the
+    child inherits that, so Ctrl-C could never reach it)."""
     return subprocess.Popen([sys.executable, "-m", "magimac", "chat", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 @pytest.mark.parametrize("mode", ["json", "plain"])
