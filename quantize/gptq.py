@@ -188,20 +188,21 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.ascontiguousarray(stream).reshape(rows, -1).view(np.uint32)
 
 
-def gptq(w: mx.array, hess: Hessian, params: dict, rows: int = 8192) -> list[mx.array]:
-    """GPTQ of ``w`` with the Hessian of its inputs (consumed); returns MLX's affine
-    ``[weight (uint32), scales, biases (bf16)]``, as `mx.quantize` would.
-
-    Rows are independent given the Hessian, so ``w`` goes through `quantize_weight` ``rows``
-    rows at a time: the float32 copy of Magistral's ``lm_head`` (131072 x 5120) is 168 MB per
-    block instead of 2.7 GB at once (the measured 1-layer peak, 9.47 GB, was this step).
-    Same result as one block (tested)."""
-    u = inverse_cholesky(hess)
+def quantize_rows(w: mx.array, u: np.ndarray, params: dict, rows: int = 8192) -> list[mx.array]:
+    """`quantize_weight` of ``w`` with the factor ``u``, ``rows`` rows at a time, packed as MLX's
+    affine ``[weight (uint32), scales, biases (bf16)]``.  Rows are independent given the
+    Hessian, so the float32 copy of Magistral's ``lm_head`` (131072 x 5120) is 168 MB per block
+    instead of 2.7 GB at once (the measured 1-layer peak, 9.47 GB, was that step).  Same result
+    as one block (tested)."""
     parts = []
     for r in range(0, w.shape[0], rows):
         codes, s, b = quantize_weight(as_float32(w[r:r + rows]), u, params)
         parts.append((mx.array(pack_codes(codes, params["bits"])), mx.array(s).astype(mx.bfloat16),
                       mx.array(b).astype(mx.bfloat16)))
-        del codes, s, b
-    del u
     return [mx.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in range(3)]
+
+
+def gptq(w: mx.array, hess: Hessian, params: dict, rows: int = 8192) -> list[mx.array]:
+    """GPTQ of ``w`` with the Hessian of its inputs (consumed): `quantize_rows` with
+    `inverse_cholesky`'s factor."""
+    return quantize_rows(w, inverse_cholesky(hess), params, rows)

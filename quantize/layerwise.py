@@ -29,7 +29,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from magimac.quantize import awq
-from magimac.quantize.gptq import Hessian, as_float32, inverse_cholesky, pack_codes, quantize_weight
+from magimac.quantize.gptq import Hessian, inverse_cholesky, quantize_rows
 from magimac.quantize.layout import is_vision
 from magimac.quantize.stream import read_tensor
 
@@ -202,10 +202,7 @@ def gptq_group(layer, prefix: str, names: tuple[str, ...], xs: list[mx.array], c
     for n in todo:
         p = ctx.plan[f"{prefix}.{n}"]
         lin = get(layer, n)
-        codes, s, b = quantize_weight(as_float32(lin.weight), u, p)
-        arrays = [mx.array(pack_codes(codes, p["bits"])), mx.array(s).astype(mx.bfloat16),
-                  mx.array(b).astype(mx.bfloat16)]
-        put(layer, n, quantized_linear(lin, arrays, p))
+        put(layer, n, quantized_linear(lin, quantize_rows(lin.weight, u, p), p))
         ctx.progress(f"{n} quantized", 0)
     del u
 
