@@ -18,6 +18,7 @@
    ``VmHWM``, `magimac.bench.memory`) at 4-bit: magimac RTN, GPTQ and AWQ (``--calibration-samples`` x 512 tokens),
    and mlx-lm's GPTQ (`mlx_lm.quant.gptq.gptq_quantize`, which holds the whole model and every
    Hessian) on the same calibration tokens.  Ratios: peak RSS at depth d / at the smallest depth.
+   Calibrated runs also report the peak so far and the time after each layer (``after_layer``).
 
 Writes ``bench/out/quant_methods.json``.  Usage::
 
@@ -119,8 +120,18 @@ def worker(tool: str, src: str, out: str, samples: int, tokens: int = 512) -> No
         model, _ = gptq_quantize(model, ids, 4, 64, 4, 64, batch_size=1)
         mx.eval(model.parameters())
     else:
+        from magimac.quantize import calibrate
         from magimac.quantize.convert import convert
 
+        t0, run_layer = time.perf_counter(), calibrate.run_layer
+
+        def timed_layer(skeleton, parts, index, xs, ctx):  # one JSON line per layer: flat in depth?
+            out = run_layer(skeleton, parts, index, xs, ctx)
+            print(json.dumps({"layer": index, "peak_rss_bytes": peak_rss_bytes(), "s": time.perf_counter() - t0}),
+                  flush=True)
+            return out
+
+        calibrate.run_layer = timed_layer
         convert(src, Path(out), bits=4, method=tool, force=True, progress=False, log=_quiet,
                 target_ram_bytes=1 << 40,
                 **({} if tool == "rtn" else {"calibration_samples": samples, "calibration_tokens": tokens}))
@@ -137,8 +148,15 @@ def measure(tool: str, src: Path, out: Path, samples: int, tokens: int) -> dict:
     if proc.returncode:
         return {"tool": tool, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed",
                 "wall_s": wall}
-    peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
-    return {"tool": tool, "peak_rss_bytes": peak, "wall_s": wall}
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    return {"tool": tool, "peak_rss_bytes": lines[-1]["peak_rss_bytes"], "wall_s": wall,
+            "after_layer": [x for x in lines if "layer" in x]}
+
+
+def _per_layer(r: dict) -> str:
+    steps = r.get("after_layer") or []
+    return ("; after each layer: " + ", ".join(f"{x['peak_rss_bytes'] / 1e9:.2f} GB at {x['s']:.0f} s" for x in steps)
+            if steps else "")
 
 
 def memory_rows(layers: list[int], width: str, tools: list[str], samples: int, tokens: int, vocab: int,
@@ -159,7 +177,7 @@ def memory_rows(layers: list[int], width: str, tools: list[str], samples: int, t
                  **measure(tool, src, work / "out", samples, tokens)}
             rows.append(r)
             print(f"  {width} x {n} layer(s) {tool:12s}: " + (f"peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB, "
-                  f"{r['wall_s']:.0f} s" if "error" not in r else f"failed: {r['error']}"), flush=True)
+                  f"{r['wall_s']:.0f} s" + _per_layer(r) if "error" not in r else f"failed: {r['error']}"), flush=True)
         shutil.rmtree(src, ignore_errors=True)
     for r in rows:
         first = next((x for x in rows if x["tool"] == r["tool"] and "peak_rss_bytes" in x), None)

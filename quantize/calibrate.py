@@ -22,6 +22,8 @@ from magimac.quantize.gptq import Hessian, gptq
 from magimac.quantize.layerwise import (AWQ_SEARCH_TOKENS, GROUPS, Context, Parts, awq_finish, awq_scale_group,
                                         batches, get, gptq_group, load, put, quantized_linear, rtn)
 
+CACHE_LIMIT = 256 << 20  # bytes of freed MLX buffers kept for reuse during the pass
+
 
 def _fake_rows(rows: mx.array, params: dict | None) -> mx.array:
     if params is None:
@@ -156,9 +158,16 @@ def run(skeleton, parts: Parts, calibration: Calibration, plan: dict, method: st
         skeleton: the lazily built model (`layout.build_model`); its layers are filled and dropped.
         write: receives each output tensor (its planned name and the evaluated array).
         progress: ``(layer index or -1 for the head, step, samples done)`` as it goes.
+
+    MLX's buffer cache is held to `CACHE_LIMIT` for the pass (restored after it): freed
+    forward-pass temporaries would otherwise stay resident beside GPTQ's Hessian.
     """
-    xs = embed(parts, calibration.ids, plan)
-    for i in sorted(parts.layers):
-        ctx = Context(plan, write, lambda step, n, i=i: progress(i, step, n), method)
-        xs = run_layer(skeleton, parts, i, xs, ctx)
-    run_head(skeleton, parts, xs, Context(plan, write, lambda step, n: progress(-1, step, n), method))
+    previous = mx.set_cache_limit(CACHE_LIMIT)
+    try:
+        xs = embed(parts, calibration.ids, plan)
+        for i in sorted(parts.layers):
+            ctx = Context(plan, write, lambda step, n, i=i: progress(i, step, n), method)
+            xs = run_layer(skeleton, parts, i, xs, ctx)
+        run_head(skeleton, parts, xs, Context(plan, write, lambda step, n: progress(-1, step, n), method))
+    finally:
+        mx.set_cache_limit(previous)

@@ -27,6 +27,7 @@ from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from magimac.quantize import awq
 from magimac.quantize.gptq import Hessian, inverse_cholesky, quantize_rows
@@ -35,6 +36,7 @@ from magimac.quantize.stream import read_tensor
 
 METHODS = ("rtn", "gptq", "awq")
 BATCH_TOKENS = 1024  # tokens per forward batch (bounds the MLP's temporaries: 1024 x 32768 x 4 B each)
+DENSE_ROWS = 8192  # output rows per dequantized block of `_DenseOnCPU` (float32: 168 MB at 5120 inputs)
 AWQ_SEARCH_TOKENS = 8192  # tokens of the calibration set AWQ's searches run on (AWQ paper: 128 x 512)
 # (operation before the group, the group's linears), in the order of the forward pass.
 GROUPS = (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
@@ -155,22 +157,31 @@ def capture(layer, path: str, xs: list[mx.array], sink: Callable[[mx.array], Non
 
 class _DenseOnCPU(nn.QuantizedLinear):
     """An `nn.QuantizedLinear` whose forward pass, on MLX's CPU backend, dequantizes its weight
-    (to the input's dtype) and runs a dense matmul, one call at a time.
+    `DENSE_ROWS` output rows at a time and multiplies in NumPy (float32, the BLAS SciPy and
+    NumPy ship), returning the input's dtype; on a GPU (Metal, CUDA) it is the plain layer.
 
-    Why: on Linux, MLX's CPU `mx.quantized_matmul` ran at 0.1 GFLOP/s against 2.7 for its bf16
-    matmul on the same shapes (``(256, 5120) x (4096, 5120)``, 4-bit, group 64, this project's
-    machine), so a calibration pass through Magistral's quantized ``gate_proj``/``up_proj``
-    took hours.  The dense weight exists only for the duration of one call; it differs from
-    the quantized product by the rounding of ``scales * codes + biases`` to bf16 (2^-9
-    relative, far below 3- and 4-bit steps).  On a GPU (Metal, CUDA) it is the plain layer.
+    Why: on Linux, MLX's CPU `mx.quantized_matmul` ran at 0.1 GFLOP/s, its bf16 matmul at 2.7
+    and NumPy's float32 matmul at 40.8 on the same shapes (``(256, 5120) x (4096, 5120)``,
+    4-bit, group 64, this project's 2-core machine; ``mlx[cpu]`` links the reference BLAS), so
+    a calibration pass through Magistral's quantized ``gate_proj``/``up_proj`` took hours.  The
+    result is the float32 product of the dequantized weight (``scales * codes + biases``, as
+    `mx.dequantize` gives it), rounded once to the input's dtype; the temporaries are one row
+    block of the weight in float32 (168 MB at ``DENSE_ROWS`` x 5120) and the float32 input and
+    output.
     """
 
     def __call__(self, x):
         if mx.default_device().type != mx.DeviceType.cpu:
             return super().__call__(x)
-        w = mx.dequantize(self["weight"], self["scales"], self.get("biases"), group_size=self.group_size,
-                          bits=self.bits, mode=self.mode)
-        return x @ w.astype(x.dtype).T
+        a = np.asarray(x.reshape(-1, x.shape[-1]).astype(mx.float32))
+        out = np.empty((a.shape[0], self["weight"].shape[0]), np.float32)
+        biases = self.get("biases")
+        for r in range(0, out.shape[1], DENSE_ROWS):
+            e = r + DENSE_ROWS
+            w = mx.dequantize(self["weight"][r:e], self["scales"][r:e], None if biases is None else biases[r:e],
+                              group_size=self.group_size, bits=self.bits, mode=self.mode)
+            out[:, r:e] = a @ np.asarray(w.astype(mx.float32)).T
+        return mx.array(out).astype(x.dtype).reshape(*x.shape[:-1], out.shape[1])
 
 
 def quantized_linear(linear: nn.Linear, arrays: list[mx.array], params: dict) -> nn.QuantizedLinear:
