@@ -202,6 +202,29 @@ def script_tokens(tekken_path: Path, script: Script) -> list[int]:
     return ids
 
 
+def mlx_lm_reply(model_dir: Path, text: str = "Salut !", max_tokens: int = 64) -> list[int]:
+    """The token ids `mlx_lm.load`'s model of ``model_dir`` samples after one user message
+    ``text`` (mistral-common's prompt from the model's ``tekken.json``; temperature 0.7,
+    top-p 0.95, as Magistral's card advises), up to and including ``</s>`` or ``max_tokens``.
+    A scripted checkpoint's script is so peaked that sampling still returns it exactly."""
+    import mlx_lm
+    from mistral_common.protocol.instruct.messages import UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+    from mlx_lm.generate import generate_step
+    from mlx_lm.sample_utils import make_sampler
+
+    model, _ = mlx_lm.load(str(model_dir))
+    mt = MistralTokenizer.from_file(str(Path(model_dir) / "tekken.json"))
+    prompt = mt.encode_chat_completion(ChatCompletionRequest(messages=[UserMessage(content=text)])).tokens
+    out: list[int] = []
+    for t, _ in generate_step(mx.array(prompt), model, max_tokens=max_tokens, sampler=make_sampler(0.7, 0.95)):
+        out.append(int(t))
+        if out[-1] == EOS:
+            break
+    return out
+
+
 def _call_tokens(tok, script: Script) -> list[int]:
     """``[TOOL_CALLS]name[ARGS]arguments`` for each call of ``script``, then ``</s>``."""
     ids: list[int] = []

@@ -11,15 +11,12 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-from mistral_common.protocol.instruct.messages import UserMessage
-from mistral_common.protocol.instruct.request import ChatCompletionRequest
-from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from magimac.cli.main import main as magimac_main
 from magimac.quantize.convert import convert
 from magimac.quantize.gptq import Hessian, gptq, pack_codes
 from magimac.quantize.manifest import read_manifest
-from magimac.testing.checkpoint import Script, script_tokens
+from magimac.testing.checkpoint import Script, mlx_lm_reply, script_tokens
 
 DEMO = Path(__file__).resolve().parents[2] / "magimac" / "demo" / "model"
 TINY = dict(calibration_samples=4, calibration_tokens=64)
@@ -46,26 +43,10 @@ def scripted_calibrated(tmp_path_factory, scripted_checkpoint) -> dict[str, Path
     return _Lazy(lambda m: convert(scripted_checkpoint, root / m, method=m, progress=False, log=_quiet, **TINY))
 
 
-def _greedy_script(model_dir: Path) -> list[int]:
-    import mlx_lm
-    from mlx_lm.generate import generate_step
-    from mlx_lm.sample_utils import make_sampler
-
-    model, _ = mlx_lm.load(str(model_dir))
-    mt = MistralTokenizer.from_file(str(model_dir / "tekken.json"))
-    prompt = mt.encode_chat_completion(ChatCompletionRequest(messages=[UserMessage(content="Salut !")])).tokens
-    out: list[int] = []
-    for t, _ in generate_step(mx.array(prompt), model, max_tokens=64, sampler=make_sampler(0.7, 0.95)):
-        out.append(int(t))
-        if out[-1] == 2:
-            break
-    return out
-
-
 @pytest.mark.parametrize("method", ["gptq", "awq"])
 def test_calibrated_scripted_checkpoint_still_emits_its_script(scripted_calibrated, scripted_checkpoint, method):
     out = scripted_calibrated[method]
-    assert _greedy_script(out) == script_tokens(scripted_checkpoint / "tekken.json", Script())
+    assert mlx_lm_reply(out) == script_tokens(scripted_checkpoint / "tekken.json", Script())
     m = read_manifest(out)
     assert m["method"] == method and len(m["calibration"]["sha256"]) == 64
     assert m["calibration"]["samples"] == 4 and m["calibration"]["tokens_per_sample"] == 64

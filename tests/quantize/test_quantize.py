@@ -8,11 +8,8 @@ from pathlib import Path
 
 import mlx.core as mx
 import pytest
-from mistral_common.protocol.instruct.messages import UserMessage
-from mistral_common.protocol.instruct.request import ChatCompletionRequest
-from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-from magimac.testing.checkpoint import Script, build_checkpoint, script_tokens
+from magimac.testing.checkpoint import Script, build_checkpoint, mlx_lm_reply, script_tokens
 from magimac.cli.main import main as magimac_main
 from magimac.quantize.convert import convert
 from magimac.quantize.manifest import read_manifest
@@ -116,19 +113,10 @@ def test_text_only_checkpoint_converts_and_loads_with_mlx_lm(tmp_path):
 
 def test_scripted_checkpoint_emits_its_script_after_4bit(scripted_4bit, scripted_checkpoint):
     import mlx_lm
-    from mlx_lm.generate import generate_step
-    from mlx_lm.sample_utils import make_sampler
 
     model, _ = mlx_lm.load(str(scripted_4bit))
     assert model.layers[0].mlp.up_proj.bits == 4
-    mt = MistralTokenizer.from_file(str(scripted_4bit / "tekken.json"))
-    prompt = mt.encode_chat_completion(ChatCompletionRequest(messages=[UserMessage(content="Salut !")])).tokens
-    out: list[int] = []
-    for t, _ in generate_step(mx.array(prompt), model, max_tokens=64, sampler=make_sampler(0.7, 0.95)):
-        out.append(int(t))
-        if out[-1] == 2:
-            break
-    assert out == script_tokens(scripted_checkpoint / "tekken.json", Script())
+    assert mlx_lm_reply(scripted_4bit) == script_tokens(scripted_checkpoint / "tekken.json", Script())
 
 
 TEXTS = ["Hello world", "  two  spaces\tand a tab\nnew line", "Ça va? café, naïve, Straße",
