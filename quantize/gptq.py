@@ -175,34 +175,46 @@ def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
     return codes, scales, biases
 
 
-def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+def pack_codes(codes: np.ndarray, bits: int, rows: int = 1024) -> np.ndarray:
     """Pack ``codes`` (``(rows, cols)``, values below ``2**bits``) as `mx.quantize` does: a
     little-endian bit stream per row, ``bits`` bits per value, read as uint32
-    (``(rows, cols * bits / 32)``).  Checked against `mx.quantize` for 2-8 bits in the tests."""
-    rows, cols = codes.shape
-    g = codes.reshape(rows, cols // 8, 8).astype(np.uint64)
-    v = np.zeros((rows, cols // 8), np.uint64)
-    for k in range(8):
-        v |= g[:, :, k] << np.uint64(k * bits)
-    stream = v.view(np.uint8).reshape(rows, cols // 8, 8)[:, :, :bits]
-    return np.ascontiguousarray(stream).reshape(rows, -1).view(np.uint32)
+    (``(rows, cols * bits / 32)``).  Checked against `mx.quantize` for 2-8 bits in the tests.
+    Works ``rows`` rows at a time: its uint64 temporary is 8 bytes per code (268 MB for 1024 x
+    32768, where the whole of ``down_proj`` at once would be 1.3 GB beside GPTQ's Hessian)."""
+    n, cols = codes.shape
+    out = np.empty((n, cols * bits // 32), np.uint32)
+    for r in range(0, n, rows):
+        g = codes[r:r + rows].reshape(-1, cols // 8, 8).astype(np.uint64)
+        v = np.zeros(g.shape[:2], np.uint64)
+        for k in range(8):
+            v |= g[:, :, k] << np.uint64(k * bits)
+        stream = v.view(np.uint8).reshape(g.shape[0], cols // 8, 8)[:, :, :bits]
+        out[r:r + rows] = np.ascontiguousarray(stream).reshape(g.shape[0], -1).view(np.uint32)
+    return out
 
 
-def quantize_rows(w: mx.array, u: np.ndarray, params: dict, rows: int = 8192) -> list[mx.array]:
-    """`quantize_weight` of ``w`` with the factor ``u``, ``rows`` rows at a time, packed as MLX's
-    affine ``[weight (uint32), scales, biases (bf16)]``.  Rows are independent given the
-    Hessian, so the float32 copy of Magistral's ``lm_head`` (131072 x 5120) is 168 MB per block
-    instead of 2.7 GB at once (the measured 1-layer peak, 9.47 GB, was that step).  Same result
-    as one block (tested)."""
+ROW_BLOCK_BYTES = 256 << 20  # float32 bytes of weight per `quantize_rows` block
+
+
+def quantize_rows(w: mx.array, u: np.ndarray, params: dict, rows: int | None = None) -> list[mx.array]:
+    """`quantize_weight` of ``w`` (``(out, in)``) with the factor ``u``, ``rows`` rows at a time
+    (default: as many as fit in `ROW_BLOCK_BYTES` of float32, 2048 for ``down_proj``'s 32768
+    inputs, 13107 for 5120), packed as MLX's affine ``[weight (uint32), scales, biases (bf16)]``.
+    Rows are independent given the Hessian, so the float32 copy of Magistral's ``lm_head``
+    (131072 x 5120) is 268 MB per block instead of 2.7 GB at once (the measured 1-layer peak,
+    9.47 GB, was that step), and ``down_proj``'s is 268 MB, not 671 MB, beside its 4.3 GB
+    Hessian.  Same result as one block (tested)."""
+    rows = rows or max(1, ROW_BLOCK_BYTES // (4 * w.shape[1]))
     parts = []
     for r in range(0, w.shape[0], rows):
         codes, s, b = quantize_weight(as_float32(w[r:r + rows]), u, params)
         parts.append((mx.array(pack_codes(codes, params["bits"])), mx.array(s).astype(mx.bfloat16),
                       mx.array(b).astype(mx.bfloat16)))
+        del codes
     return [mx.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in range(3)]
 
 
-def gptq(w: mx.array, hess: Hessian, params: dict, rows: int = 8192) -> list[mx.array]:
+def gptq(w: mx.array, hess: Hessian, params: dict, rows: int | None = None) -> list[mx.array]:
     """GPTQ of ``w`` with the Hessian of its inputs (consumed): `quantize_rows` with
     `inverse_cholesky`'s factor."""
     return quantize_rows(w, inverse_cholesky(hess), params, rows)
