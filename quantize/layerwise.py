@@ -167,7 +167,8 @@ class _DenseOnCPU(nn.QuantizedLinear):
     result is the float32 product of the dequantized weight (``scales * codes + biases``, as
     `mx.dequantize` gives it), rounded once to the input's dtype; the temporaries are one row
     block of the weight in float32 (168 MB at ``DENSE_ROWS`` x 5120) and the float32 input and
-    output.
+    output.  It is also closer to the exact product than MLX's CPU layer: on the test's
+    ``(14, 128) x (300, 128)`` case, largest error 0.0039 (bf16 rounding) against 0.075.
     """
 
     def __call__(self, x):

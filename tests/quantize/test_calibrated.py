@@ -169,3 +169,32 @@ def test_gptq_in_row_blocks_equals_one_block():
         outs.append(gptq(w, hess, params, rows=rows))
     for a, b in zip(*outs):
         assert a.shape == b.shape and mx.array_equal(a, b).item()
+
+
+def test_the_calibration_pass_linear_matches_mlx_quantized_linear():
+    """On the CPU the calibration pass multiplies quantized linears in NumPy (speed): its output
+    is the exact product of the dequantized weight rounded once to bf16, for an uneven row count
+    too, and no further from it than MLX's own quantized linear."""
+    import mlx.nn as nn
+
+    from magimac.quantize import layerwise
+
+    rng = np.random.default_rng(3)
+    lin = nn.Linear(128, 300, bias=False)
+    lin.weight = mx.array(rng.normal(0, 0.05, (300, 128)).astype(np.float32)).astype(mx.bfloat16)
+    arrays = list(mx.quantize(lin.weight, group_size=64, bits=4))
+    ref = nn.QuantizedLinear(128, 300, bias=False, group_size=64, bits=4)
+    ref.weight, ref.scales, ref.biases = arrays
+    x = mx.array(rng.normal(size=(2, 7, 128)).astype(np.float32)).astype(mx.bfloat16)
+    w = np.asarray(mx.dequantize(*arrays, group_size=64, bits=4).astype(mx.float32))
+    exact = (np.asarray(x.astype(mx.float32)).reshape(-1, 128) @ w.T).reshape(2, 7, 300)
+    old = layerwise.DENSE_ROWS
+    layerwise.DENSE_ROWS = 128
+    try:
+        got = layerwise.quantized_linear(lin, arrays, {"bits": 4, "group_size": 64})(x)
+    finally:
+        layerwise.DENSE_ROWS = old
+    assert got.shape == (2, 7, 300) and got.dtype == mx.bfloat16
+    err = np.abs(np.asarray(got.astype(mx.float32)) - exact).max()
+    assert err <= 2 ** -8 * np.abs(exact).max()
+    assert err <= np.abs(np.asarray(ref(x).astype(mx.float32)) - exact).max()
