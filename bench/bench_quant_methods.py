@@ -188,19 +188,24 @@ def memory_rows(layers: list[int], width: str, tools: list[str], samples: int, t
 
 def estimate_gptq_peak(width: str = "real", samples: int = 128, tokens: int = 512) -> dict:
     """GPTQ's largest buffers at ``down_proj`` (the widest Hessian) by the code's own sizes, in
-    bytes: an estimate for widths this machine cannot run in time, not a measurement.
-    Components: the float32 Hessian of the 32768 inputs (factored in place), the weight in
-    float32 (updated in place) and its codes, the layer's remaining bf16 weights (``down_proj``;
-    q/k/v/o/gate/up are quantized by then, at 4-bit), the hidden states in and out (bf16), and
-    the MLP's temporaries of one forward batch (3 x `BATCH_TOKENS` x intermediate x 4 B)."""
+    bytes: an estimate for calibration sizes this machine cannot run in time, not a measurement.
+    Components: the float32 Hessian of the 32768 inputs (factored in place), one row block of
+    the weight in float32 (`ROW_BLOCK_BYTES`) and the codes, the layer's bf16 ``down_proj``
+    (q/k/v/o/gate/up are quantized by then, at 4-bit), the hidden states entering the layer
+    (bf16; the layer's output is computed after the Hessian is freed), MLX's buffer cache
+    (`CACHE_LIMIT`) and the temporaries of one forward batch through gate/up on the CPU path
+    (float32 and bf16 outputs of both: 2 x `BATCH_TOKENS` x intermediate x 6 B)."""
+    from magimac.quantize.calibrate import CACHE_LIMIT
+    from magimac.quantize.gptq import ROW_BLOCK_BYTES
     from magimac.quantize.layerwise import BATCH_TOKENS
 
     w = WIDTHS[width]
     h, i = w["hidden"], w["intermediate"]
     q, kv = w["heads"] * w["head_dim"], w["kv_heads"] * w["head_dim"]
-    parts = {"hessian": i * i * 4, "weight_f32": h * i * 4, "codes": h * i,
+    parts = {"hessian": i * i * 4, "weight_f32_block": min(ROW_BLOCK_BYTES, h * i * 4), "codes": h * i,
              "down_bf16": h * i * 2, "others_4bit": int((2 * h * q + 2 * h * kv + 2 * h * i) * 4.5 / 8),
-             "hidden_states": 2 * samples * tokens * h * 2, "mlp_batch": 3 * BATCH_TOKENS * i * 4}
+             "hidden_states": samples * tokens * h * 2, "mlx_cache": CACHE_LIMIT,
+             "mlp_batch": 2 * BATCH_TOKENS * i * 6}
     return {**parts, "total": sum(parts.values())}
 
 
@@ -236,10 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak RSS and wall time, 4-bit, {a.width} widths:")
         doc["memory"] = memory_rows(a.layers, a.width, a.tools, a.calibration_samples, a.calibration_tokens,
                                     a.vocab, work)
-    est = estimate_gptq_peak()
-    doc["gptq_peak_estimate_real_width"] = est
-    print(f"GPTQ peak buffers at Magistral's widths (estimate, 128 x 512 tokens): {est['total'] / 1e9:.2f} GB "
-          f"(+ the Python/MLX process, about 0.5 GB)")
+    doc["gptq_peak_estimate_real_width"] = {}
+    for n, t in sorted({(128, 512), (a.calibration_samples, a.calibration_tokens)}):
+        est = doc["gptq_peak_estimate_real_width"][f"{n}x{t}"] = estimate_gptq_peak(samples=n, tokens=t)
+        print(f"GPTQ peak buffers at Magistral's widths (estimate, {n} x {t} tokens): {est['total'] / 1e9:.2f} GB "
+              f"(+ the Python/MLX process, about 0.5 GB)")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {a.json}")
