@@ -36,7 +36,7 @@ from magimac.quantize.stream import read_tensor
 
 METHODS = ("rtn", "gptq", "awq")
 BATCH_TOKENS = 1024  # tokens per forward batch (bounds the MLP's temporaries: 1024 x 32768 x 4 B each)
-DENSE_ROWS = 8192  # output rows per dequantized block of `_DenseOnCPU` (float32: 168 MB at 5120 inputs)
+DENSE_BYTES = 256 << 20  # float32 bytes of dequantized weight per block of `_DenseOnCPU`
 AWQ_SEARCH_TOKENS = 8192  # tokens of the calibration set AWQ's searches run on (AWQ paper: 128 x 512)
 # (operation before the group, the group's linears), in the order of the forward pass.
 GROUPS = (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
@@ -157,7 +157,7 @@ def capture(layer, path: str, xs: list[mx.array], sink: Callable[[mx.array], Non
 
 class _DenseOnCPU(nn.QuantizedLinear):
     """An `nn.QuantizedLinear` whose forward pass, on MLX's CPU backend, dequantizes its weight
-    `DENSE_ROWS` output rows at a time and multiplies in NumPy (float32, the BLAS SciPy and
+    `DENSE_BYTES` of float32 output rows at a time and multiplies in NumPy (float32, the BLAS SciPy and
     NumPy ship), returning the input's dtype; on a GPU (Metal, CUDA) it is the plain layer.
 
     Why: on Linux, MLX's CPU `mx.quantized_matmul` ran at 0.1 GFLOP/s, its bf16 matmul at 2.7
@@ -166,7 +166,7 @@ class _DenseOnCPU(nn.QuantizedLinear):
     a calibration pass through Magistral's quantized ``gate_proj``/``up_proj`` took hours.  The
     result is the float32 product of the dequantized weight (``scales * codes + biases``, as
     `mx.dequantize` gives it), rounded once to the input's dtype; the temporaries are one row
-    block of the weight in float32 (168 MB at ``DENSE_ROWS`` x 5120) and the float32 input and
+    block of the weight in float32 (at most `DENSE_BYTES`) and the float32 input and
     output.  It is also closer to the exact product than MLX's CPU layer: on the test's
     ``(14, 128) x (300, 128)`` case, largest error 0.0039 (bf16 rounding) against 0.075.
     """
@@ -177,8 +177,9 @@ class _DenseOnCPU(nn.QuantizedLinear):
         a = np.asarray(x.reshape(-1, x.shape[-1]).astype(mx.float32))
         out = np.empty((a.shape[0], self["weight"].shape[0]), np.float32)
         biases = self.get("biases")
-        for r in range(0, out.shape[1], DENSE_ROWS):
-            e = r + DENSE_ROWS
+        step = max(1, DENSE_BYTES // (4 * a.shape[1]))
+        for r in range(0, out.shape[1], step):
+            e = r + step
             w = mx.dequantize(self["weight"][r:e], self["scales"][r:e], None if biases is None else biases[r:e],
                               group_size=self.group_size, bits=self.bits, mode=self.mode)
             out[:, r:e] = a @ np.asarray(w.astype(mx.float32)).T

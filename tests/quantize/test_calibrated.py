@@ -188,12 +188,12 @@ def test_the_calibration_pass_linear_matches_mlx_quantized_linear():
     x = mx.array(rng.normal(size=(2, 7, 128)).astype(np.float32)).astype(mx.bfloat16)
     w = np.asarray(mx.dequantize(*arrays, group_size=64, bits=4).astype(mx.float32))
     exact = (np.asarray(x.astype(mx.float32)).reshape(-1, 128) @ w.T).reshape(2, 7, 300)
-    old = layerwise.DENSE_ROWS
-    layerwise.DENSE_ROWS = 128
+    old = layerwise.DENSE_BYTES
+    layerwise.DENSE_BYTES = 128 * 128 * 4  # blocks of 128 rows
     try:
         got = layerwise.quantized_linear(lin, arrays, {"bits": 4, "group_size": 64})(x)
     finally:
-        layerwise.DENSE_ROWS = old
+        layerwise.DENSE_BYTES = old
     assert got.shape == (2, 7, 300) and got.dtype == mx.bfloat16
     err = np.abs(np.asarray(got.astype(mx.float32)) - exact).max()
     assert err <= 2 ** -8 * np.abs(exact).max()
