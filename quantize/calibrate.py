@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
-from magimac.quantize import awq
+from magimac.quantize.affine import quantize_clipped
 from magimac.quantize.calibration import Calibration
 from magimac.quantize.gptq import Hessian, gptq
 from magimac.quantize.layerwise import (AWQ_SEARCH_TOKENS, GROUPS, Context, Parts, awq_finish, awq_scale_group,
@@ -25,18 +25,24 @@ from magimac.quantize.layerwise import (AWQ_SEARCH_TOKENS, GROUPS, Context, Part
 CACHE_LIMIT = 256 << 20  # bytes of freed MLX buffers kept for reuse during the pass
 
 
-def _fake_rows(rows: mx.array, params: dict | None) -> mx.array:
-    if params is None:
-        return rows.astype(mx.bfloat16)
-    return awq.fake_quant(rows.astype(mx.bfloat16), params).astype(mx.bfloat16)
-
-
-def embed(parts: Parts, ids, plan: dict) -> list[mx.array]:
-    """The calibration samples' embeddings as the output model computes them (its quantized
-    embedding rows), bf16, in forward batches."""
-    table = load(parts.embed)
-    rows = _fake_rows(table[mx.array(ids.reshape(-1))], plan.get(f"{parts.text}.embed_tokens"))
-    del table
+def embed(parts: Parts, ids, write: Callable[[str, mx.array], None]) -> list[mx.array]:
+    """Quantize and write the text embedding (`affine.quantize_clipped`: no activation reaches
+    it, so its groups get the clipping search and no more), then the calibration samples'
+    embeddings as the output model computes them (its quantized rows), bf16, in forward
+    batches.  An embedding the plan keeps in bf16 is left to the streaming pass."""
+    job = parts.embed
+    table = load(job)
+    if job.quant is None:
+        rows = table[mx.array(ids.reshape(-1))].astype(mx.bfloat16)
+    else:
+        p = job.quant
+        arrays = quantize_clipped(table, p)
+        del table
+        for spec, a in zip(job.specs, arrays):
+            write(spec.name, a)
+        picked = [a[mx.array(ids.reshape(-1))] for a in arrays]
+        rows = mx.dequantize(*picked, group_size=p["group_size"], bits=p["bits"],
+                             mode=p.get("mode", "affine")).astype(mx.bfloat16)
     x = rows.reshape(*ids.shape, -1)
     mx.eval(x)
     return batches(x, ids.shape[1])
@@ -125,7 +131,8 @@ def run_layer(skeleton, parts: Parts, index: int, xs: list[mx.array], ctx: Conte
 
 def run_head(skeleton, parts: Parts, xs: list[mx.array], ctx: Context) -> None:
     """GPTQ: calibrate ``lm_head`` on the final hidden states (through the final norm); AWQ:
-    RTN (its search over a 131072-row head costs more than a layer's for little); write both."""
+    `affine.quantize_clipped` (its scale search over a 131072-row head costs more than a
+    layer's for little); write both."""
     if not parts.head:
         return
     root = parts.text.rpartition(".")[0]
@@ -142,8 +149,8 @@ def run_head(skeleton, parts: Parts, xs: list[mx.array], ctx: Context) -> None:
             for h in hs:
                 hess.add(h)
             arrays = gptq(head.weight, hess, p)
-        else:  # AWQ leaves lm_head to RTN, as AutoAWQ and mlx-lm's AWQ do
-            arrays = rtn(head.weight, p)
+        else:  # no AWQ scale search on lm_head (as AutoAWQ and mlx-lm's AWQ): the clipping search only
+            arrays = quantize_clipped(head.weight, p)
         put(skeleton, head_path, quantized_linear(head, arrays, p))
         ctx.progress("lm_head", 0)
     for j in parts.head:
@@ -164,7 +171,7 @@ def run(skeleton, parts: Parts, calibration: Calibration, plan: dict, method: st
     """
     previous = mx.set_cache_limit(CACHE_LIMIT)
     try:
-        xs = embed(parts, calibration.ids, plan)
+        xs = embed(parts, calibration.ids, write)
         for i in sorted(parts.layers):
             ctx = Context(plan, write, lambda step, n, i=i: progress(i, step, n), method)
             xs = run_layer(skeleton, parts, i, xs, ctx)

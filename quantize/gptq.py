@@ -9,15 +9,17 @@ graph per column.  Here one Hessian exists at a time and every large step runs i
 - `Hessian` accumulates ``X^T X`` (float32, ``n x n``) block column by block column into one
   buffer (no second ``n x n`` temporary: 4.3 GB, not 8.6, at ``down_proj``'s 32768 inputs);
 - `inverse_cholesky` damps it (``damp x mean diagonal``, 0.01 as in the paper) and turns it into
-  the upper Cholesky factor of its inverse with LAPACK ``spotrf``/``spotri``/``spotrf`` in the
-  same buffer;
+  the upper Cholesky factor of its inverse with LAPACK ``spotrf`` and ``strtri`` in the same
+  buffer;
 - `quantize_weight` runs the blocked update on a Fortran-ordered float32 copy of the weight
   (``sgemm`` in place for the trailing columns).
 
-Group scales and biases are MLX's own (`mx.quantize` of the group's columns when its first
-column is reached, rounded to bf16 as they are stored), codes are packed bit for bit as
-`mx.quantize` packs them (`pack_codes`), so the result is an ordinary affine-quantized tensor
-that `mx.dequantize` and `nn.QuantizedLinear` read.  With an identity Hessian it is RTN.
+Group scales and biases are chosen when a group's first column is reached, from its
+error-compensated columns, by `magimac.quantize.affine.clip_params` (the range factor with the
+lowest squared error, GPTQ's own ``mse`` option; ``mx.quantize``'s min/max when the factor is
+1); codes are packed bit for bit as `mx.quantize` packs them, so the result is an ordinary
+affine-quantized tensor that `mx.dequantize` and `nn.QuantizedLinear` read.  With an identity
+Hessian it is `affine.quantize_clipped` (RTN with the clipping search).
 Act-order (columns by decreasing Hessian diagonal) is not used: with group-wise scales it
 would need a permutation stored beside the weight, which MLX's format has no place for.
 """
@@ -28,6 +30,8 @@ import mlx.core as mx
 import numpy as np
 from scipy.linalg import blas, lapack
 from threadpoolctl import threadpool_limits
+
+from magimac.quantize.affine import as_float32, clip_params, pack_codes
 
 DAMP = 0.01  # fraction of the mean Hessian diagonal added to it (GPTQ paper, AutoGPTQ default)
 ONE_THREAD_FROM = 16384  # Hessian width from which LAPACK runs single-threaded (see `inverse_cholesky`)
@@ -115,27 +119,6 @@ def _reverse(a: np.ndarray) -> None:
         a[:, k] = col
 
 
-def group_params(w: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    """MLX's affine ``(scales, biases)`` of one group of columns ``w`` (``rows x group_size``),
-    float32 arrays of shape ``(rows,)`` holding bf16-representable values (as stored)."""
-    _, s, b = mx.quantize(mx.array(w), group_size=params["group_size"], bits=params["bits"], mode="affine")
-    s, b = (a.astype(mx.bfloat16).astype(mx.float32) for a in (s, b))
-    return np.asarray(s)[:, 0], np.asarray(b)[:, 0]
-
-
-def as_float32(w: mx.array, rows: int = 4096) -> np.ndarray:
-    """``w`` as a new Fortran-ordered float32 NumPy array, converted a few rows at a time (a
-    bf16 weight never exists twice in float32: 671 MB, not 1.3 GB, for ``down_proj``)."""
-    out = np.empty(w.shape, np.float32, order="F")
-    for r in range(0, w.shape[0], rows):
-        part = w[r:r + rows]
-        if part.dtype == mx.bfloat16:
-            out[r:r + rows] = (np.asarray(part.view(mx.uint16)).astype(np.uint32) << 16).view(np.float32)
-        else:
-            out[r:r + rows] = np.asarray(part.astype(mx.float32))
-    return out
-
-
 def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
                     block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GPTQ of weight ``w`` (``(out, in)``, float; a Fortran-ordered float32 array, e.g. from
@@ -161,7 +144,7 @@ def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
         err = np.empty((rows, j - i), np.float32, order="F")
         for k in range(i, j):
             if k % g == 0:
-                s, b = group_params(W[:, k:k + g], params)
+                s, b = (a[:, 0] for a in clip_params(W[:, k:k + g], params))
                 scales[:, k // g], biases[:, k // g] = s, b
             col = W[:, k]
             q = np.clip(np.rint((col - b) / s), 0, n_bins)
@@ -173,24 +156,6 @@ def quantize_weight(w: np.ndarray, u: np.ndarray, params: dict,
         if j < cols:
             blas.sgemm(-1.0, err, u[i:j, j:], beta=1.0, c=W[:, j:], overwrite_c=1)
     return codes, scales, biases
-
-
-def pack_codes(codes: np.ndarray, bits: int, rows: int = 1024) -> np.ndarray:
-    """Pack ``codes`` (``(rows, cols)``, values below ``2**bits``) as `mx.quantize` does: a
-    little-endian bit stream per row, ``bits`` bits per value, read as uint32
-    (``(rows, cols * bits / 32)``).  Checked against `mx.quantize` for 2-8 bits in the tests.
-    Works ``rows`` rows at a time: its uint64 temporary is 8 bytes per code (268 MB for 1024 x
-    32768, where the whole of ``down_proj`` at once would be 1.3 GB beside GPTQ's Hessian)."""
-    n, cols = codes.shape
-    out = np.empty((n, cols * bits // 32), np.uint32)
-    for r in range(0, n, rows):
-        g = codes[r:r + rows].reshape(-1, cols // 8, 8).astype(np.uint64)
-        v = np.zeros(g.shape[:2], np.uint64)
-        for k in range(8):
-            v |= g[:, :, k] << np.uint64(k * bits)
-        stream = v.view(np.uint8).reshape(g.shape[0], cols // 8, 8)[:, :, :bits]
-        out[r:r + rows] = np.ascontiguousarray(stream).reshape(g.shape[0], -1).view(np.uint32)
-    return out
 
 
 ROW_BLOCK_BYTES = 256 << 20  # float32 bytes of weight per `quantize_rows` block

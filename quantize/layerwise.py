@@ -1,6 +1,7 @@
 """Calibrated quantization (GPTQ or AWQ) one decoder layer at a time.
 
-The calibration tokens (`magimac.quantize.calibration`) are embedded (with the embedding as the
+The embedding is quantized first (`magimac.quantize.affine.quantize_clipped`) and the
+calibration tokens (`magimac.quantize.calibration`) are embedded through it (as the
 output quantizes it), then for each decoder layer in turn: its tensors are read from the source
 shards into the layer module of the model skeleton (`layout.build_model`: mlx-lm's ``llama``
 block for ``mistral``/``llama`` text, mlx-vlm's Pixtral-``Mistral`` block for ``mistral3``; the
@@ -80,7 +81,8 @@ def put(module, path: str, value) -> None:
 @dataclass
 class Parts:
     """The jobs of a conversion split for the layer-by-layer pass: ``layers`` (layer index ->
-    jobs), ``head`` (final norm, lm_head), ``stream`` (everything else, converted as RTN),
+    jobs), ``head`` (final norm, lm_head), ``stream`` (everything else but a quantized
+    embedding, which the calibrated pass writes: converted as RTN),
     ``embed`` (the embedding's job), ``text`` (the text model's module path, e.g.
     ``language_model.model``)."""
 
@@ -105,7 +107,7 @@ def split_jobs(jobs: list) -> Parts:
             parts.layers.setdefault(int(m["index"]), []).append(j)
         elif j.name in head_names:
             parts.head.append(j)
-        else:
+        elif j is not embed or j.quant is None:  # a quantized embedding is written by the calibrated pass
             parts.stream.append(j)
     return parts
 

@@ -79,11 +79,14 @@ class Calibrated:
 
     def record(self) -> dict:
         """The manifest's ``method`` settings and ``calibration`` entries."""
-        from magimac.quantize import awq, gptq
+        from magimac.quantize import affine, awq, gptq
 
-        settings = ({"damp": gptq.DAMP, "block": gptq.BLOCK, "act_order": False, "sequential": True}
+        clip = {"factors": len(affine.GRID), "max_shrink": affine.MAX_SHRINK}  # `affine.clip_params`
+        settings = ({"damp": gptq.DAMP, "block": gptq.BLOCK, "act_order": False, "sequential": True,
+                     "group_clip": clip, "embedding_clip": clip}
                     if self.method == "gptq" else
-                    {"grid": awq.N_GRID, "max_shrink": awq.MAX_SHRINK, "clip_tokens": awq.CLIP_TOKENS})
+                    {"grid": awq.N_GRID, "max_shrink": awq.MAX_SHRINK, "clip_tokens": awq.CLIP_TOKENS,
+                     "embedding_clip": clip})
         return {"method": self.method, "method_settings": settings, "calibration": self.calibration.record()}
 
 

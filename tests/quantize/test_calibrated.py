@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from magimac.cli.main import main as magimac_main
+from magimac.quantize import affine
 from magimac.quantize.convert import convert
-from magimac.quantize.gptq import Hessian, gptq, pack_codes
+from magimac.quantize.affine import pack_codes, quantize_clipped
+from magimac.quantize.gptq import Hessian, gptq
 from magimac.quantize.manifest import read_manifest
 from magimac.testing.checkpoint import Script, mlx_lm_reply, script_tokens
 
@@ -61,21 +63,41 @@ def test_calibrated_output_loads_in_mlx_vlm_and_is_affine_4bit(scripted_calibrat
     assert (q.bits, q.group_size, q.mode) == (4, 64, "affine")
 
 
-def test_gptq_with_an_identity_hessian_is_rtn_and_packs_as_mlx_does():
+def test_gptq_with_an_identity_hessian_is_the_clipped_rtn_and_packs_as_mlx_does():
     rng = np.random.default_rng(0)
     w = mx.array(rng.normal(0, 0.02, (32, 256)).astype(np.float32)).astype(mx.bfloat16).astype(mx.float32)
     for bits in (2, 3, 4, 5, 6, 8):
-        ref = mx.quantize(w.astype(mx.bfloat16), group_size=64, bits=bits)
+        p = {"bits": bits, "group_size": 64}
         hess = Hessian(256)
         hess.h[:] = np.eye(256, dtype=np.float32)
-        got = gptq(w, hess, {"bits": bits, "group_size": 64})
-        deq = [mx.dequantize(*a, group_size=64, bits=bits).astype(mx.float32) for a in (got, ref)]
-        assert mx.array_equal(got[1], ref[1]) and mx.array_equal(got[2], ref[2])
-        assert mx.abs(w - deq[0]).max().item() <= mx.abs(w - deq[1]).max().item() + 1e-6
+        got, clipped, rtn = gptq(w, hess, p), quantize_clipped(w, p), mx.quantize(w.astype(mx.bfloat16), **GS64(bits))
+        assert all(mx.array_equal(a, b).item() for a, b in zip(got, clipped))
+        err = [mx.square(w - mx.dequantize(*a, **GS64(bits))).sum().item() for a in (got, rtn)]
+        assert err[0] <= err[1] and (bits > 3 or err[0] < 0.95 * err[1])
         codes = rng.integers(0, 2 ** bits, (32, 256)).astype(np.uint8)
         ones, zeros = mx.ones((32, 4), dtype=mx.bfloat16), mx.zeros((32, 4), dtype=mx.bfloat16)
         unpacked = mx.dequantize(mx.array(pack_codes(codes, bits, rows=5)), ones, zeros, group_size=64, bits=bits)
         assert np.array_equal(np.asarray(unpacked.astype(mx.float32)), codes.astype(np.float32))
+
+
+def GS64(bits: int) -> dict:
+    return {"group_size": 64, "bits": bits}
+
+
+def test_the_clipping_search_with_the_full_range_only_is_mlx_rtn(monkeypatch):
+    """Factor 1 is `mx.quantize`'s own min/max grid (same scales and biases); the codes are the
+    nearest on the grid as stored in bf16 (MLX rounds with its float32 scale, so a few of its
+    codes are one step off), so every weight is at least as close as RTN's."""
+    monkeypatch.setattr(affine, "GRID", (1.0,))
+    rng = np.random.default_rng(3)
+    w = mx.array(rng.normal(0, 0.02, (300, 128)).astype(np.float32)).astype(mx.bfloat16)
+    for bits in (3, 4):
+        got, ref = quantize_clipped(w, GS64(bits)), mx.quantize(w, **GS64(bits))
+        assert [a.dtype for a in got] == [a.dtype for a in ref]
+        assert mx.array_equal(got[1], ref[1]).item() and mx.array_equal(got[2], ref[2]).item()
+        d = [mx.abs(mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32), **GS64(bits)) - w.astype(mx.float32))
+             for q, s, b in (got, ref)]
+        assert mx.all(d[0] <= d[1]).item()
 
 
 def test_gptq_lowers_the_output_error_of_correlated_inputs():
@@ -105,6 +127,19 @@ def test_calibrated_3bit_demo_model_is_closer_to_bf16_than_rtn(tmp_path):
             for m in ("rtn", "gptq")]
     rtn_kl, gptq_kl = _kl(DEMO, outs, tmp_path)
     assert gptq_kl < rtn_kl
+    # the embedding, which no activation reaches, is written with the clipping search: closer
+    # to the bf16 table than RTN's min/max groups
+    table = _embedding(DEMO).astype(mx.float32)
+    err = [mx.square(_embedding(o).astype(mx.float32) - table).sum().item() for o in outs]
+    assert err[1] < 0.95 * err[0]
+
+
+def _embedding(path: Path) -> mx.array:
+    """The text embedding table of the model at ``path`` as it computes it (dequantized)."""
+    from magimac.engine import measure
+
+    emb = measure.load(path).model.language_model.model.embed_tokens
+    return emb(mx.arange(emb.weight.shape[0]))
 
 
 BAD = {
