@@ -30,17 +30,17 @@ def embed(parts: Parts, ids, write: Callable[[str, mx.array], None]) -> list[mx.
     it, so its groups get the clipping search and no more), then the calibration samples'
     embeddings as the output model computes them (its quantized rows), bf16, in forward
     batches.  An embedding the plan keeps in bf16 is left to the streaming pass."""
-    job = parts.embed
+    job, idx = parts.embed, mx.array(ids.reshape(-1))
     table = load(job)
     if job.quant is None:
-        rows = table[mx.array(ids.reshape(-1))].astype(mx.bfloat16)
+        rows = table[idx].astype(mx.bfloat16)
     else:
         p = job.quant
         arrays = quantize_clipped(table, p)
         del table
         for spec, a in zip(job.specs, arrays):
             write(spec.name, a)
-        picked = [a[mx.array(ids.reshape(-1))] for a in arrays]
+        picked = [a[idx] for a in arrays]
         rows = mx.dequantize(*picked, group_size=p["group_size"], bits=p["bits"],
                              mode=p.get("mode", "affine")).astype(mx.bfloat16)
     x = rows.reshape(*ids.shape, -1)
