@@ -17,7 +17,10 @@
    vocabulary) at ``--layers`` depths; each conversion in its own process (peak RSS =
    ``VmHWM``, `magimac.bench.memory`) at 4-bit: magimac RTN, GPTQ and AWQ (``--calibration-samples`` x 512 tokens),
    and mlx-lm's GPTQ (`mlx_lm.quant.gptq.gptq_quantize`, which holds the whole model and every
-   Hessian) on the same calibration tokens.  Ratios: peak RSS at depth d / at the smallest depth.
+   Hessian) on the same calibration tokens; ``mlx-lm-gptq-hessians`` runs it only up to its
+   first Cholesky factorization, when every Hessian is held (its peak grows with depth there; at
+   real widths the factorizations take hours on MLX's CPU backend).  Ratios: peak RSS at depth
+   d / at the smallest depth.
    Calibrated runs also report the peak so far and the time after each layer (``after_layer``).
 
 Writes ``bench/out/quant_methods.json``.  Usage::
@@ -108,17 +111,31 @@ def kl_rows(model: Path, levels: list[int], samples: int | None, work: Path, ext
 
 def worker(tool: str, src: str, out: str, samples: int, tokens: int = 512) -> None:
     """One conversion in this process; prints its peak RSS (bytes) as JSON."""
-    if tool == "mlx-lm-gptq":
+    if tool.startswith("mlx-lm-gptq"):
         import mlx.core as mx
         from mlx_lm.quant.gptq import gptq_quantize
         from mlx_lm.utils import load_model
 
         from magimac.quantize.calibration import load_calibration
 
+        class Stop(Exception):
+            pass
+
+        def stop(*_args, **_kwargs):  # called first after every Hessian of the model is evaluated
+            print(json.dumps({"phase": "hessians", "peak_rss_bytes": peak_rss_bytes(),
+                              "s": time.perf_counter() - t0}), flush=True)
+            raise Stop
+
+        t0 = time.perf_counter()
+        if tool == "mlx-lm-gptq-hessians":
+            mx.linalg.cholesky = stop
         ids = mx.array(load_calibration(None, Path(src), samples=samples, tokens=tokens).ids)
         model, _ = load_model(Path(src), lazy=True)
-        model, _ = gptq_quantize(model, ids, 4, 64, 4, 64, batch_size=1)
-        mx.eval(model.parameters())
+        try:
+            model, _ = gptq_quantize(model, ids, 4, 64, 4, 64, batch_size=1)
+            mx.eval(model.parameters())
+        except Stop:
+            pass
     else:
         from magimac.quantize import calibrate
         from magimac.quantize.convert import convert
@@ -145,16 +162,20 @@ def measure(tool: str, src: Path, out: Path, samples: int, tokens: int) -> dict:
                           capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     shutil.rmtree(out, ignore_errors=True)
+    if proc.returncode < 0:  # SIGKILL is what Linux's out-of-memory killer sends
+        return {"tool": tool, "error": f"killed by signal {-proc.returncode} (9: out of memory?)", "wall_s": wall}
     if proc.returncode:
         return {"tool": tool, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed",
                 "wall_s": wall}
     lines = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
     return {"tool": tool, "peak_rss_bytes": lines[-1]["peak_rss_bytes"], "wall_s": wall,
-            "after_layer": [x for x in lines if "layer" in x]}
+            "after_layer": [x for x in lines if "layer" in x], **{x["phase"]: x for x in lines if "phase" in x}}
 
 
 def _per_layer(r: dict) -> str:
     steps = r.get("after_layer") or []
+    if "hessians" in r:
+        return f"; stopped at its first Cholesky, every Hessian held, {r['hessians']['s']:.0f} s in"
     return ("; after each layer: " + ", ".join(f"{x['peak_rss_bytes'] / 1e9:.2f} GB at {x['s']:.0f} s" for x in steps)
             if steps else "")
 
