@@ -65,7 +65,8 @@ def parse_libraries(raw: str) -> tuple[list[str], str | None]:
 
 
 def generation_settings(settings: dict) -> GenerationSettings:
-    """The engine's `GenerationSettings` for a conversation's settings dict."""
+    """The engine's `GenerationSettings` for a conversation's settings dict (a ``seed`` in it,
+    an integer, makes each of its turns repeatable: `magimac.engine.batch.SeededSampler`)."""
     mode = settings.get("system_prompt_mode", "default")
     prompt = DEFAULT if mode == "default" else None if mode == "none" else settings.get("system_prompt", "")
     return GenerationSettings(
@@ -76,6 +77,7 @@ def generation_settings(settings: dict) -> GenerationSettings:
         keep_reasoning=bool(settings.get("keep_reasoning", False)),
         system_prompt=prompt,
         reasoning_instructions=bool(settings.get("reasoning_instructions", True)),
+        seed=settings.get("seed"),
     )
 
 
