@@ -5,7 +5,8 @@ https://arxiv.org/abs/2210.17323, the "lazy batch" blocked form).
 Why not mlx-lm's `mlx_lm.quant.gptq`: it keeps every linear's Hessian of the whole model at
 once (about 196 GB for Magistral Small; measured at its widths: 16.1 GB with one decoder
 layer, killed for memory at 24.4 GB with two, `bench/bench_quant_methods.py`), packs only 2, 4
-and 8 bits, and evaluates one MLX graph per column.  Here one Hessian exists at a time and every large step runs in place:
+and 8 bits, and evaluates one MLX graph per column.  Here one Hessian exists at a time and every
+large step runs in place:
 
 - `Hessian` accumulates ``X^T X`` (float32, ``n x n``) block column by block column into one
   buffer (no second ``n x n`` temporary: 4.3 GB, not 8.6, at ``down_proj``'s 32768 inputs);

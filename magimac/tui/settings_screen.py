@@ -66,7 +66,7 @@ def parse_libraries(raw: str) -> tuple[list[str], str | None]:
 
 def generation_settings(settings: dict) -> GenerationSettings:
     """The engine's `GenerationSettings` for a conversation's settings dict (a ``seed`` in it,
-    an integer, makes each of its turns repeatable: `magimac.engine.batch.SeededSampler`)."""
+    an integer, makes each of its turns repeatable: `GenerationSettings.seed`)."""
     mode = settings.get("system_prompt_mode", "default")
     prompt = DEFAULT if mode == "default" else None if mode == "none" else settings.get("system_prompt", "")
     return GenerationSettings(
