@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"tools": [{"name": t.name, "source": t.source, "description": t.description,
                                      "parameters": t.parameters} for t in tools],
                           "sandbox": {"time_s": lim.time_s, "memory_bytes": lim.memory_bytes,
-                                      "output_bytes": lim.output_bytes, "network_isolated": iso.network,
-                                      "files_isolated": iso.files, "how": iso.how},
+                                      "output_bytes": lim.output_bytes, "enforced": iso.enforced,
+                                      "network_isolated": iso.network, "files_isolated": iso.files,
+                                      "processes_isolated": iso.processes, "how": iso.how},
                           "notices": notices, "mcp_file": str(mcp_file())}, ensure_ascii=False))
         return 0
     width = max(len(t.name) for t in tools)

@@ -1,29 +1,30 @@
-"""The ``python`` tool: run a model's code in a separate, limited process.
+"""The python tool: run a model's code in a separate process, inside the system's own sandbox.
 
-What is enforced (`isolation` says which of it holds on this machine, for the permission prompt):
+magimac hands the isolation to the operating system's trusted mechanism and refuses to run the
+code where there is none (`isolation` says which, for the permission prompt and `magimac tools`):
 
-- Always: a separate process in its own session (killed as a whole group), a fresh temporary
-  folder as its working directory, ``HOME`` and ``TMPDIR`` pointing there, an environment of a
-  few fixed variables, Python's isolated mode (``-I``: no ``PYTHON*`` variables, no user site),
-  a time limit (wall clock; also ``RLIMIT_CPU``), an output cap (the rest is cut, the process
-  stopped), a memory limit (``RLIMIT_AS``, and the process tree's resident memory polled with
-  psutil, since macOS does not enforce ``RLIMIT_AS``), ``RLIMIT_NPROC`` (the user's process
-  count now + `SandboxLimits.processes`, so a fork bomb stops there), no core files, and the
-  folder deleted afterwards.  Only files attached to the conversation are copied in.
-- Linux, when ``unshare -rnm`` works (user + network + mount namespace): no network (only a
-  loopback that is down) and empty tmpfs over the home folder and the folder magimac started in,
-  so the person's files there cannot be read (files elsewhere, e.g. /srv, stay readable as far
-  as their modes allow).  When magimac runs as root, the code runs as ``nobody``
-  (``RLIMIT_NPROC`` does not bind root, and files of mode 0600/0700 are out of reach).
-- macOS: ``sandbox-exec`` with a profile that denies network and file reads outside the
-  system, Python's installation and the temporary folder, and writes outside that folder.
-- Elsewhere (no ``unshare``/``sandbox-exec``): no network isolation; `isolation` says so.
+- Linux: bubblewrap (`magimac.tools.bwrap`): own user, pid and network namespaces, no
+  capabilities, only Python's installation and the system's libraries visible (read-only), the
+  run's folder and ``/tmp`` in memory, gone with the run.
+- macOS: Seatbelt (`magimac.tools.seatbelt`): a deny-by-default ``sandbox-exec`` profile.
+- Elsewhere, or where the mechanism is missing or cannot start: the code does not run, and the
+  result says why and what to install.
 
-Defaults (settable, `SandboxLimits`): 10 s, 1 GiB, 64 KiB of output, 16 more processes.
+On top of the box, always: Python's isolated mode (``-I``), an environment of a few fixed
+variables, a time limit (wall clock, and ``RLIMIT_CPU``), an output cap, a memory limit
+(``RLIMIT_AS``, and the process tree's resident memory polled with psutil, since macOS does not
+enforce ``RLIMIT_AS``), ``RLIMIT_NPROC`` (the user's process count now +
+`SandboxLimits.processes`, so a fork bomb stops there), ``RLIMIT_FSIZE``, no core files. Only
+files attached to the conversation are copied in. When magimac runs as root, the code runs as
+``nobody`` (uid 65534) and, where root's Python is out of its reach, on the system's python3.
+
+Defaults (settable, `SandboxLimits`): 10 s, 1 GiB, 64 KiB of output, 16 more processes, 64 MiB
+in its folder and 64 MiB in ``/tmp``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -36,31 +37,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from magimac.tools import bwrap, seatbelt
 
 NOBODY = 65534  # the conventional uid/gid of `nobody` on Linux
-MAC_PROFILE = """(version 1)
-(deny default)
-(allow process-exec process-fork signal sysctl-read mach-lookup ipc-posix-shm iokit-open)
-(allow file-read-metadata)
-(allow file-read* (subpath "/System") (subpath "/usr") (subpath "/bin") (subpath "/Library")
-  (subpath "/private/var/db") (subpath "/private/etc") (subpath "/dev") (subpath "/opt") (subpath "{prefix}") (subpath "{base}")
-  (subpath "{folder}"))
-(allow file-write* (subpath "{folder}") (literal "/dev/null"))
-(deny network*)
-"""
-"""The macOS `sandbox-exec` profile (SBPL, Apple's sandbox profile language)."""
+FOLDER_PREFIX = "magimac-python-"
+"""macOS: the run's folder is ``TMPDIR/magimac-python-PID-XXXX`` (PID: magimac's process)."""
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
     """Limits of one run: ``time_s`` seconds (wall clock), ``memory_bytes`` bytes of address
     space and of resident memory, ``output_bytes`` bytes of stdout kept, ``processes`` more
-    processes than the user runs now."""
+    processes than the user runs now, ``disk_bytes`` bytes the code may write to its folder
+    (and as much to ``/tmp``) besides the attached files."""
 
     time_s: float = 10.0
     memory_bytes: int = 1 << 30
     output_bytes: int = 64 * 1024
     processes: int = 16
+    disk_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -75,27 +70,31 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Isolation:
-    """What this machine enforces beyond the limits: ``network`` (no network), ``files`` (the
-    person's files out of reach), ``how`` (a phrase for the permission prompt)."""
+    """What this machine enforces around the code: ``enforced`` (a box exists; when False the
+    python tool refuses to run), ``network`` (no network), ``files`` (the person's files out of
+    reach), ``processes`` (its own process tree: nothing outside can be signalled, nothing
+    outlives the run), ``how`` (a phrase for the permission prompt and `magimac tools`)."""
 
+    enforced: bool
     network: bool
     files: bool
+    processes: bool
     how: str
 
 
 @functools.cache
 def isolation() -> Isolation:
-    """What the sandbox can enforce here (checked once, by running ``unshare -rn true``)."""
-    if sys.platform == "darwin" and shutil.which("sandbox-exec"):
-        return Isolation(True, True, "sandbox-exec: no network, no files outside its folder")
-    if sys.platform.startswith("linux") and shutil.which("unshare"):
-        try:
-            ok = subprocess.run(["unshare", "-rnm", "true"], capture_output=True, timeout=10).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        if ok:
-            return Isolation(True, True, "network namespace: no network; home and starting folders hidden")
-    return Isolation(False, os.getuid() == 0, "no network isolation on this system: the code could go online")
+    """What the sandbox enforces here (checked once: on Linux by starting bubblewrap)."""
+    if seatbelt.available():
+        return Isolation(True, True, True, False, "Seatbelt (sandbox-exec): no network, no files but Python's and "
+                         "its own folder, signals only to its own processes")
+    if sys.platform.startswith("linux"):
+        why = bwrap.works(interpreter(), os.getuid() == 0)
+        if why is None:
+            return Isolation(True, True, True, True, "bubblewrap: no network, nothing visible but Python and its "
+                             "own folder, its own process tree; your files, sockets and processes out of reach")
+        return Isolation(False, False, False, False, f"refused, no sandbox: {why}")
+    return Isolation(False, False, False, False, f"refused, no sandbox for {sys.platform}")
 
 
 def _world_runnable(path: Path) -> bool:
@@ -114,39 +113,6 @@ def interpreter() -> str:
         if Path(cand).exists() and _world_runnable(Path(cand)):
             return cand
     return sys.executable
-
-
-def _command(folder: Path, script: Path) -> list[str]:
-    py = [interpreter(), "-I", str(script)]
-    iso = isolation()
-    if sys.platform == "darwin" and iso.network:
-        profile = MAC_PROFILE.format(prefix=sys.prefix, base=sys.base_prefix, folder=folder.resolve())
-        return ["sandbox-exec", "-p", profile, *py]
-    if iso.network:
-        hide = " && ".join(f"{{ mount -t tmpfs -o size=1m none '{d}' 2>/dev/null || "
-                           f"{{ echo 'the sandbox could not hide {d}: nothing was run' >&2; exit 1; }}; }}"
-                           for d in _hidden_dirs())
-        inner = f"{hide} && exec \"$@\"" if hide else 'exec "$@"'
-        return ["unshare", "-rnm", "/bin/sh", "-c", inner, "sh", *py]
-    return py
-
-
-def _hidden_dirs() -> list[str]:
-    """Folders covered by an empty tmpfs in the mount namespace: the home folder and the folder
-    magimac was started in (the person's files), each unless the Python that runs lives there, or
-    (as root) unless `nobody` cannot reach it anyway."""
-    py = [Path(interpreter()).resolve()]
-    if interpreter() == sys.executable:
-        py += [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
-    out: list[Path] = []
-    for d in (Path.home(), Path.cwd()):
-        d = d.resolve()
-        if os.getuid() == 0 and not _world_runnable(d):
-            continue  # the code runs as `nobody`, which cannot reach it: hidden already (and unmountable)
-        if (d.is_dir() and d != Path("/") and "'" not in str(d) and not any(p.is_relative_to(d) for p in py)
-                and not any(d.is_relative_to(o) for o in out)):
-            out.append(d)
-    return [str(d) for d in out]
 
 
 def _user_processes() -> int:
@@ -168,7 +134,7 @@ def _limit(limits: SandboxLimits, nproc: int):
         os.setsid()
         cpu = int(limits.time_s) + 1
         for res, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
-                           (resource.RLIMIT_FSIZE, 64 << 20), (resource.RLIMIT_NPROC, nproc)):
+                           (resource.RLIMIT_FSIZE, limits.disk_bytes), (resource.RLIMIT_NPROC, nproc)):
             resource.setrlimit(res, (value, value))
         if sys.platform != "darwin":  # macOS refuses a lowered RLIMIT_AS; psutil polls instead
             resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
@@ -178,6 +144,79 @@ def _limit(limits: SandboxLimits, nproc: int):
             os.setuid(NOBODY)
 
     return setup
+
+
+def _env(home: str, tmp: str) -> dict[str, str]:
+    return {"HOME": home, "TMPDIR": tmp, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def run_python(code: str, limits: SandboxLimits = SandboxLimits(), files: tuple[str, ...] = (),
+               cancel: threading.Event | None = None) -> RunResult:
+    """Run ``code`` in the box (module doc) and return its result.
+
+    Args:
+        code: Python 3 source.
+        limits: the limits. files: paths copied into the folder (the conversation's attachments).
+        cancel: set to stop the run at once (error ``"cancelled"``).
+
+    Errors of the code are results, not exceptions: ``"ZeroDivisionError: division by zero"``,
+    ``"time limit of 10 s reached"``, ``"memory limit of 1.0 GiB reached"``; so is a refusal
+    where there is no sandbox (``"refused, no sandbox: ..."``, nothing run).
+    """
+    iso = isolation()
+    if not iso.enforced:
+        return RunResult(None, iso.how, 0.0)
+    start = time.monotonic()
+    setup = _limit(limits, _user_processes() + limits.processes)
+    if seatbelt.available():
+        return _run_seatbelt(code, limits, files, cancel, setup, start)
+    with contextlib.ExitStack() as stack:
+        script = stack.enter_context(tempfile.TemporaryFile())
+        script.write(code.encode("utf-8"))
+        entries = [(script, "main.py")]
+        for f in files:
+            entries.append((stack.enter_context(open(f, "rb")), Path(f).name))
+        for fh, _ in entries:
+            fh.seek(0)
+        fds = [(fh.fileno(), name) for fh, name in entries]
+        attached = sum(os.fstat(fd).st_size for fd, _ in fds)
+        argv = bwrap.command([interpreter(), "-I", f"{bwrap.BOX}/main.py"], limits.disk_bytes + attached + (1 << 20),
+                             limits.disk_bytes, fds)
+        proc = subprocess.Popen(argv, cwd="/", env=_env(bwrap.BOX, "/tmp"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[fd for fd, _ in fds],
+                                preexec_fn=setup)
+        return _watch(proc, limits, cancel, start)
+
+
+def _run_seatbelt(code: str, limits: SandboxLimits, files: tuple[str, ...], cancel, setup, start: float) -> RunResult:
+    """macOS: the run's folder on disk (swept with the run, or later if magimac was killed)."""
+    sweep_folders()
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
+    try:
+        script = folder / "main.py"
+        script.write_text(code, encoding="utf-8")
+        for f in files:
+            shutil.copy(f, folder / Path(f).name)
+        argv = seatbelt.command([interpreter(), "-I", str(script)], folder)
+        proc = subprocess.Popen(argv, cwd=folder, env=_env(str(folder), str(folder)), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=setup)
+        return _watch(proc, limits, cancel, start)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_folders(tmp: Path | None = None) -> list[Path]:
+    """Delete run folders (``FOLDER_PREFIX``PID-...) of magimac processes that are gone; returns them."""
+    import psutil
+
+    gone = []
+    for d in Path(tmp or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = d.name[len(FOLDER_PREFIX):].split("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)) and d.is_dir() and d.owner() == Path.home().owner():
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
 
 
 def _reader(stream, cap: int, sink: list[bytes], over: threading.Event) -> None:
@@ -202,38 +241,6 @@ def _tree_rss(pid: int) -> int:
         return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])
     except psutil.Error:
         return 0
-
-
-def run_python(code: str, limits: SandboxLimits = SandboxLimits(), files: tuple[str, ...] = (),
-               cancel: threading.Event | None = None) -> RunResult:
-    """Run ``code`` under the sandbox (module doc) and return its result.
-
-    Args:
-        code: Python 3 source.
-        limits: the limits. files: paths copied into the folder (the conversation's attachments).
-        cancel: set to stop the run at once (error ``"cancelled"``).
-
-    Errors of the code are results, not exceptions: ``"ZeroDivisionError: division by zero"``,
-    ``"time limit of 10 s reached"``, ``"memory limit of 1.0 GiB reached"``.
-    """
-    folder = Path(tempfile.mkdtemp(prefix="magimac-python-"))
-    start = time.monotonic()
-    try:
-        script = folder / "main.py"
-        script.write_text(code, encoding="utf-8")
-        for f in files:
-            shutil.copy(f, folder / Path(f).name)
-        if os.getuid() == 0:
-            for p in (folder, *folder.iterdir()):
-                os.chown(p, NOBODY, NOBODY)
-        env = {"HOME": str(folder), "TMPDIR": str(folder), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-               "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
-        proc = subprocess.Popen(_command(folder, script), cwd=folder, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                preexec_fn=_limit(limits, _user_processes() + limits.processes))
-        return _watch(proc, limits, cancel, start)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _watch(proc: subprocess.Popen, limits: SandboxLimits, cancel, start: float) -> RunResult:

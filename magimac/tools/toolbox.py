@@ -51,7 +51,7 @@ class Toolbox:
         """What will run, for the permission prompt: the code for python, else the arguments,
         plus what the sandbox cannot enforce here."""
         if call.name == PYTHON.name:
-            note = "" if isolation().network else f"\n(warning: {isolation().how})"
+            note = "" if isolation().enforced else f"\n(it will not run: {isolation().how})"
             return str(call.arguments.get("code", "")) + note
         return call.raw or "{}"
 

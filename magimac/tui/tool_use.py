@@ -95,7 +95,9 @@ class AppTools:
             box["answer"] = answer or DENY
             answered.set()
 
-        note = "" if call.name != "python" else f"Sandbox: {isolation().how}; 10 s, 1 GiB, 64 KiB of output."
+        iso = isolation()
+        note = "" if call.name != "python" else (f"Sandbox: {iso.how}; 10 s, 1 GiB, 64 KiB of output." if iso.enforced
+                                                 else f"It will not run: {iso.how}.")
         screen = PermissionScreen(call, note)
         self.call_from_thread(self.push_screen, screen, done)
         live = self.live

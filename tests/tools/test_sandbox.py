@@ -3,7 +3,7 @@ so the suite stays quick; the fork bomb meets RLIMIT_NPROC before it can hurt th
 
 from __future__ import annotations
 
-from magimac.tools.sandbox import SandboxLimits, isolation, run_python
+from magimac.tools.sandbox import SandboxLimits, run_python
 
 LIMITS = SandboxLimits(time_s=2.0, memory_bytes=256 << 20, output_bytes=4096, processes=8)
 
@@ -41,21 +41,6 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit():
 def test_the_folder_is_fresh_and_home_points_there():
     r = run("import os\nprint(os.getcwd() == os.environ['HOME'], sorted(os.listdir('.')))")
     assert r.output == "True ['main.py']"
-
-
-def test_no_network_or_the_prompt_says_so():
-    r = run("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=2)")
-    if isolation().network:
-        assert r.error.startswith("OSError: [Errno 101] Network is unreachable")
-    else:
-        assert "could go online" in isolation().how
-
-
-def test_a_file_outside_its_folder_cannot_be_read(tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("the person's secret")
-    r = run(f"print(open({str(secret)!r}).read())")
-    assert r.output is None and r.error.split(":")[0] in ("PermissionError", "FileNotFoundError")
 
 
 def test_a_cancel_stops_a_running_program_at_once():
