@@ -17,11 +17,11 @@ from magimac.testing.checkpoint import Script, build_checkpoint
 
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
-    """Every test gets its own config, data, models, prompt-cache and Hugging Face cache directories."""
+    """Every test gets its own config, data, models, prompt-cache, runtime and Hugging Face cache directories."""
     root = tmp_path / "magimac-home"
     for var, sub in (("MAGIMAC_CONFIG_DIR", "config"), ("MAGIMAC_DATA_DIR", "data"),
                      ("MAGIMAC_MODELS_DIR", "models"), ("HF_HOME", "hf"),
-                     ("MAGIMAC_CACHE_DIR", "cache")):
+                     ("MAGIMAC_CACHE_DIR", "cache"), ("MAGIMAC_RUNTIME_DIR", "run")):
         (root / sub).mkdir(parents=True)
         monkeypatch.setenv(var, str(root / sub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
