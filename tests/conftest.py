@@ -7,6 +7,8 @@ tests need.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,17 @@ def tool_checkpoint(tmp_path_factory) -> Path:
 def random_checkpoint(tmp_path_factory) -> Path:
     """A bf16 Magistral-format checkpoint with random weights (and a decoy consolidated file)."""
     return build_checkpoint(tmp_path_factory.mktemp("random") / "ckpt", decoy_consolidated=True)
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of ``width`` x ``height`` pixels, all black (a few KB)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z, row = zlib.compressobj(9), b"\0" * (1 + (width + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 def loaded_engine(checkpoint) -> Engine:

@@ -65,8 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv-bits", type=int, choices=(4, 8), help="quantize the KV cache")
     p.add_argument("--force", action="store_true", help="load even if the model looks too large for this machine")
     p.add_argument("--server", metavar="URL",
-                   help="use a running `magimac serve` as the model (default: the one on 127.0.0.1:8080 "
-                        "when it serves the model asked for)")
+                   help="use a running `magimac serve` as the model (default: yours on 127.0.0.1:8080 "
+                        "when it serves the model asked for and proves you started it)")
     p.add_argument("--no-server", action="store_true", help="load the model here even if a server has it")
     p.add_argument("--stats", action="store_true", help="print the turn's numbers to stderr")
     p.add_argument("--no-disk-cache", action="store_true",

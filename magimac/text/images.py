@@ -26,12 +26,12 @@ def open_image(path):
     """
     from PIL import Image
 
-    limit = f"magimac reads at most {MAX_IMAGE_PIXELS // 10**6} million: make it smaller"
+    limit = f"more than {MAX_IMAGE_PIXELS // 10**6} million pixels, the most magimac reads: make it smaller"
     try:
         im = Image.open(path)
     except Image.DecompressionBombError:  # over twice Pillow's own limit: its size is not returned
-        raise ImageTooLarge(f"the image has too many pixels; {limit}") from None
+        raise ImageTooLarge(limit) from None
     if im.width * im.height > MAX_IMAGE_PIXELS:
         im.close()
-        raise ImageTooLarge(f"the image is {im.width} x {im.height} pixels; {limit}")
+        raise ImageTooLarge(f"{im.width} x {im.height} pixels is {limit}")
     return im

@@ -78,8 +78,9 @@ def test_a_stand_in_server_gets_nothing_of_the_document_and_the_person_is_told_o
     assert not any(b"KESTREL" in r for r in StandIn.seen)
     assert all(r.startswith(b"GET /v1/models") or r.startswith(b"GET /magimac/identify?nonce=") for r in StandIn.seen)
     notices = [line for line in err.splitlines() if stand_in in line]
+    missing = proof.secret_file(int(stand_in.rsplit(":", 1)[1]))
     assert notices == [f"magimac: the server at {stand_in} could not prove it is a `magimac serve` of yours "
-                       f"(no {proof.secret_file(int(stand_in.rsplit(":", 1)[1]))}): "
+                       f"(no {missing}): "
                        f"ignored, the model loads here (--server {stand_in} uses it anyway)"]
 
 
