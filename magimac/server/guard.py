@@ -97,12 +97,12 @@ class Guard:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []}
         host = headers.get("host", "")
         if self.hosts is not None and _host_name(host) not in self.hosts:
-            return 403, (f"the Host {host!r} is not this server's (localhost, 127.0.0.1, [::1]): "
+            return 403, (f"the Host {host[:100]!r} is not this server's (localhost, 127.0.0.1, [::1]): "
                          "refused, as a web page may point its own name here")
         origin = headers.get("origin")
         if origin is not None and not self.origins.fullmatch(origin):
-            return 403, (f"the browser origin {origin!r} is not allowed: start magimac serve with "
-                         f"--allow-origin {origin} (or MAGIMAC_ORIGINS) to let its pages in")
+            return 403, (f"the browser origin {origin[:100]!r} is not allowed: start magimac serve with "
+                         f"--allow-origin {origin[:100]} (or MAGIMAC_ORIGINS) to let its pages in")
         kind = headers.get("content-type", "").split(";")[0].strip().lower()
         if scope["method"] == "POST" and kind != "application/json":
             return 415, f"Content-Type must be application/json, got {kind or 'none'!r}"
