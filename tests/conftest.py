@@ -7,6 +7,8 @@ tests need.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,11 @@ from magimac.testing.checkpoint import Script, build_checkpoint
 
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
-    """Every test gets its own config, data, models, prompt-cache and Hugging Face cache directories."""
+    """Every test gets its own config, data, models, prompt-cache, runtime and Hugging Face cache directories."""
     root = tmp_path / "magimac-home"
     for var, sub in (("MAGIMAC_CONFIG_DIR", "config"), ("MAGIMAC_DATA_DIR", "data"),
                      ("MAGIMAC_MODELS_DIR", "models"), ("HF_HOME", "hf"),
-                     ("MAGIMAC_CACHE_DIR", "cache")):
+                     ("MAGIMAC_CACHE_DIR", "cache"), ("MAGIMAC_RUNTIME_DIR", "run")):
         (root / sub).mkdir(parents=True)
         monkeypatch.setenv(var, str(root / sub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -56,6 +58,17 @@ def tool_checkpoint(tmp_path_factory) -> Path:
 def random_checkpoint(tmp_path_factory) -> Path:
     """A bf16 Magistral-format checkpoint with random weights (and a decoy consolidated file)."""
     return build_checkpoint(tmp_path_factory.mktemp("random") / "ckpt", decoy_consolidated=True)
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of ``width`` x ``height`` pixels, all black (a few KB)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z, row = zlib.compressobj(9), b"\0" * (1 + (width + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 def loaded_engine(checkpoint) -> Engine:

@@ -65,8 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv-bits", type=int, choices=(4, 8), help="quantize the KV cache")
     p.add_argument("--force", action="store_true", help="load even if the model looks too large for this machine")
     p.add_argument("--server", metavar="URL",
-                   help="use a running `magimac serve` as the model (default: the one on 127.0.0.1:8080 "
-                        "when it serves the model asked for)")
+                   help="use a running `magimac serve` as the model (default: yours on 127.0.0.1:8080 "
+                        "when it serves the model asked for and proves you started it)")
     p.add_argument("--no-server", action="store_true", help="load the model here even if a server has it")
     p.add_argument("--stats", action="store_true", help="print the turn's numbers to stderr")
     p.add_argument("--no-disk-cache", action="store_true",
@@ -248,11 +248,13 @@ def _libraries(args: argparse.Namespace) -> list[str]:
 
 def _model_for(args: argparse.Namespace):
     """(ModelChoice, RemoteEngine of the server to use, or None to load the model here):
-    ``--server URL``, else a server on the default port that serves the model asked for
-    (`magimac.session.remote.discover`), unless ``--no-server`` or ``MAGIMAC_NO_SERVER=1``."""
+    ``--server URL``, else the person's own server on the default port that serves the model
+    asked for (`magimac.session.remote.discover`; one notice when a server there cannot prove it
+    is theirs), unless ``--no-server`` or ``MAGIMAC_NO_SERVER=1``."""
     import os
 
     from magimac.session.model import ModelChoice, choose_model
+    from magimac.session.proof import UntrustedServer
     from magimac.session.remote import RemoteEngine, discover
 
     if args.server is None and (args.no_server or os.environ.get("MAGIMAC_NO_SERVER") == "1"):
@@ -264,7 +266,11 @@ def _model_for(args: argparse.Namespace):
     choice = choose_model(args.model)
     if choice.online is not None:  # Mistral's API: no local server serves it
         return choice, None
-    engine = discover(choice.path)
+    try:
+        engine = discover(choice.path)
+    except UntrustedServer as e:
+        print(f"magimac: {e}", file=sys.stderr)
+        engine = None
     if engine is None:
         return choice, None
     print(f"magimac: using the server at {engine.base} (it has {choice.path.name} loaded; --no-server "

@@ -6,19 +6,24 @@ Serves ``GET /v1/models`` and ``POST /v1/chat/completions`` (`magimac.server`); 
 at once share the one copy of the weights (`magimac.engine.batch.BatchEngine`).  It binds to
 127.0.0.1 unless told otherwise, and any address other than a loopback one needs an API key
 (``--api-key`` or the ``MAGIMAC_API_KEY`` variable, which keeps the key out of the process
-list).  Prints one line once it serves; Ctrl-C stops it.
+list).  Prints one line once it serves; Ctrl-C stops it (and every turn running).
+
+Web pages: only pages of this Mac's own loopback names may call it (``--allow-origin`` or
+``MAGIMAC_ORIGINS`` allow more), and on loopback only its own host names are answered
+(`magimac.server.guard`).  Request bodies: JSON, at most 16 MiB.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import socket
 import sys
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
+from magimac.server.guard import MAX_BODY_BYTES, is_loopback
+from magimac.text.images import MAX_IMAGE_PIXELS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -27,10 +32,15 @@ DEFAULT_PORT = 8080
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `magimac serve` (see the module doc)."""
+    p.epilog = (f"Requests: JSON bodies (Content-Type: application/json) of at most {MAX_BODY_BYTES // 2**20} MiB, "
+                f"images of at most {MAX_IMAGE_PIXELS // 10**6} million pixels.")
     p.add_argument("--model", help="registry name, hub id or converted model directory (default: the default model)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; others need --api-key)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--api-key", help="clients must send 'Authorization: Bearer KEY' (default: $MAGIMAC_API_KEY)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages of ORIGIN call the server ('*' a wildcard; repeatable; also "
+                        "$MAGIMAC_ORIGINS, a comma list); by default only pages of localhost")
     p.add_argument("--context-length", type=int, metavar="TOKENS", help="context limit of each conversation")
     p.add_argument("--max-streams", type=int, default=None, metavar="N",
                    help="conversations decoded together (default 8; more wait for a place)")
@@ -38,16 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="memory for the conversations' KV prefixes (default: one whole context)")
     p.add_argument("--keep-reasoning", action="store_true", help="keep earlier answers' reasoning in prompts")
     p.add_argument("--force", action="store_true", help="load even if the model looks too large for this machine")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (``localhost``, 127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_args(args: argparse.Namespace) -> str | None:
@@ -114,17 +114,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(session, args: argparse.Namespace, key: str | None, sock: socket.socket) -> int:
-    import uvicorn
-
-    from magimac.server.app import Served, create_app
+    """Serve until Ctrl-C; on a loopback address with the secret that proves to `magimac chat`
+    and the app that this person started it (`magimac.session.proof`), deleted at exit."""
+    from magimac.server.app import Served, run
+    from magimac.server.guard import origins_from
+    from magimac.session import proof
 
     named = args.model and not Path(args.model).expanduser().exists()  # a name, not a directory
     model_id = args.model if named else ("demo" if session.choice.is_demo else session.path.name)
-    served = Served(session, model_id, key, args.keep_reasoning)
+    origins = (*origins_from(os.environ.get("MAGIMAC_ORIGINS")), *args.allow_origin)
     port = sock.getsockname()[1]
+    secret = proof.write_secret(port) if is_loopback(args.host) else None
+    served = Served(session, model_id, key, args.keep_reasoning, args.host, origins, secret)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"magimac serve: {served.model_id} at http://{host}:{port}/v1"
           f"{' (API key required)' if key else ''}; Ctrl-C stops", flush=True)
-    config = uvicorn.Config(create_app(served), log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        run(served, sock)
+    finally:
+        if secret is not None:
+            proof.remove_secret(port, secret)
     return 0

@@ -9,6 +9,7 @@ people with a separate model disk point magimac elsewhere:
 | data (history database) | `~/Library/Application Support/magimac` | `MAGIMAC_DATA_DIR` |
 | converted models | `<data dir>/models` | `MAGIMAC_MODELS_DIR` |
 | prompt cache on disk | `~/Library/Caches/magimac` | `MAGIMAC_CACHE_DIR` |
+| runtime files (`magimac serve`'s proof secrets) | `~/Library/Caches/TemporaryItems/magimac` | `MAGIMAC_RUNTIME_DIR` |
 """
 
 from __future__ import annotations
@@ -49,3 +50,10 @@ def cache_dir() -> Path:
     exist yet.  A cache directory, not the data directory: Time Machine skips ``~/Library/Caches``."""
     env = os.environ.get("MAGIMAC_CACHE_DIR")
     return Path(env) if env else Path(platformdirs.user_cache_dir(APP, appauthor=False))
+
+
+def runtime_dir() -> Path:
+    """Files that live only while a process runs (`magimac serve`'s proof secret, one per port:
+    `magimac.session.proof`); may not exist yet."""
+    env = os.environ.get("MAGIMAC_RUNTIME_DIR")
+    return Path(env) if env else Path(platformdirs.user_runtime_dir(APP, appauthor=False))

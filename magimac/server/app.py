@@ -4,7 +4,8 @@ Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (`magimac.server.compl
 ``POST /magimac/v1/tokenize`` (prompt token ids for `magimac.session.remote.RemoteEngine`,
 so a client sizes its documents with the server's tokenizer), ``GET /magimac/v1/status``
 (turns running, turns ended by finish reason, prefix-cache bytes: `BatchEngine.status`) and
-``GET /health`` (no key).
+``GET /magimac/identify?nonce=HEX`` (HMAC-SHA256 of the nonce with the secret `magimac serve`
+wrote for its port: `magimac.session.proof`) and ``GET /health`` (no key).
 
 Why Starlette with uvicorn: a small, well-kept ASGI stack whose `StreamingResponse` notices a
 client that disconnects and cancels its stream (the turn then stops within one token); the
@@ -12,22 +13,26 @@ validation FastAPI would add is done by hand in `magimac.server.translate`, beca
 API wants its own error shape and one-line messages naming the field.
 
 Every error is JSON in OpenAI's shape (`magimac.server.errors`); a failure inside the server
-answers 500 and the server keeps serving.  With an API key, every route but ``/health`` asks
+answers 500 and the server keeps serving.  `magimac.server.guard` refuses foreign hosts,
+origins and non-JSON bodies first, and reads bodies in a bounded way.  With an API key, every route but ``/health`` asks
 for ``Authorization: Bearer KEY`` (401 otherwise).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -36,12 +41,14 @@ from magimac.core.conversation import Message
 from magimac.core.events import Done
 from magimac.server.completions import Completion, TurnStream
 from magimac.server.errors import RequestError, error_body
+from magimac.server.guard import LOOPBACK_NAMES, Guard, is_loopback, origin_pattern, read_json
 from magimac.server.stream import TurnPump
 from magimac.server.translate import parse_chat
+from magimac.session.proof import proof
 from magimac.session.remote import model_key
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
-"""The largest request body, bytes (a few large images as base64); larger answers 413."""
+GRACE_S = 5.0
+"""Seconds connections get to close once the server is told to stop (its turns are cancelled first)."""
 
 
 @dataclass
@@ -53,12 +60,18 @@ class Served:
         model_id: the id clients send (``--model`` as given, else the directory name).
         api_key: the key clients must send, or None.
         keep_reasoning: keep earlier reasoning in prompts (else dropped).
+        host: the address bound; on a loopback one only its names are answered (`Guard`).
+        origins: browser origins allowed besides this Mac's own (``--allow-origin``).
+        secret: what ``GET /magimac/identify`` proves holding (`magimac.session.proof`), or None.
     """
 
     session: Any
     model_id: str
     api_key: str | None = None
     keep_reasoning: bool = False
+    host: str = "127.0.0.1"
+    origins: tuple[str, ...] = ()
+    secret: str | None = None
 
     def accepts(self, name: str) -> bool:
         return name.lower() in {self.model_id.lower(), self.session.path.name.lower()}
@@ -87,7 +100,7 @@ def create_app(served: Served) -> Starlette:
         return JSONResponse(engine_status() if callable(engine_status) else {})
 
     async def chat(request: Request):
-        body = await _json_body(request)
+        body = await read_json(request)
         image_dir = Path(tempfile.mkdtemp(prefix="magimac-serve-"))
         try:
             req = parse_chat(body, image_dir, served.keep_reasoning)
@@ -115,7 +128,7 @@ def create_app(served: Served) -> Starlette:
             pump.cancel()
 
     async def tokenize(request: Request) -> JSONResponse:
-        body = await _json_body(request)
+        body = await read_json(request)
         engine = served.session.engine
         if isinstance(body, dict) and isinstance(body.get("text"), str):
             return JSONResponse({"count": engine.count_tokens(body["text"])})
@@ -131,14 +144,53 @@ def create_app(served: Served) -> Starlette:
             raise RequestError(str(e), "messages") from None
         return JSONResponse({"tokens": prompt.tokens, "text": prompt.text})
 
+    async def identify(request: Request) -> JSONResponse:
+        nonce = request.query_params.get("nonce", "")
+        if served.secret is None:
+            raise RequestError("this server has no secret to prove (it is not on a loopback address)", status=404)
+        if not re.fullmatch(r"[0-9a-f]{32,128}", nonce):
+            raise RequestError("nonce: 32 to 128 lower-case hex digits are expected", "nonce")
+        return JSONResponse({"proof": proof(served.secret, nonce)})
+
     routes = [Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"]),
               Route("/magimac/v1/tokenize", tokenize, methods=["POST"]), Route("/magimac/v1/status", status),
-              Route("/health", health)]
-    app = Starlette(routes=routes, exception_handlers={
+              Route("/magimac/identify", identify), Route("/health", health)]
+    return Starlette(routes=routes, middleware=_middleware(served), exception_handlers={
         RequestError: _request_error, HTTPException: _http_error, Exception: _server_error})
+
+
+def run(served: Served, sock) -> None:
+    """Serve `create_app` on the listening socket ``sock`` until Ctrl-C or SIGTERM; then every
+    turn is cancelled (each stream ends with its finish chunk and ``[DONE]``) and connections
+    get at most `GRACE_S` seconds to close."""
+    config = uvicorn.Config(create_app(served), log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=GRACE_S)
+    _StoppingServer(config, served.session.cancel).run(sockets=[sock])
+
+
+class _StoppingServer(uvicorn.Server):
+    """uvicorn's server that calls ``on_stop`` (cancel every turn) before it waits for its
+    connections: otherwise it waits for each stream to reach its token limit."""
+
+    def __init__(self, config: uvicorn.Config, on_stop) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    async def shutdown(self, sockets=None) -> None:
+        self.on_stop()
+        await super().shutdown(sockets)
+
+
+def _middleware(served: Served) -> list[Middleware]:
+    """`Guard` outside, then CORS (its preflights need no key), then the key check."""
+    hosts = frozenset([*LOOPBACK_NAMES, served.host.lower()]) if is_loopback(served.host) else None
+    origins = origin_pattern(list(served.origins))
+    stack = [Middleware(Guard, hosts=hosts, origins=origins),
+             Middleware(CORSMiddleware, allow_origin_regex=origins.pattern, allow_methods=["GET", "POST"],
+                        allow_headers=["Authorization", "Content-Type"])]
     if served.api_key:
-        app.add_middleware(_KeyCheck, key=served.api_key)
-    return app
+        stack.append(Middleware(_KeyCheck, key=served.api_key))
+    return stack
 
 
 def _settings_of(body: dict):
@@ -148,16 +200,6 @@ def _settings_of(body: dict):
     system = body.get("system_prompt", DEFAULT)
     return GenerationSettings(keep_reasoning=bool(body.get("keep_reasoning")),
                               system_prompt=system if system is None or isinstance(system, str) else DEFAULT)
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestError(f"the request body is {len(raw):,} bytes; the most is {MAX_BODY_BYTES:,}", status=413)
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RequestError(f"the request body is not valid JSON ({getattr(e, 'msg', e)})") from None
 
 
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:

@@ -70,12 +70,22 @@ class TurnPump:
     def _pump(self) -> None:
         try:
             for ev in self.run:
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, ev)
+                if not self._hand_over(ev):
+                    break
         except Exception as e:  # the session layer ends turns with Done; this is a last resort
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, Done("error", str(e)))
+            self._hand_over(Done("error", str(e)))
         finally:
             if self._on_end is not None:
                 self._on_end()
+
+    def _hand_over(self, ev: Any) -> bool:
+        """Queue ``ev`` on the loop; False (and the turn cancelled) once the loop has closed."""
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, ev)
+            return True
+        except RuntimeError:  # "Event loop is closed": the server stopped, nobody reads on
+            self.run.cancel()
+            return False
 
     async def next_event(self) -> Any:
         """The next event, answer text filtered (an `AnswerDelta` may become empty); a turn cut

@@ -36,6 +36,7 @@ from magimac.core.conversation import Message
 from magimac.engine.settings import DEFAULT, GenerationSettings, setting_error
 from magimac.server.errors import RequestError
 from magimac.server.tools import assistant_calls, request_tools, tool_result
+from magimac.text.images import ImageTooLarge, open_image
 
 REASONING_BUDGETS: dict[str, int | None] = {
     "none": 0, "minimal": 512, "low": 2048, "medium": 8192, "high": 32768, "xhigh": None,
@@ -308,11 +309,13 @@ def _image(value: Any, where: str, stem: Path) -> str:
 
 
 def _check_image(path: Path, where: str) -> None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
+    except ImageTooLarge as e:
+        raise RequestError(f"{where}: {e}", where) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         reason = "not an image" if isinstance(e, UnidentifiedImageError) else f"unreadable image ({e})"
         raise RequestError(f"{where}: {reason}; send PNG, JPEG, WebP or GIF", where) from None

@@ -6,7 +6,8 @@
 is one streamed ``POST /v1/chat/completions``; token counts come from the server's
 ``POST /magimac/v1/tokenize``.  Tools go as the request's ``tools``; the model's calls come
 back as `ToolCall` events (the server runs none: the session's tool loop does, as locally).  `discover` finds a server on the default port that serves the
-model asked for (by `model_key`, which does not show the model's path).
+model asked for (by `model_key`, which does not show the model's path) and proves it was
+started by the same person (`magimac.session.proof`).
 
 Only the standard library's `urllib` is used: plain HTTP/1.1 and a line-by-line SSE reader
 are all this needs.  Nothing leaves the machine unless the person names another host.
@@ -28,6 +29,7 @@ from magimac.core.conversation import Message
 from magimac.core.events import AnswerDelta, Done, EngineError, Loaded, ReasoningDelta, Stats, ToolCall
 from magimac.engine.loading import EngineLoadError
 from magimac.engine.settings import DEFAULT, GenerationSettings
+from magimac.session.proof import check_server
 from magimac.text.prompt import Prompt
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -46,17 +48,26 @@ def api_base(url: str) -> str:
     return url[:-3] if url.endswith("/v1") else url
 
 
-def discover(path: Path, url: str = DEFAULT_URL, timeout: float = 0.5) -> "RemoteEngine | None":
-    """A `RemoteEngine` on the server at ``url`` when it serves the model directory ``path``,
-    else None (nothing listening, another model, not a magimac server).  ``timeout``: seconds."""
+def discover(path: Path, url: str | None = None, timeout: float = 0.5) -> "RemoteEngine | None":
+    """A `RemoteEngine` on the server at ``url`` (None: `DEFAULT_URL`) when it serves the model
+    directory ``path`` and proves it is the person's own `magimac serve`
+    (`magimac.session.proof.check_server`), else None (nothing listening, another model, not
+    a magimac server).  Nothing but a random nonce is sent before that proof.  ``timeout``: seconds.
+
+    Raises:
+        UntrustedServer: a server there lists the model but cannot prove it is the person's own
+            (one line to show; the model is then loaded here).
+    """
+    base = api_base(url or DEFAULT_URL)
     try:
-        models = _get_json(api_base(url) + "/v1/models", None, timeout)["data"]
+        models = _get_json(base + "/v1/models", None, timeout)["data"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     key = model_key(path)
     for m in models if isinstance(models, list) else []:
         if isinstance(m, dict) and (m.get("magimac") or {}).get("key") == key:
-            return RemoteEngine(url, m.get("id"))
+            check_server(base, timeout)
+            return RemoteEngine(base, m.get("id"))
     return None
 
 
@@ -66,8 +77,11 @@ def server_for(path: Path | None, url: str | None = None, no_server: bool = Fals
 
     ``url`` (``--server URL``): that server, asking for ``model_id`` (None: the first it serves),
     with the key in ``MAGIMAC_API_KEY`` if set; it is checked when the engine loads.  Else,
-    unless ``no_server`` (``--no-server``) or ``MAGIMAC_NO_SERVER=1``, the server on
-    `DEFAULT_URL` when it serves the model directory ``path`` (`discover`: at most 0.5 s).
+    unless ``no_server`` (``--no-server``) or ``MAGIMAC_NO_SERVER=1``, the person's own server on
+    `DEFAULT_URL` when it serves the model directory ``path`` (`discover`: at most 1 s).
+
+    Raises:
+        UntrustedServer: as `discover`.
     """
     import os
 
@@ -75,7 +89,7 @@ def server_for(path: Path | None, url: str | None = None, no_server: bool = Fals
         return RemoteEngine(url, model_id, os.environ.get("MAGIMAC_API_KEY"))
     if no_server or os.environ.get("MAGIMAC_NO_SERVER") == "1" or path is None:
         return None
-    return discover(path, DEFAULT_URL)  # read at call time (tests point it at their server)
+    return discover(path)
 
 
 def _get_json(url: str, key: str | None, timeout: float | None, body: Any = None) -> Any:

@@ -41,6 +41,7 @@ from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from magimac.core.conversation import Message
+from magimac.text.images import ImageTooLarge, open_image
 from magimac.text.reasoning import ReasoningMarkers
 from magimac.text.tools import ToolSpec, mistral_tool_calls, mistral_tool_message
 
@@ -130,12 +131,14 @@ def system_chunks(text: str, markers: ReasoningMarkers) -> str | list:
 
 
 def _open_image(path: str):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             return im.convert("RGB")
+    except ImageTooLarge as e:
+        raise PromptError(f"image {path}: {e}") from None
     except FileNotFoundError:
         raise PromptError(f"image {path}: no such file") from None
     except UnidentifiedImageError:

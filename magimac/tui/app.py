@@ -203,9 +203,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         factory = self.engine_factory and (lambda path, **_options: self.engine_factory(path))
         remote = None
         if factory is None and choice.online is None:
-            from magimac.session.remote import server_for  # mistral-common: only once a model is chosen
-
-            remote = server_for(choice.path, self.server, self.no_server, model)
+            remote = self._server_for(choice, model)
             factory = remote and (lambda path, **_options: remote)
         owns = self._owns_engine or choice.online is not None  # an online engine is always the app's
         try:
@@ -219,6 +217,18 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             self.notify(f"using the server at {remote.base} (it has {choice.name} loaded; --no-server "
                         "loads it here)", timeout=10)
         self._load_worker(self.session.engine)
+
+    def _server_for(self, choice: ModelChoice, model: str | None):
+        """`magimac.session.remote.server_for`; a server that cannot prove it is the person's
+        own is ignored with one notice (None: load the model here)."""
+        from magimac.session.proof import UntrustedServer
+        from magimac.session.remote import server_for  # mistral-common: only once a model is chosen
+
+        try:
+            return server_for(choice.path, self.server, self.no_server, model)
+        except UntrustedServer as e:
+            self.notify(str(e), severity="warning", timeout=15)
+            return None
 
     def _close_session(self) -> None:
         session, self.session = self.session, None

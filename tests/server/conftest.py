@@ -14,7 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +34,12 @@ def free_port() -> int:
 class Server:
     proc: subprocess.Popen
     url: str  # http://127.0.0.1:PORT
-    log: str = ""
+    home: Path  # its MAGIMAC_*_DIR folders (MAGIMAC_RUNTIME_DIR holds its proof secret) and serve.log
+
+    @property
+    def log(self) -> str:
+        """What it printed so far (stdout and stderr)."""
+        return (self.home / "serve.log").read_text()
 
     @property
     def v1(self) -> str:
@@ -46,20 +54,29 @@ class Server:
 def start(model, home, *extra) -> Server:
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", MAGIMAC_NO_SERVER="1")
-    for var in ("MAGIMAC_CONFIG_DIR", "MAGIMAC_DATA_DIR", "MAGIMAC_MODELS_DIR", "HF_HOME"):
+    for var in ("MAGIMAC_CONFIG_DIR", "MAGIMAC_DATA_DIR", "MAGIMAC_MODELS_DIR", "MAGIMAC_RUNTIME_DIR", "HF_HOME"):
         (home / var).mkdir(parents=True, exist_ok=True)
         env[var] = str(home / var)
-    proc = subprocess.Popen([sys.executable, "-m", "magimac", "serve", "--model", str(model),
-                             "--port", str(port), *map(str, extra)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return Server(proc, f"http://127.0.0.1:{port}")
+    with open(home / "serve.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "magimac", "serve", "--model", str(model),
+                                 "--port", str(port), *map(str, extra)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    return Server(proc, f"http://127.0.0.1:{port}", home)
+
+
+def found_by_discovery(server: Server, monkeypatch) -> None:
+    """Let `magimac chat` and the app find ``server`` by themselves: its address as the default
+    one, its secret in this test's runtime folder, ``MAGIMAC_NO_SERVER`` unset."""
+    monkeypatch.setattr("magimac.session.remote.DEFAULT_URL", server.url)
+    monkeypatch.setenv("MAGIMAC_RUNTIME_DIR", str(server.home / "MAGIMAC_RUNTIME_DIR"))
+    monkeypatch.delenv("MAGIMAC_NO_SERVER")
 
 
 def wait_ready(server: Server, timeout: float = 180) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if server.proc.poll() is not None:
-            pytest.fail(f"magimac serve exited {server.proc.returncode}: {server.proc.stdout.read()}")
+            pytest.fail(f"magimac serve exited {server.proc.returncode}: {server.log}")
         try:
             if server.get("/health")["status"] == "ok":
                 return
@@ -71,10 +88,21 @@ def wait_ready(server: Server, timeout: float = 180) -> None:
 def stop(server: Server) -> None:
     server.proc.terminate()
     try:
-        server.log = server.proc.communicate(timeout=20)[0]
+        server.proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         server.proc.kill()
-        server.log = server.proc.communicate()[0]
+        server.proc.wait()
+
+
+@contextmanager
+def running(model, home, *extra) -> Iterator[Server]:
+    """`start`, `wait_ready`, and `stop` at the end (a module's own server)."""
+    server = start(model, home, *extra)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(server)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from PIL import Image
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_ANSWER as ANSWER
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_REASONING as REASONING
 from magimac.testing.checkpoint import Script, script_tokens
-from tests.server.conftest import API_KEY
+from tests.server.conftest import API_KEY, found_by_discovery
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -258,12 +258,16 @@ def test_magimac_chat_uses_a_running_server_as_its_model(plain, capsys, monkeypa
     assert lines[-2]["type"] == "stats" and lines[-2]["prompt_tokens"] > 0
 
 
-def test_magimac_chat_finds_the_server_that_has_its_model(plain, scripted_checkpoint):
+def test_magimac_chat_finds_the_server_that_has_its_model(plain, scripted_checkpoint, monkeypatch):
+    from magimac.session.proof import UntrustedServer
     from magimac.session.remote import discover
 
-    found = discover(scripted_checkpoint, plain.url)
+    with pytest.raises(UntrustedServer, match="could not prove it is a `magimac serve` of yours"):
+        discover(scripted_checkpoint, plain.url)  # its secret is not where this person's are
+    found_by_discovery(plain, monkeypatch)
+    found = discover(scripted_checkpoint)
     assert found is not None and found.wait_loaded().context_length == 1024
-    assert discover(scripted_checkpoint.parent, plain.url) is None  # another model: load it here
+    assert discover(scripted_checkpoint.parent) is None  # another model: load it here
     assert discover(scripted_checkpoint, "http://127.0.0.1:9") is None  # nothing listens
 
 

@@ -11,7 +11,7 @@ import pytest
 from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
 from tests.conftest import TOOL_SCRIPT
-from tests.server.conftest import start, stop, wait_ready
+from tests.server.conftest import running
 
 PYTHON = {"type": "function", "function": {
     "name": "python", "description": "Run Python code and return what it prints.",
@@ -23,12 +23,8 @@ CALL = {"id": "c00000001", "type": "function", "function": {"name": NAME, "argum
 
 @pytest.fixture(scope="module")
 def tool_server(tool_checkpoint, tmp_path_factory):
-    server = start(tool_checkpoint, tmp_path_factory.mktemp("serve-tools"), "--context-length", 1024)
-    try:
-        wait_ready(server)
+    with running(tool_checkpoint, tmp_path_factory.mktemp("serve-tools"), "--context-length", 1024) as server:
         yield server
-    finally:
-        stop(server)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ from magimac.session.model import choose_model, open_model
 from magimac.session.turn import DocumentsUsed
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_ANSWER as ANSWER
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_REASONING as REASONING
+from magimac.text.images import ImageTooLarge, open_image
+from tests.conftest import huge_png
 
 
 def test_nothing_installed_opens_the_demo_and_says_what_it_can_do():
@@ -58,6 +60,17 @@ def test_documents_come_first_and_are_kept_with_the_answer(session, tmp_path):
 def test_an_unreadable_document_ends_the_turn_with_one_error(session, tmp_path):
     events = list(session.turn([Message("user", "Hi", documents=[str(tmp_path / "missing.pdf")])]))
     assert len(events) == 1 and events[0].finish_reason == "error" and "missing.pdf" in events[0].error
+
+
+def test_an_image_of_too_many_pixels_ends_the_turn_with_one_line(session, tmp_path):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(huge_png(20000, 20000))  # 400 million pixels in a few KB
+    events = list(session.turn([Message("user", "Look", images=[str(huge)])]))
+    assert events[-1].finish_reason == "error"
+    assert events[-1].error == f"image {huge}: more than 64 million pixels, the most magimac reads: make it smaller"
+    huge.write_bytes(huge_png(9000, 8000))  # under Pillow's own refusal, over magimac's limit
+    with pytest.raises(ImageTooLarge, match="^9000 x 8000 pixels is more than 64 million pixels"):
+        open_image(huge)
 
 
 def test_cancelled_before_it_starts(session):

@@ -10,7 +10,7 @@ from magimac.testing.checkpoint import DEFAULT_SCRIPT_ANSWER as ANSWER
 from magimac.testing.checkpoint import DEFAULT_SCRIPT_REASONING as REASONING
 from magimac.text.history import History
 from magimac.tui.app import MagimacApp
-from tests.server.conftest import start, stop, wait_ready
+from tests.server.conftest import found_by_discovery, start, stop, wait_ready
 from tests.tui.pilot_helpers import answers, send
 
 
@@ -42,8 +42,7 @@ async def test_the_app_answers_through_the_server_it_is_given(server, tmp_path):
 
 async def test_the_app_finds_the_server_that_has_its_model_unless_told_not_to(
         server, scripted_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr("magimac.session.remote.DEFAULT_URL", server.url)
-    monkeypatch.delenv("MAGIMAC_NO_SERVER")
+    found_by_discovery(server, monkeypatch)
     app = MagimacApp(str(scripted_checkpoint), history=History(tmp_path / "h.db"))
     await answered_by_server(app, server)
     from magimac.session.remote import server_for
