@@ -16,6 +16,11 @@ An online model (`magimac models` lists them) needs ``--online``: without it not
 and the command stops with a one-line reason. Its rate-limit waits are reported (a line on
 stderr, or ``{"type": "retry", "wait_s", "reason"}``).
 
+What it reads has limits (`magimac.core.files`): the prompt on stdin, ``--system-file`` and
+``--conversation`` at most 16 MB (`MAX_TEXT_BYTES`) of UTF-8 text from regular files, each refused in
+one line.  On a terminal the text printed shows its control characters instead of running them
+(`magimac.text.controls`); a call of a tool the turn did not offer is one notice line.
+
 Exit status: 0 when the turn stops or hits the token limit, 1 on an error (printed as
 ``magimac: <message>``), 130 when interrupted (Ctrl-C cancels the turn; what was generated is
 kept).
