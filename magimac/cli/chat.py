@@ -16,6 +16,11 @@ An online model (`magimac models` lists them) needs ``--online``: without it not
 and the command stops with a one-line reason. Its rate-limit waits are reported (a line on
 stderr, or ``{"type": "retry", "wait_s", "reason"}``).
 
+What it reads has limits (`magimac.core.files`): the prompt on stdin, ``--system-file`` and
+``--conversation`` at most 16 MB (`MAX_TEXT_BYTES`) of UTF-8 text from regular files, each refused in
+one line.  On a terminal the text printed shows its control characters instead of running them
+(`magimac.text.controls`); a call of a tool the turn did not offer is one notice line.
+
 Exit status: 0 when the turn stops or hits the token limit, 1 on an error (printed as
 ``magimac: <message>``), 130 when interrupted (Ctrl-C cancels the turn; what was generated is
 kept).
@@ -29,6 +34,7 @@ import sys
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
+from magimac.core.files import read_stdin, read_text_file
 from magimac.core.conversation import ConversationError, Message, conversation_from_json
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,14 +85,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_conversation(path: Path) -> list[Message]:
+    """The messages of a ``--conversation`` file (at most `MAX_TEXT_BYTES`).
+
+    Raises:
+        InputError: not a readable regular UTF-8 file under the cap.
+        ConversationError: not valid JSON (nested too deep included), not a list of messages.
+    """
+    text = read_text_file(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MagimacError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise MagimacError(f"{path}: cannot read ({e})") from None
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConversationError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    except RecursionError:
+        raise ConversationError(f"{path}: not a valid conversation (JSON nested too deep)") from None
     return conversation_from_json(data, str(path))
 
 
@@ -100,7 +111,7 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
     messages = _read_conversation(args.conversation) if args.conversation else []
     text = args.prompt
     if text is None and not (messages and messages[-1].role in ("user", "tool")) and not stdin.isatty():
-        text = stdin.read().rstrip("\n")  # the newline `echo` adds is not part of the message
+        text = read_stdin(stdin).rstrip("\n")  # the newline `echo` adds is not part of the message
         if not text.strip():
             text = None
     for img in args.image:
@@ -130,10 +141,7 @@ def _system_prompt(args: argparse.Namespace):
     if args.system is not None:
         return args.system
     if args.system_file is not None:
-        try:
-            return args.system_file.read_text(encoding="utf-8")
-        except OSError as e:
-            raise MagimacError(f"{args.system_file}: cannot read ({e.strerror})") from None
+        return read_text_file(args.system_file)
     return DEFAULT
 
 
@@ -162,7 +170,7 @@ def build_settings(args: argparse.Namespace):
 
 def _show_prompt(run, as_json: bool) -> int:
     """Print the prompt ``run`` would send (documents included) and generate nothing."""
-    from magimac.cli.chat_output import json_line
+    from magimac.cli.chat_output import for_terminal, json_line
 
     documents = run.prepare()
     p = run.session.engine.encode(run.messages, run.settings)
@@ -172,10 +180,10 @@ def _show_prompt(run, as_json: bool) -> int:
         json_line({"type": "prompt", "tokens": p.tokens, "text": p.text})
     else:
         if documents is not None:
-            print(documents.summary, file=sys.stderr)
+            print(for_terminal(sys.stderr)(documents.summary), file=sys.stderr)
         if run.session.choice.online is None:  # an online model's prompt is its request (JSON)
             print(json.dumps(p.tokens))
-        print(p.text)
+        print(for_terminal(sys.stdout)(p.text))
     return 0
 
 
@@ -281,7 +289,7 @@ def _model_for(args: argparse.Namespace):
 def _stream(run_, args: argparse.Namespace) -> int:
     """Print the turn's events as they come. Ctrl-C cancels the turn and keeps reading it to its
     ``Done``, so the output still ends with the numbers and (``--json``) the ``done`` line."""
-    from magimac.cli.chat_output import JsonPrinter, TextPrinter
+    from magimac.cli.chat_output import JsonPrinter, TextPrinter, for_terminal
 
     printer = JsonPrinter(args.hide_reasoning) if args.json else TextPrinter(args.hide_reasoning, args.stats)
     interrupted = False
@@ -296,6 +304,6 @@ def _stream(run_, args: argparse.Namespace) -> int:
     done = run_.done
     printer.finish(done, run_.answer)
     if done.finish_reason == "error":
-        print(f"magimac: {done.error}", file=sys.stderr)
+        print(for_terminal(sys.stderr)(f"magimac: {done.error}"), file=sys.stderr)
         return 1
     return 130 if interrupted or done.finish_reason == "cancelled" else 0

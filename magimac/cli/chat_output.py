@@ -15,6 +15,8 @@ from dataclasses import asdict
 from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Retrying, Stats, ToolCall, ToolResult
 from magimac.core.units import format_bytes
 from magimac.session.turn import AnswerRecord, DocumentsUsed
+from magimac.text.controls import show_controls
+from magimac.text.tools import NOT_OFFERED
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 
@@ -91,36 +93,53 @@ def tool_line(ev: ToolCall | ToolResult) -> str:
     return f"[{ev.name} {ev.id} · {ev.seconds:.1f} s] {first}"
 
 
+def for_terminal(stream):
+    """`show_controls` when ``stream`` is a terminal (the text is untrusted: an ESC in it would
+    run there), else the text as it is (a pipe, a file)."""
+    return show_controls if stream.isatty() else str
+
+
+def not_offered_line(call: ToolCall) -> str:
+    """The notice for a call of a tool the turn did not offer (`magimac.text.tools.NOT_OFFERED`)."""
+    return (f"magimac: the model called {call.name[:60]}, a tool this conversation did not offer; it was not run "
+            "(--tools offers tools)")
+
+
 class TextPrinter:
     """The answer on stdout; the reasoning on stderr (dimmed on a terminal unless
-    ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own."""
+    ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own.  On a
+    terminal, control characters of the text are shown, not run (`show_controls`); a call the
+    turn did not offer is one notice line (`not_offered_line`)."""
 
     def __init__(self, hide_reasoning: bool = False, stats: bool = False) -> None:
         self.hide_reasoning, self.stats = hide_reasoning, stats
         self.out, self.err = sys.stdout, sys.stderr
+        self.shown_out, self.shown_err = for_terminal(self.out), for_terminal(self.err)
         self.dim = self.err.isatty() and not os.environ.get("NO_COLOR")
         self.in_reasoning = False
         self.answer_end = "\n"
 
     def show(self, ev) -> None:
         if isinstance(ev, (DocumentsUsed, Retrying)):
-            print(ev.summary if isinstance(ev, DocumentsUsed) else f"magimac: {ev.reason}", file=self.err)
+            print(self.shown_err(ev.summary if isinstance(ev, DocumentsUsed) else f"magimac: {ev.reason}"),
+                  file=self.err)
         elif isinstance(ev, ReasoningDelta) and not self.hide_reasoning:
             if not self.in_reasoning and self.dim:
                 self.err.write(DIM)
             self.in_reasoning = True
-            self.err.write(ev.text)
+            self.err.write(self.shown_err(ev.text))
             self.err.flush()
         elif isinstance(ev, AnswerDelta):
             if self.in_reasoning:
                 self._end_reasoning("\n\n")
-            self.out.write(ev.text)
+            self.out.write(self.shown_out(ev.text))
             self.out.flush()
             self.answer_end = ev.text[-1:] or self.answer_end
-        elif isinstance(ev, (ToolCall, ToolResult)):
+        elif isinstance(ev, (ToolCall, ToolResult)) and not (isinstance(ev, ToolResult) and ev.error == NOT_OFFERED):
             if self.in_reasoning:
                 self._end_reasoning("\n")
-            print(tool_line(ev), file=self.err)
+            line = not_offered_line(ev) if ev.error == NOT_OFFERED else tool_line(ev)
+            print(self.shown_err(line), file=self.err)
 
     def _end_reasoning(self, gap: str) -> None:
         self.err.write((RESET if self.dim else "") + gap)

@@ -12,6 +12,7 @@ import getpass
 import sys
 
 from magimac.core.errors import MagimacError
+from magimac.core.files import read_stdin_line
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _read_key() -> str:
     if sys.stdin.isatty():
         return getpass.getpass("Mistral API key (not shown): ")
-    return sys.stdin.readline().strip()
+    return read_stdin_line(sys.stdin).strip()
 
 
 def run(args: argparse.Namespace) -> int:

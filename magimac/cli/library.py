@@ -16,6 +16,7 @@ from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from magimac.core.units import format_bytes
+from magimac.text.controls import show_controls
 from magimac.text.library import index, store
 
 
@@ -63,7 +64,8 @@ class BarProgress(index.Progress):
         self.pages += pages
         if problem:
             # a Text, not markup: a file name may hold "[...]"
-            self.bar.console.print(Text.assemble(("not indexed", "yellow"), f": {problem}"), soft_wrap=True)
+            self.bar.console.print(Text.assemble(("not indexed", "yellow"), f": {show_controls(problem)}"),
+                                   soft_wrap=True)
         self.bar.update(self.files_task, advance=1, extra=f"{self.pages:,} pages")
 
     def page_read(self, label: str, seconds: float) -> None:
@@ -93,7 +95,9 @@ def _summary(name: str, r: index.Report) -> str:
     line = (f"library {name}: {', '.join(parts)}; {r.pages:,} pages read, {r.passages:,} passages"
             + (f", {r.embedded:,} vectors" if r.embedded else "")
             + (f"; {r.scans_read} scanned pages read by the model in {r.scan_seconds:.1f} s" if r.scans_read else "")
-            + (f"; {len(r.problems)} not readable" if r.problems else "") + f" ({r.seconds:.1f} s)")
+            + (f"; {len(r.problems)} not readable" if r.problems else "")
+            + (f"; skipped {len(r.skipped)} that {'is' if len(r.skipped) == 1 else 'are'} not a regular file"
+               if r.skipped else "") + f" ({r.seconds:.1f} s)")
     for folder in r.missing_folders:
         line += f"\nfolder {folder} not found: its files are kept in the index"
     return line

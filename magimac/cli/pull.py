@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from magimac.core.errors import MagimacError
+from magimac.core.files import read_stdin_line
 from magimac.core.units import format_bytes
 from magimac.models.registry import QUANT_LEVELS
 
@@ -53,7 +54,7 @@ def remove(name: str, *, yes: bool) -> int:
     what = f"{m.name} ({m.quantization}, {format_bytes(m.size_bytes)}) at {m.path}"
     if not yes:
         print(f"remove {what}? [y/N] ", end="", file=sys.stderr, flush=True)
-        answer = sys.stdin.readline().strip().lower()
+        answer = read_stdin_line(sys.stdin).strip().lower()
         if answer not in ("y", "yes"):
             print("magimac rm: nothing removed", file=sys.stderr)
             return 1

@@ -10,17 +10,21 @@ with what its KV cache holds, so only the results are prefilled.  At most ``max_
 rounds of calls per turn (default 8): a model that calls again after that ends the turn with
 ``Done("length", ...)``.  A cancel stops the loop between calls, stops a running python tool,
 and ends the turn with ``Done("cancelled")``.
+
+A turn that offers no tools never runs one: a call the model makes anyway (the tokens are in
+its vocabulary) comes out with the error `NOT_OFFERED`, followed by a `ToolResult` with the same
+error (`not_offered`), and the turn ends as the model ended it.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from magimac.core.conversation import Message
 from magimac.core.events import Done, ToolCall, ToolResult
-from magimac.text.tools import DENIED, dump_arguments, tool_message
+from magimac.text.tools import DENIED, NOT_OFFERED, dump_arguments, tool_message
 from magimac.tools.toolbox import Toolbox
 
 ALLOW_ONCE, ALLOW_CONVERSATION, DENY = "once", "conversation", "deny"
@@ -57,6 +61,15 @@ class ToolUse:
             elif answer != ALLOW_ONCE:
                 return ToolResult(call.id, call.name, error=DENIED)
         return self.toolbox.run(call, documents, cancel)
+
+
+def not_offered(call: ToolCall, settings) -> tuple[ToolCall, ToolResult] | None:
+    """A call made in a turn without a `ToolUse`, when ``settings.tools`` (what the prompt
+    offered; a server's client runs those) does not hold its name: the call with `NOT_OFFERED`
+    as its error and its result, so every front-end shows that nothing ran; else None."""
+    if call.name in {t.name for t in getattr(settings, "tools", None) or ()}:
+        return None
+    return replace(call, error=NOT_OFFERED), ToolResult(call.id, call.name, error=NOT_OFFERED)
 
 
 class ToolRounds:

@@ -18,7 +18,8 @@ from typing import Any
 
 from magimac.core.conversation import Message
 from magimac.core.errors import MagimacError
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall
+from magimac.session.tool_loop import not_offered
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class TurnRun:
     """The events of one turn: `DocumentsUsed` (when documents are attached), then the engine's
     `ReasoningDelta` / `AnswerDelta` / `Stats`, and always a `Done` last.  With ``tools`` (a
     `magimac.session.tool_loop.ToolUse`) also `ToolCall` and `ToolResult`, round after round
-    (`tool_loop`); `new_messages` is then what to store.
+    (`tool_loop`); `new_messages` is then what to store.  Without ``tools``, a call of a tool the
+    prompt did not offer comes with its `tool_loop.NOT_OFFERED` result, and nothing runs.
 
     Iterating blocks until the next event. A `KeyboardInterrupt` raised while waiting leaves the
     run intact: call `cancel` and iterate again to receive the rest, down to ``Done("cancelled")``.
@@ -219,6 +221,9 @@ class TurnRun:
                 self.tools.see(ev)
                 if isinstance(ev, Done) and self.tools.calls:
                     ev = self._tool_round(ev)
+            elif isinstance(ev, ToolCall) and (refused := not_offered(ev, self.settings)):
+                ev, result = refused
+                self._queued.append(result)
         self.answer.add(ev)
         if isinstance(ev, Done):
             self.done = ev

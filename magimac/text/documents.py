@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import re
-import stat
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
-from magimac.core.units import format_bytes
+from magimac.core.files import read_file_bytes
 
 #: Largest file accepted, in bytes (64 MiB). A bigger file is refused before it is read.
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -152,23 +153,9 @@ def _read_file(p: Path, shown: str, max_bytes: int) -> bytes:
     Raises:
         DocumentError: missing, a directory, not a regular file, over ``max_bytes``, empty.
     """
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise DocumentError(f"{shown}: no such file") from None
-    except OSError as e:
-        raise DocumentError(f"{shown}: cannot read ({e.strerror or e})") from None
     if p.is_dir():
         raise DocumentError(f"{shown}: is a directory; attach the files inside it one by one")
-    if not stat.S_ISREG(st.st_mode):
-        raise DocumentError(f"{shown}: not a regular file")
-    if st.st_size > max_bytes:
-        raise DocumentError(f"{p.name}: too large ({format_bytes(st.st_size)}; the limit is "
-                            f"{format_bytes(max_bytes)}); attach a smaller part of it")
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise DocumentError(f"{shown}: cannot read ({e.strerror or e})") from None
+    data = read_file_bytes(shown, max_bytes, DocumentError, "attach a smaller part of it")
     if not data.strip():
         raise DocumentError(f"{p.name}: the file is empty")
     return data
@@ -323,35 +310,48 @@ _HTML_LINES = ["li", "tr", "dt", "dd"]
 
 
 def _pdf_pages(data: bytes, name: str, max_chars: int) -> list[Page]:
-    """Extract a PDF's pages with pypdf; stops early once more than ``max_chars`` are read."""
+    """Extract a PDF's pages with pypdf (its log lines silenced: a broken file is one
+    DocumentError); stops early once more than ``max_chars`` are read."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
+    locked = DocumentError(f"{name}: the PDF is encrypted with a password; save a copy without the "
+                           "password and attach that")
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
+        with _quiet_pypdf():
+            reader = PdfReader(io.BytesIO(data))
             # An owner-password-only PDF opens with the empty user password, as in any viewer.
-            if not reader.decrypt(""):
-                raise DocumentError(f"{name}: the PDF is encrypted with a password; save a copy "
-                                    "without the password and attach that")
-        pages: list[Page] = []
-        total = 0
-        for i, page in enumerate(reader.pages):
-            text = page.extract_text() or ""
-            pages.append(Page(i + 1, text))
-            total += len(text)
-            if total > max_chars:
-                break
-        return pages
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise locked
+            pages: list[Page] = []
+            total = 0
+            for i, page in enumerate(reader.pages):
+                pages.append(Page(i + 1, page.extract_text() or ""))
+                total += len(pages[-1].text)
+                if total > max_chars:
+                    break
+            return pages
     except DocumentError:
         raise
     except FileNotDecryptedError:
-        raise DocumentError(f"{name}: the PDF is encrypted with a password; save a copy without "
-                            "the password and attach that") from None
+        raise locked from None
     except DependencyError as e:
         raise DocumentError(f"{name}: the PDF is encrypted and needs a missing package ({e})") from None
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise DocumentError(f"{name}: not a readable PDF ({type(e).__name__}: {e})"[:300]) from None
+
+
+@contextmanager
+def _quiet_pypdf():
+    """pypdf's warnings off (it logs "EOF marker not found" and the like on stderr) while it
+    reads; a file it cannot read is said once, as a DocumentError."""
+    log = logging.getLogger("pypdf")
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _docx_pages(data: bytes, name: str) -> list[Page]:

@@ -27,8 +27,6 @@ by construction.  Mapping (decisions recorded here):
 
 from __future__ import annotations
 
-from magimac.core.errors import MagimacError
-
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +39,8 @@ from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from magimac.core.conversation import Message
+from magimac.core.errors import MagimacError
+from magimac.core.files import read_file_bytes, read_text_file
 from magimac.text.images import ImageTooLarge, open_image
 from magimac.text.reasoning import ReasoningMarkers
 from magimac.text.tools import ToolSpec, mistral_tool_calls, mistral_tool_message
@@ -48,6 +48,10 @@ from magimac.text.tools import ToolSpec, mistral_tool_calls, mistral_tool_messag
 
 class PromptError(MagimacError, ValueError):
     """A conversation cannot become a prompt (bad image, wrong roles, ...); one line."""
+
+
+MAX_IMAGE_BYTES = 64_000_000
+"""Largest image file read, bytes (64 MB; a bigger one is refused before it is read)."""
 
 
 @dataclass
@@ -91,7 +95,7 @@ def default_system_prompt(model_dir: Path, markers: ReasoningMarkers) -> str | N
     """The model's own SYSTEM_PROMPT.txt, else the built-in one for its marker kind, else None."""
     path = Path(model_dir) / "SYSTEM_PROMPT.txt"
     if path.is_file():
-        return path.read_text(encoding="utf-8")
+        return read_text_file(path, error=PromptError)
     return builtin_system_prompt(markers.kind)
 
 
@@ -130,28 +134,32 @@ def system_chunks(text: str, markers: ReasoningMarkers) -> str | list:
     return chunks
 
 
+def _image_bytes(path: str) -> bytes:
+    """The bytes of an image file, at most `MAX_IMAGE_BYTES` (`read_file_bytes`)."""
+    return read_file_bytes(path, MAX_IMAGE_BYTES, PromptError, "give a smaller image")
+
+
 def _open_image(path: str):
-    from PIL import UnidentifiedImageError
+    import io
+
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with open_image(path) as im:
+        with open_image(io.BytesIO(_image_bytes(path))) as im:
             im.load()
             return im.convert("RGB")
     except ImageTooLarge as e:
         raise PromptError(f"image {path}: {e}") from None
-    except FileNotFoundError:
-        raise PromptError(f"image {path}: no such file") from None
     except UnidentifiedImageError:
         raise PromptError(f"image {path}: not an image format Pillow can read (use PNG, JPEG, WebP, GIF)") from None
-    except OSError as e:
+    except (OSError, Image.DecompressionBombError) as e:
         raise PromptError(f"image {path}: cannot read ({e})") from None
 
 
 def _image_key(path: str) -> str:
     import hashlib
 
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return hashlib.sha256(_image_bytes(path)).hexdigest()
 
 
 def build_request(

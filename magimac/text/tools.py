@@ -59,6 +59,8 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (PYTHON, SEARCH_DOCUMENTS)
 
 DENIED = "the person did not allow this call"
 """The error a tool result carries when the person denied the call."""
+NOT_OFFERED = "not run: the conversation did not offer this tool"
+"""The error of a call, and of its result, when the model called a tool it was not offered."""
 
 
 def call_id(n: int) -> str:
@@ -96,8 +98,11 @@ def tool_message(call_id_: str, name: str, content: str, seconds: float | None =
 
 def result_title(name: str, content: str, seconds: float | None) -> str:
     """A result's one-line title (the app's folded block, the Markdown export): ``Ran python ·
-    0.4 s``, ``python failed · 0.1 s`` or ``python not allowed``; ``content`` as the model got it."""
+    0.4 s``, ``python failed · 0.1 s``, ``python not allowed`` or ``python not run (not offered)``;
+    ``content`` as the model got it."""
     if content == f"error: {DENIED}":
         return f"{name} not allowed"
+    if content == f"error: {NOT_OFFERED}":
+        return f"{name} not run (not offered)"
     took = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
     return f"{name} failed{took}" if content.startswith("error: ") else f"Ran {name}{took}"

@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
+from magimac.core.files import read_text_file
 from magimac.core.paths import config_dir
 from magimac.text.tools import ToolSpec
 
+MAX_CONFIG_BYTES = 1_000_000
+"""Largest mcp.json read, bytes (1 MB)."""
 START_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 60.0
 
@@ -56,9 +59,9 @@ def read_servers(path: Path | None = None) -> list[ServerConfig]:
     if not path.is_file():
         return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise McpConfigError(f"{path}: not readable JSON ({e})") from None
+        data = json.loads(read_text_file(path, MAX_CONFIG_BYTES, McpConfigError))
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise McpConfigError(f"{path}: not readable JSON ({_one_line(e)})") from None
     servers = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(servers, dict):
         raise McpConfigError(f"{path}: expected {{\"mcpServers\": {{NAME: {{\"command\", \"args\", \"env\"}}}}}}")
@@ -131,7 +134,8 @@ class McpTools:
             specs, queue = asyncio.run_coroutine_threadsafe(_wait(ready, timeout_s), self._loop).result(timeout_s + 1)
         except Exception as e:  # any failure to start is a notice, not a crash
             self._loop.call_soon_threadsafe(task.cancel)
-            self.notices.append(f"mcp server {s.name}: did not start ({_one_line(e)})")
+            why = f"no answer within {timeout_s:g} s" if isinstance(e, TimeoutError) else _one_line(e)
+            self.notices.append(f"mcp server {s.name}: did not start ({why})")
             return
         for spec in specs:
             self._tools.setdefault(spec.name, (spec, queue))
@@ -188,7 +192,16 @@ def _one_line(e: BaseException) -> str:
 
 
 async def _make_future():
-    return asyncio.get_running_loop().create_future()
+    fut = asyncio.get_running_loop().create_future()
+    fut.add_done_callback(_retrieve)
+    return fut
+
+
+def _retrieve(fut: "asyncio.Future") -> None:
+    """Mark a start's failure as seen: after a start timed out it fails with nobody waiting, and
+    asyncio would print "Future exception was never retrieved" on stderr."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def _spawn(coro):

@@ -37,6 +37,7 @@ from magimac.text.history import History, StoredMessage
 from magimac.tui.attachments import PendingAttachments
 from magimac.tui.chat import AssistantMessage, ChatView, code_blocks
 from magimac.tui.composer import Composer
+from magimac.tui.controls import DropControls
 from magimac.tui.conversations import Conversations
 from magimac.tui.live_turn import LiveTurn, Pace
 from magimac.tui.messages import LoadEvent
@@ -73,6 +74,9 @@ COMMANDS = [
     ("Attach file", "Attach an image or a document to the next message (F3)", "attach"),
     ("Help", "Keys and actions (F1)", "help"),
 ]
+
+
+DROP_CONTROLS = DropControls()
 
 
 class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
@@ -112,6 +116,11 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         Binding("f3", "attach", "Attach", show=False),
         Binding("f4", "rename", "Rename", show=False),
     ]
+
+    def get_line_filters(self):
+        """Textual's line filters, then `DropControls`: no control character of a model's,
+        tool's or document's text reaches the terminal."""
+        return [*super().get_line_filters(), DROP_CONTROLS]
 
     def __init__(self, model: str | None = None, *, history: History | None = None,
                  export_dir: Path | None = None, engine_factory=None, server: str | None = None,

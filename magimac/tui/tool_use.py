@@ -20,6 +20,7 @@ import threading
 from magimac.core.events import ToolCall, ToolResult
 from magimac.session.tool_loop import DENY, ToolUse
 from magimac.text.history import StoredMessage
+from magimac.text.tools import NOT_OFFERED
 from magimac.tools.sandbox import isolation
 from magimac.tools.toolbox import Toolbox
 from magimac.tui.messages import ToolEvent
@@ -119,6 +120,9 @@ class AppTools:
             await live.widget.mount(block, before=live.widget.markdown)
         elif isinstance(ev, ToolResult) and ev.id in live.blocks:
             live.blocks[ev.id].finish(ev)
+            if ev.error == NOT_OFFERED:
+                self.notify(f"The model called {ev.name[:60]}, a tool this conversation does not offer: it was not "
+                            "run (F2 turns tools on)", severity="warning", timeout=10)
 
     async def store_tool_rounds(self, live, msg: StoredMessage) -> None:
         """The turn used tools: its answer row becomes the first round, the results and the

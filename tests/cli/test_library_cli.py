@@ -108,3 +108,15 @@ def test_with_an_embedding_model_installed_chat_searches_by_meaning(capsys, monk
     documents = json.loads(out.splitlines()[0])
     assert documents["mode"] == "hybrid" and not documents["notes"]
     assert "billing.txt" in [p["document"] for p in documents["passages"][:2]]
+
+
+def test_add_says_what_it_skipped(capsys, tmp_path):
+    import os
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text("The lighthouse keeper rang the bell.")
+    os.mkfifo(docs / "pipe.txt")
+    rc, out, err = run(capsys, "library", "add", "docs", docs, "--no-embeddings")
+    assert rc == 0 and "library docs: 1 added, 0 changed, 0 unchanged, 0 deleted; 1 pages read, 1 passages; " \
+        "skipped 1 that is not a regular file (" in err

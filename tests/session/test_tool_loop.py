@@ -104,3 +104,25 @@ def test_the_scripted_model_calls_python_and_answers(tool_engine):
     assert run.new_messages()[-1].content == "Got it!"
     stats = run.done.stats
     assert stats.prompt_tokens - stats.cached_tokens == 2 + tool_engine.count_tokens("42")  # only the result
+
+
+def test_a_call_of_a_tool_not_offered_never_runs_and_says_so(tool_engine):
+    """The scripted model calls python in a turn that offers no tools: the call comes with the
+    NOT_OFFERED error, then its result with the same error; nothing ran, the turn ends as the
+    model ended it.  A tool the prompt offered (a server's client runs it) passes as it is."""
+    from dataclasses import replace
+
+    from magimac.engine.settings import GenerationSettings
+    from magimac.text.tools import NOT_OFFERED, PYTHON
+
+    session = open_model(choice=_choice(), engine_factory=lambda p, **k: tool_engine, owns_engine=False)
+    events = list(session.turn([Message("user", "What is 6 x 7?")], None, None))
+    call, result = [e for e in events if isinstance(e, (ToolCall, ToolResult))]
+    assert (call.name, call.error) == ("python", NOT_OFFERED)
+    assert (result.id, result.output, result.error, result.seconds) == (call.id, None, NOT_OFFERED, 0.0)
+    assert events[-1].finish_reason == "stop"
+    offered = replace(GenerationSettings(), tools=(PYTHON,))
+    events = list(session.turn([Message("user", "What is 6 x 7?")], offered, None))
+    (call,) = [e for e in events if isinstance(e, (ToolCall, ToolResult))]
+    assert call.name == "python" and call.error is None
+

@@ -206,3 +206,12 @@ def test_cached_loading_sees_changes_to_the_file(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(DocumentError, match="draft.txt: the file is empty"):
         load_document_cached(path)
+
+
+def test_a_broken_pdf_is_one_error_and_no_log_line(tmp_path, caplog):
+    """pypdf logs "EOF marker not found" (stderr, in a terminal) before it fails: silenced."""
+    path = tmp_path / "cut.pdf"
+    path.write_bytes(b"%PDF-1.4\n1 0 obj <<>> endobj\ngarbage\n")
+    with pytest.raises(DocumentError, match=r"^cut\.pdf: not a readable PDF \(PdfStreamError"):
+        load_document(path)
+    assert [r.getMessage() for r in caplog.records] == []

@@ -131,3 +131,18 @@ def test_vectors_are_added_by_update_and_missing_ones_are_said(corpus, embedder)
     assert index.update("docs", embedder=embedder).embedded == 18
     assert search.search("docs", "factures", embedder=embedder).mode == "hybrid"
     assert index.update("docs", embedder=embedder).embedded == 0
+
+
+def test_what_is_not_a_regular_file_is_skipped_and_counted(tmp_path):
+    """A FIFO (reading it would wait for a writer forever) and a link out of the folder are
+    passed over; a link to a file inside the folder is read."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text("The lighthouse keeper rang the bell.")
+    (docs / "again.txt").symlink_to(docs / "notes.txt")
+    os.mkfifo(docs / "pipe.txt")
+    (tmp_path / "secret.txt").write_text("outside the folder")
+    (docs / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    report = index.add("docs", [docs])
+    assert sorted(os.path.basename(p) for p in report.skipped) == ["leak.txt", "pipe.txt"]
+    assert report.added == 2 and report.problems == []

@@ -6,6 +6,7 @@ Each expected prompt is an independently built `ChatCompletionRequest` encoded b
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -224,3 +225,18 @@ def test_assistant_turn_cancelled_while_thinking_is_left_out(engine, ref):
     kept = engine.prompt_tokens(msgs, GenerationSettings(system_prompt=None, keep_reasoning=True))
     assert kept == ref(UserMessage(content="a"), AssistantMessage(content=[ThinkChunk(thinking="half a thought")]),
                        UserMessage(content="b")).tokens
+
+
+def test_an_image_that_never_ends_or_is_too_big_is_refused_before_it_is_read(engine, tmp_path):
+    """A FIFO (opening it would wait for a writer forever) and a file over MAX_IMAGE_BYTES."""
+    from magimac.text.prompt import MAX_IMAGE_BYTES
+
+    fifo = tmp_path / "cat.png"
+    os.mkfifo(fifo)
+    with pytest.raises(PromptError, match=r"cat\.png: not a regular file"):
+        engine.prompt_tokens([Message("user", "x", images=[str(fifo)])])
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)
+    with pytest.raises(PromptError, match=r"big\.png: too large \(64.0 MB; the limit is 64.0 MB\)"):
+        engine.prompt_tokens([Message("user", "x", images=[str(big)])])

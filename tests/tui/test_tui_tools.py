@@ -6,7 +6,7 @@ from magimac.testing.fake_engine import FakeEngine
 from magimac.text.export import conversation_markdown
 from magimac.tui.tool_blocks import PermissionScreen, ToolBlock
 
-from pilot_helpers import app_for, screen_lines, wait_until
+from pilot_helpers import app_for, screen_lines, send, wait_until
 
 PY = ("python", '{"code": "print(347 * 29)"}')
 
@@ -118,3 +118,27 @@ async def test_the_bundled_demo_calls_python_in_the_app_and_answers_with_the_res
         assert not isinstance(app.screen, PermissionScreen) and len(app.chat.query(ToolBlock)) == 1
         assert "72" in app.messages[-3].content
         assert app.messages[-1].content.startswith("I am magimac's small demo model")
+
+
+async def test_a_call_of_a_tool_not_offered_is_a_notice_and_never_runs(scripted_checkpoint, monkeypatch):
+    monkeypatch.setattr("magimac.tui.tool_use.DEFAULT_TOOLS", ())  # a conversation with tools off
+    engine = FakeEngine(tool_rounds=[[PY]])
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "What is 347 x 29?")
+        assert [str(b.title) for b in app.chat.query(ToolBlock)] == ["python not run (not offered)"]
+        assert [n.message for n in app._notifications][-1] == (
+            "The model called python, a tool this conversation does not offer: it was not run (F2 turns tools on)")
+        assert [m.role for m in app.messages] == ["user", "assistant"] and len(engine.submitted) == 1
+
+
+async def test_control_sequences_in_an_answer_never_reach_the_terminal(scripted_checkpoint):
+    """Textual writes text as it is but for BEL, BS, VT, FF and CR: the app's line filter takes
+    the ESC of ``ESC ] 0 ; TITLE`` (and every other control) out before the terminal sees it."""
+    engine = FakeEngine(answer="Hi \x1b]0;TITLE\x07 there \x9b2J")
+    app = app_for(engine, scripted_checkpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "Hi")
+        update = app.screen._compositor.render_update(full=True)
+        written = "".join(update.render_segments(app.console))  # what the driver writes to the terminal
+        assert "]0;TITLE" in written and "\x1b]0;" not in written and "\x9b" not in written

@@ -18,10 +18,12 @@ detection, the per-file transactions and the progress callbacks.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import sqlite3
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -74,6 +76,8 @@ class Report:
         scans_read / scan_seconds: scanned pages read by the model, and the seconds it took.
         problems: ``(path, one-line reason)`` of files that could not be read.
         missing_folders: folders not found (their files kept).
+        skipped: paths passed over as no regular file (FIFOs, sockets, devices, symbolic
+            links that leave their folder).
         seconds: wall time of the run.
     """
 
@@ -88,6 +92,7 @@ class Report:
     scan_seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)
     missing_folders: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -158,7 +163,7 @@ def _sync(con: sqlite3.Connection, roots: list[str], embedder: Embedder | None,
     present = [r for r in roots if r not in report.missing_folders]
     known = {p: (i, s, m, h) for i, p, s, m, h in
              con.execute("SELECT id, path, size, mtime_ns, sha256 FROM files")}
-    found = list(_walk(present))
+    found = list(_walk(present, report.skipped))
     unread = {r[0] for r in con.execute("SELECT DISTINCT file_id FROM pages WHERE scanned=1")} if reader else set()
     reading = _Reading(reader, progress, report) if reader else None
     progress.start(len(found))
@@ -186,10 +191,11 @@ def _sync(con: sqlite3.Connection, roots: list[str], embedder: Embedder | None,
     return report
 
 
-def _walk(roots: list[str]):
+def _walk(roots: list[str], skipped: list[str]):
     """``(path, problem)`` of every candidate file under ``roots``, in a stable order: files
     with a supported extension (problem None) and those with a known unsupported one (problem:
-    its hint). Hidden files and folders (a leading ``.``) and other extensions are skipped."""
+    its hint). Hidden files and folders (a leading ``.``) and other extensions are passed
+    over; candidates that are no regular file in their folder (`_regular`) go to ``skipped``."""
     for root in roots:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -198,10 +204,25 @@ def _walk(roots: list[str]):
                     continue
                 suffix = Path(fn).suffix.lower()
                 path = os.path.join(dirpath, fn)
-                if suffix in UNSUPPORTED_HINTS:
+                if (suffix in UNSUPPORTED_HINTS or suffix in SUPPORTED_SUFFIXES) and not _regular(path, root):
+                    skipped.append(path)
+                elif suffix in UNSUPPORTED_HINTS:
                     yield path, f"{fn}: unsupported format ({suffix}); {UNSUPPORTED_HINTS[suffix]}"
                 elif suffix in SUPPORTED_SUFFIXES:
                     yield path, None
+
+
+def _regular(path: str, root: str) -> bool:
+    """Whether ``path`` is a regular file (a symbolic link: to one inside ``root``). FIFOs,
+    sockets and devices are not: reading a FIFO waits for a writer forever. A path that
+    cannot be looked at counts as regular, so reading it reports why."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True
+    if os.path.islink(path) and not _under(os.path.realpath(path), os.path.realpath(root)):
+        return False
+    return stat.S_ISREG(st.st_mode)
 
 
 def _under(path: str, root: str) -> bool:
@@ -211,7 +232,10 @@ def _under(path: str, root: str) -> bool:
 def file_sha256(path: str) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there since the walk must not hang
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
