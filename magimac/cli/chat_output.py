@@ -25,6 +25,23 @@ def json_line(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def online_source(session) -> dict | None:
+    """Where an online model's answer comes from (``session``: a `magimac.session.model.Session`):
+    ``{"service": "Mistral's API", "model": "mistral-medium-latest", "display_name", "api_url"}``,
+    None for a local model.  `JsonPrinter` puts it in the ``done`` line as ``online``."""
+    online = session.choice.online
+    if online is None:
+        return None
+    return {"service": "Mistral's API", "model": online.name, "display_name": online.display_name,
+            "api_url": getattr(session.engine, "api_url", online.api_url)}
+
+
+def online_line(source: dict) -> str:
+    """The stderr line after an online answer: the model and that Mistral's API answered."""
+    return (f"magimac: this answer came from Mistral's API ({source['api_url']}): {source['display_name']} "
+            f"({source['model']}), not this Mac")
+
+
 def stats_line(s: Stats) -> str:
     """The ``--stats`` line: ``[N prompt tokens (M cached), TTFT 0.12 s, ...]`` (no newline);
     ``(M cached, D from disk)`` when the prompt cache on disk gave D of them."""
@@ -49,8 +66,8 @@ class JsonPrinter:
     """``{"type": "documents"|"reasoning"|"answer"|"retry"|"stats"|"done", ...}`` lines; ``stats``
     comes once, before ``done``, which is always last."""
 
-    def __init__(self, hide_reasoning: bool = False) -> None:
-        self.hide_reasoning = hide_reasoning
+    def __init__(self, hide_reasoning: bool = False, online: dict | None = None) -> None:
+        self.hide_reasoning, self.online = hide_reasoning, online
         self._stats_sent = False
 
     def show(self, ev) -> None:
@@ -79,6 +96,8 @@ class JsonPrinter:
         d = {"type": "done", "finish_reason": done.finish_reason}
         if done.error:
             d["error"] = done.error
+        if self.online is not None:
+            d["online"] = self.online
         json_line(d)
 
 
@@ -93,10 +112,11 @@ def tool_line(ev: ToolCall | ToolResult) -> str:
 
 class TextPrinter:
     """The answer on stdout; the reasoning on stderr (dimmed on a terminal unless
-    ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own."""
+    ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own; with
+    ``online`` (`online_source`), the `online_line` on stderr after the answer."""
 
-    def __init__(self, hide_reasoning: bool = False, stats: bool = False) -> None:
-        self.hide_reasoning, self.stats = hide_reasoning, stats
+    def __init__(self, hide_reasoning: bool = False, stats: bool = False, online: dict | None = None) -> None:
+        self.hide_reasoning, self.stats, self.online = hide_reasoning, stats, online
         self.out, self.err = sys.stdout, sys.stderr
         self.dim = self.err.isatty() and not os.environ.get("NO_COLOR")
         self.in_reasoning = False
@@ -133,6 +153,8 @@ class TextPrinter:
         if self.answer_end != "\n":
             self.out.write("\n")
         self.out.flush()
+        if self.online is not None and (answer.content or answer.reasoning):
+            print(online_line(self.online), file=self.err)
         if self.stats and (s := final_stats(answer)) is not None:
             print(stats_line(s), file=self.err)
         if answer.stats is not None and answer.stats.cache_notice:
