@@ -60,7 +60,7 @@ async def test_f8_turns_reasoning_off_and_on_for_the_conversation_and_it_is_kept
         assert "reasoning off" not in app.status.render()  # a new conversation reasons
         await pilot.press("f1")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        assert any("F8" in line and "reasoning off / on" in line for line in screen_lines(app))
+        assert any("F8" in line and "reasoning off, on" in line for line in screen_lines(app))
     app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(120, 30)) as pilot:  # a new app opens the last conversation
         await wait_until(pilot, lambda: app.conversation is not None and app.conversation.id == conversation)
