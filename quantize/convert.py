@@ -17,7 +17,7 @@ What magimac adds:
   a strict lazy load with mlx-vlm and mlx-lm) and renamed into place only then; an existing
   output is replaced only with ``force``, and only when magimac wrote it (its manifest says so,
   `magimac.quantize.manifest.not_ours`); Ctrl-C or an error removes the temporary directory,
-  and the next run on ``out`` removes one left by a killed process (`magimac.core.staging`);
+  and every run removes those left beside ``out`` by killed processes (`magimac.core.staging`);
 - the tokenizer copied so that it works (`magimac.quantize.tokenizer`), and `magimac-manifest.json`.
 """
 
@@ -281,17 +281,19 @@ def _check_fit(est: Estimate, config: dict, target_ram_bytes: int | None, contex
 
 
 def _stage(out: Path, needed: int, say: Callable[[str], None]) -> tuple[list[Path], Path]:
-    """Make ``out``'s parent (``made``: the folders created), sweep stale staging directories
-    of ``out`` there, make the staging directory and check the free disk; ``(made, tmp)``.
+    """Make ``out``'s parent (``made``: the folders created), sweep the stale staging directories
+    there, make the staging directory and check the free disk; ``(made, tmp)``.
 
     Raises:
         WriteError: the parent cannot be made or written (one line naming it).
         QuantizeError: not enough free disk space.
     """
     made = staging.make_dirs(out.parent, HINT)
-    partial = f".{out.name}.partial-"
-    for prefix in (partial, f".{out.name}.old-"):
-        for stale in staging.sweep_stale(out.parent, prefix):  # left by a run killed outright
+    partial = staging.partial_prefix(out.name)
+    # left by runs killed outright: every output's partial, and this output's old copy (another
+    # output's may be the only copy of that model, its run killed between two renames)
+    for prefix in (staging.partial_prefix(), f".{out.name}.old-"):
+        for stale in staging.sweep_stale(out.parent, prefix):
             say(f"removed {stale.name}, an unfinished conversion whose process is gone")
     tmp = None
     try:

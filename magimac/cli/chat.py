@@ -289,9 +289,11 @@ def _model_for(args: argparse.Namespace):
 def _stream(run_, args: argparse.Namespace) -> int:
     """Print the turn's events as they come. Ctrl-C cancels the turn and keeps reading it to its
     ``Done``, so the output still ends with the numbers and (``--json``) the ``done`` line."""
-    from magimac.cli.chat_output import JsonPrinter, TextPrinter, for_terminal
+    from magimac.cli.chat_output import JsonPrinter, TextPrinter, for_terminal, online_source
 
-    printer = JsonPrinter(args.hide_reasoning) if args.json else TextPrinter(args.hide_reasoning, args.stats)
+    online = online_source(run_.session)
+    printer = (JsonPrinter(args.hide_reasoning, online) if args.json
+               else TextPrinter(args.hide_reasoning, args.stats, online))
     interrupted = False
     while True:
         try:

@@ -27,6 +27,23 @@ def json_line(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def online_source(session) -> dict | None:
+    """Where an online model's answer comes from (``session``: a `magimac.session.model.Session`):
+    ``{"service": "Mistral's API", "model": "mistral-medium-latest", "display_name", "api_url"}``,
+    None for a local model.  `JsonPrinter` puts it in the ``done`` line as ``online``."""
+    online = session.choice.online
+    if online is None:
+        return None
+    return {"service": "Mistral's API", "model": online.name, "display_name": online.display_name,
+            "api_url": getattr(session.engine, "api_url", online.api_url)}
+
+
+def online_line(source: dict) -> str:
+    """The stderr line after an online answer: the model and that Mistral's API answered."""
+    return (f"magimac: this answer came from Mistral's API ({source['api_url']}): {source['display_name']} "
+            f"({source['model']}), not this Mac")
+
+
 def stats_line(s: Stats) -> str:
     """The ``--stats`` line: ``[N prompt tokens (M cached), TTFT 0.12 s, ...]`` (no newline);
     ``(M cached, D from disk)`` when the prompt cache on disk gave D of them."""
@@ -51,8 +68,8 @@ class JsonPrinter:
     """``{"type": "documents"|"reasoning"|"answer"|"retry"|"stats"|"done", ...}`` lines; ``stats``
     comes once, before ``done``, which is always last."""
 
-    def __init__(self, hide_reasoning: bool = False) -> None:
-        self.hide_reasoning = hide_reasoning
+    def __init__(self, hide_reasoning: bool = False, online: dict | None = None) -> None:
+        self.hide_reasoning, self.online = hide_reasoning, online
         self._stats_sent = False
 
     def show(self, ev) -> None:
@@ -81,6 +98,8 @@ class JsonPrinter:
         d = {"type": "done", "finish_reason": done.finish_reason}
         if done.error:
             d["error"] = done.error
+        if self.online is not None:
+            d["online"] = self.online
         json_line(d)
 
 
@@ -107,12 +126,13 @@ def not_offered_line(call: ToolCall) -> str:
 
 class TextPrinter:
     """The answer on stdout; the reasoning on stderr (dimmed on a terminal unless
-    ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own.  On a
-    terminal, control characters of the text are shown, not run (`show_controls`); a call the
-    turn did not offer is one notice line (`not_offered_line`)."""
+    ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own; with
+    ``online`` (`online_source`), the `online_line` on stderr after the answer.  On a terminal,
+    control characters of the text are shown, not run (`show_controls`); a call the turn did
+    not offer is one notice line (`not_offered_line`)."""
 
-    def __init__(self, hide_reasoning: bool = False, stats: bool = False) -> None:
-        self.hide_reasoning, self.stats = hide_reasoning, stats
+    def __init__(self, hide_reasoning: bool = False, stats: bool = False, online: dict | None = None) -> None:
+        self.hide_reasoning, self.stats, self.online = hide_reasoning, stats, online
         self.out, self.err = sys.stdout, sys.stderr
         self.shown_out, self.shown_err = for_terminal(self.out), for_terminal(self.err)
         self.dim = self.err.isatty() and not os.environ.get("NO_COLOR")
@@ -152,6 +172,8 @@ class TextPrinter:
         if self.answer_end != "\n":
             self.out.write("\n")
         self.out.flush()
+        if self.online is not None and (answer.content or answer.reasoning):
+            print(online_line(self.online), file=self.err)
         if self.stats and (s := final_stats(answer)) is not None:
             print(stats_line(s), file=self.err)
         if answer.stats is not None and answer.stats.cache_notice:

@@ -147,6 +147,22 @@ def check_dirs() -> list[Finding]:
     return []
 
 
+def check_leftovers() -> list[Finding]:
+    """Partial conversions left by killed `magimac quantize` runs (their process gone) in the
+    models directory, the benchmark's conversions and the folders quantize wrote into
+    (`magimac.core.staging.remember_place`), each with its size."""
+    from magimac.core import paths, staging
+
+    places = [paths.models_dir(), paths.data_dir() / "bench" / "variants", *staging.remembered_places()]
+    found = []
+    for place in dict.fromkeys(p.expanduser().absolute() for p in places):
+        for p in staging.find_stale(place, staging.partial_prefix()):
+            found.append(Finding("warning", f"{p} ({format_bytes(staging.tree_bytes(p))}) is a partial conversion "
+                                            "left by a magimac quantize that was killed",
+                                 f"rm -rf '{p}' (the next magimac quantize into {place} removes it too)"))
+    return found
+
+
 def diagnose() -> tuple[dict, dict, list[Finding]]:
     """``(facts, versions, findings)``; findings are errors first, then warnings."""
     from magimac.engine import device
@@ -156,7 +172,7 @@ def diagnose() -> tuple[dict, dict, list[Finding]]:
     hw = hardware.detect()
     dev = device.detect()
     found = versions()
-    findings = check_platform(hw, dev) + check_packages(found) + check_mlx(dev) + check_dirs()
+    findings = check_platform(hw, dev) + check_packages(found) + check_mlx(dev) + check_dirs() + check_leftovers()
     try:
         load_registry()
     except RegistryError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from magimac.core import staging
 from magimac.core.units import SizeError, parse_size
 from magimac.quantize.layout import BITS, GROUP_SIZES, MODES
 
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
         hw = hardware.detect(out.parent)
         target_ram, gpu_limit = hw.total_memory, hw.gpu_limit
+    staging.remember_place(out.parent)  # where `magimac doctor` looks for partials of killed runs
     convert(quantize_source(args.source), out, bits=args.bits, group_size=args.group_size, mode=args.mode, recipe=args.recipe,
             quantize_vision=args.quantize_vision, target_ram_bytes=target_ram, gpu_limit_bytes=gpu_limit,
             context=args.context, force=args.force, progress=not args.quiet, revision=args.revision,

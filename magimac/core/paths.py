@@ -8,6 +8,7 @@ people with a separate model disk point magimac elsewhere:
 | user config (`models.toml`) | `~/Library/Application Support/magimac` | `MAGIMAC_CONFIG_DIR` |
 | data (history database) | `~/Library/Application Support/magimac` | `MAGIMAC_DATA_DIR` |
 | converted models | `<data dir>/models` | `MAGIMAC_MODELS_DIR` |
+| the app's exports (Ctrl+S) | `<data dir>/exports` | (`MAGIMAC_DATA_DIR`) |
 | prompt cache on disk | `~/Library/Caches/magimac` | `MAGIMAC_CACHE_DIR` |
 | runtime files (`magimac serve`'s proof secrets) | `~/Library/Caches/TemporaryItems/magimac` | `MAGIMAC_RUNTIME_DIR` |
 """
@@ -38,6 +39,12 @@ def models_dir() -> Path:
     """Where `magimac quantize` and `magimac pull` put converted models by default."""
     env = os.environ.get("MAGIMAC_MODELS_DIR")
     return Path(env) if env else data_dir() / "models"
+
+
+def exports_dir() -> Path:
+    """Where the app writes a conversation exported to Markdown (Ctrl+S): ``<data dir>/exports``;
+    may not exist yet."""
+    return data_dir() / "exports"
 
 
 def user_registry_file() -> Path:

@@ -146,18 +146,78 @@ def owner_alive(path: Path, prefix: str) -> bool:
     return started <= changed + REUSED_PID_MARGIN_S  # else the pid now belongs to a newer process
 
 
-def sweep_stale(parent: Path, prefix: str) -> list[Path]:
-    """Remove the staging directories ``parent/<prefix>*`` whose owner is gone (`owner_alive`);
-    returns those removed.  A missing ``parent`` has none.  Only names `make` gives
-    (``<prefix><pid>-<8 random characters>``) are candidates, and never a symlink: a folder a
-    person named otherwise is never touched."""
-    removed = []
+def partial_prefix(name: str = "*") -> str:
+    """The prefix of a conversion's staging directory beside output ``name`` (``.NAME.partial-``;
+    the default ``*``: of any output, for `find_stale`)."""
+    return f".{name}.partial-"
+
+
+def find_stale(parent: Path, prefix: str) -> list[Path]:
+    """The staging directories ``parent/<prefix>*`` whose owner is gone (`owner_alive`).  A
+    ``*`` in ``prefix`` stands for any name (`partial_prefix` ``()``).  A missing ``parent`` has
+    none.  Only names `make` gives (``<prefix><pid>-<8 random characters>``) are candidates,
+    and never a symlink: a folder a person named otherwise is never one."""
+    pattern = re.escape(prefix).replace(r"\*", ".+")
     try:
-        candidates = sorted(parent.glob(f"{glob.escape(prefix)}*"))
+        candidates = sorted(parent.glob(glob.escape(prefix).replace("[*]", "*") + "*"))
     except OSError:
-        return removed
+        return []
+    stale = []
     for p in candidates:
-        if p.is_dir() and not p.is_symlink() and not owner_alive(p, prefix):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
+        m = re.fullmatch(f"({pattern})\\d+-{_RANDOM}", p.name)
+        if m and p.is_dir() and not p.is_symlink() and not owner_alive(p, m.group(1)):
+            stale.append(p)
+    return stale
+
+
+def sweep_stale(parent: Path, prefix: str) -> list[Path]:
+    """Remove `find_stale` ``(parent, prefix)``; returns those removed."""
+    removed = find_stale(parent, prefix)
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True)
     return removed
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (those that can be read)."""
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            total += f.lstat().st_size if f.is_file() else 0
+        except OSError:
+            pass
+    return total
+
+
+PLACES_FILE = "output-places.txt"
+"""In the data directory: the folders `magimac quantize` wrote into, one a line, newest first,
+so `magimac doctor` can look there for partial outputs left by killed runs."""
+MAX_PLACES = 20
+
+
+def remember_place(folder: Path) -> None:
+    """Note ``folder`` (absolute) first in `PLACES_FILE`, keeping `MAX_PLACES`; never raises
+    (a place not noted is only a folder doctor does not look in)."""
+    from magimac.core import paths
+
+    record = paths.data_dir() / PLACES_FILE
+    folder = str(Path(folder).expanduser().absolute())
+    places = [folder, *(p for p in remembered_places() if str(p) != folder)][:MAX_PLACES]
+    tmp = record.with_name(f".{PLACES_FILE}.{os.getpid()}.tmp")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("".join(f"{p}\n" for p in places), encoding="utf-8")
+        os.replace(tmp, record)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def remembered_places() -> list[Path]:
+    """The folders `remember_place` noted, newest first (none when the file cannot be read)."""
+    from magimac.core import paths
+
+    try:
+        text = (paths.data_dir() / PLACES_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return []
+    return [Path(line) for line in text.splitlines()[:MAX_PLACES] if line.strip()]

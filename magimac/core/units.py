@@ -88,3 +88,8 @@ def gpu_budget(gpu_limit_bytes: int) -> int:
     """Bytes weights plus KV cache may take under a GPU limit of ``gpu_limit_bytes``: the
     limit less `HEADROOM_FRACTION` (the "usable" figure `plan` and `quantize` print)."""
     return int(gpu_limit_bytes * (1 - HEADROOM_FRACTION))
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun`` in the right number: ``"1 block"``, ``"2 blocks"``, ``"1,024 tokens"``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

@@ -332,6 +332,7 @@ def open_disk_cache(settings: DiskCacheSettings, info, kv_bits: int | None, load
         model_id = model_identity(info.path, kv_bits, group, settings.block_tokens, loader,
                                   mx.__version__, mlx_lm.__version__)
         budget = settings.budget_bytes if settings.budget_bytes is not None else index.budget()
+        index.register(model_id, settings.block_tokens)
     except Exception:
         return None
     if budget <= 0:  # `magimac cache --budget 0`: off

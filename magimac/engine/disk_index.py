@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Iterable
 
 from magimac.core import paths
-from magimac.engine.settings import DISK_CACHE_BUDGET
+from magimac.engine.settings import BLOCK_TOKENS, DISK_CACHE_BUDGET
 
 FORMAT = "magimac-prompt-cache/1"
 """Part of every model identity: a change of the block format invalidates all blocks."""
@@ -52,6 +52,7 @@ CREATE INDEX IF NOT EXISTS blocks_by_parent ON blocks(parent);
 CREATE TABLE IF NOT EXISTS owners (key TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (key, owner));
 CREATE INDEX IF NOT EXISTS owners_by_owner ON owners(owner);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (model TEXT PRIMARY KEY, block_tokens INTEGER NOT NULL);
 """
 
 
@@ -138,7 +139,9 @@ def chain_keys(model_id: str, keys: list, block_tokens: int, limit: int) -> list
 class Usage:
     """What the cache holds: ``blocks`` (files), ``bytes`` (their sizes), ``models`` (distinct
     model identities), ``owners`` (distinct owners), ``budget_bytes`` (the limit in force),
-    ``tokens`` (positions of KV held, summed over blocks)."""
+    ``tokens`` (positions of KV held, summed over blocks), ``partial_blocks`` (blocks holding
+    a prompt's last tokens, fewer than a block) and ``block_tokens`` (tokens in a whole block:
+    the largest size of the models stored, `BLOCK_TOKENS` when none says)."""
 
     blocks: int
     bytes: int
@@ -146,6 +149,8 @@ class Usage:
     owners: int
     budget_bytes: int
     tokens: int = 0
+    partial_blocks: int = 0
+    block_tokens: int = BLOCK_TOKENS
 
 
 class DiskIndex:
@@ -268,14 +273,22 @@ class DiskIndex:
             con.execute("INSERT OR REPLACE INTO settings VALUES ('budget_bytes', ?)", (str(int(nbytes)),))
         self.evict(nbytes)
 
+    def register(self, model: str, block_tokens: int) -> None:
+        """Note that ``model``'s whole blocks hold ``block_tokens`` tokens (for `usage`)."""
+        with self._connect() as con:
+            con.execute("INSERT OR REPLACE INTO models VALUES (?, ?)", (model, block_tokens))
+
     def usage(self) -> Usage:
         """What the cache holds now (from the index)."""
         with self._connect() as con:
-            blocks, nbytes, models, tokens = con.execute(
-                "SELECT count(*), coalesce(sum(bytes), 0), count(DISTINCT model), coalesce(sum(length), 0) "
-                "FROM blocks").fetchone()
+            blocks, nbytes, models, tokens, partial = con.execute(
+                "SELECT count(*), coalesce(sum(bytes), 0), count(DISTINCT b.model), coalesce(sum(length), 0), "
+                "coalesce(sum(length < coalesce(m.block_tokens, ?)), 0) "
+                "FROM blocks b LEFT JOIN models m ON b.model = m.model", (BLOCK_TOKENS,)).fetchone()
             owners = con.execute("SELECT count(DISTINCT owner) FROM owners").fetchone()[0]
-        return Usage(blocks, nbytes, models, owners, self.budget(), tokens)
+            size = con.execute("SELECT max(block_tokens) FROM models WHERE model IN "
+                               "(SELECT DISTINCT model FROM blocks)").fetchone()[0]
+        return Usage(blocks, nbytes, models, owners, self.budget(), tokens, partial, size or BLOCK_TOKENS)
 
     def clear(self) -> int:
         """Delete every block (files, rows and leftovers of interrupted writes); the budget
@@ -289,5 +302,29 @@ class DiskIndex:
         return freed
 
 
-__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "link", "conversation_owner", "default_directory",
-           "forget_conversation", "model_identity"]
+def clear_cache(directory: Path | str | None = None) -> tuple[DiskIndex, int]:
+    """Empty the prompt cache in ``directory`` (None: `default_directory`): `DiskIndex.clear`,
+    or, when the index is damaged (not a database, a malformed one), delete it and every block
+    and start an empty index (its budget setting goes with it).  Returns the index and the bytes
+    freed.
+
+    Raises:
+        OSError: the directory or its files cannot be created or deleted.
+        sqlite3.Error: the index is busy (another process holds it) or cannot be created anew.
+    """
+    try:
+        index = DiskIndex(directory)
+        return index, index.clear()
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError:
+        d = Path(directory) if directory is not None else default_directory()
+        freed = sum(f.stat().st_size for f in (d / "blocks").rglob("*") if f.is_file())
+        for name in ("index.db", "index.db-wal", "index.db-shm"):
+            (d / name).unlink(missing_ok=True)
+        shutil.rmtree(d / "blocks", ignore_errors=True)
+        return DiskIndex(d), freed
+
+
+__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "clear_cache", "link", "conversation_owner",
+           "default_directory", "forget_conversation", "model_identity"]

@@ -26,6 +26,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 
+from magimac.core import paths, staging
 from magimac.core.errors import MagimacError
 from magimac.core.events import EngineError, Loaded, LoadProgress
 from magimac.models.online import RetiredModel
@@ -50,7 +51,7 @@ from magimac.tui.status_bar import StatusBar
 from magimac.tui.tool_use import AppTools
 
 KEYS_HINT = ("Enter sends · Ctrl+J new line · F3, or a line /image PATH or /file PATH, attaches an "
-             "image or a document · F1 help · Ctrl+P all commands")
+             "image or a document · F8 reasoning off/on · F1 help · Ctrl+P all commands")
 EMPTY_HINT = f"Ask Magistral anything. {KEYS_HINT}"
 DEMO_HINT = (f"This is the bundled demo, not Magistral: {DEMO_SCOPE}; ask it something like "
              "“What is 45 + 27?”, “How many mL in 3 L?” or “What is 347 x 29?”. To chat with Magistral: `magimac plan` "
@@ -62,6 +63,7 @@ COMMANDS = [
     ("Regenerate answer", "Answer the last message again (Ctrl+R)", "regenerate"),
     ("Edit last message", "Edit and resend your last message (Ctrl+L)", "edit_last"),
     ("Toggle reasoning", "Open or fold the last answer's reasoning (Ctrl+T)", "toggle_reasoning"),
+    ("Reasoning on/off", "Turn this conversation's reasoning off or on again (F8)", "switch_reasoning"),
     ("Copy answer", "Copy the last answer to the clipboard (F5)", "copy_answer"),
     ("Copy code block", "Copy the last answer's last code block (F6)", "copy_code"),
     ("Export conversation", "Write the conversation as Markdown (Ctrl+S)", "export"),
@@ -85,7 +87,8 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
     Args:
         model: ``--model`` (registry name, hub id or directory); None: the default installed.
         history: an open `History` (default: the one in the data directory).
-        export_dir: where exports are written (default: the current directory).
+        export_dir: where exports are written (default: `magimac.core.paths.exports_dir`,
+            ``<data dir>/exports``).
         engine_factory: ``f(path) -> engine`` returning an already started engine for a model
             directory (tests and benchmarks pass one to share a loaded engine, or a
             `magimac.testing.fake_engine.FakeEngine`; the app then neither starts nor closes
@@ -115,6 +118,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         Binding("f2", "settings", "Settings", show=False),
         Binding("f3", "attach", "Attach", show=False),
         Binding("f4", "rename", "Rename", show=False),
+        Binding("f8", "switch_reasoning", "Reasoning on/off", show=False),
     ]
 
     def get_line_filters(self):
@@ -171,8 +175,15 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             await self.chat.show([], self.empty_hint())
             await self.refresh_sidebar()
         self.composer.focus()
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         self.memory_timer = self.set_interval(2.0, self._update_memory)
         self._update_memory()
+
+    def _screen_changed(self, screen: Screen) -> None:
+        """A dialog or screen closed and the chat is shown again: the keys go to the message box
+        (wherever the focus was when it opened)."""
+        if screen is self.screen_stack[0]:
+            self.composer.focus()
 
     def _update_memory(self) -> None:
         import psutil  # noqa: PLC0415
@@ -317,10 +328,11 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         if self.conversation is None:
             self.notify("Nothing to export yet", severity="warning")
             return
+        directory = self.export_dir or paths.exports_dir()
         try:
             model = model_label(self.loaded) if self.loaded else (self.conversation.settings or {}).get("model")
-            path = write_export(self.export_dir or Path.cwd(), self.conversation,
-                                self.history.messages(self.conversation.id), model)
+            staging.make_dirs(directory, "set MAGIMAC_DATA_DIR to a folder you can write")
+            path = write_export(directory, self.conversation, self.history.messages(self.conversation.id), model)
         except OSError as e:
             self.notify(f"export failed: {e}", severity="error")
             return
@@ -341,12 +353,8 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         async def done(settings: dict | None) -> None:
             if settings is None:
                 return
-            if self.conversation is None:
-                self.conversation = self.history.new_conversation("New chat", settings)
+            if self.save_settings(settings):
                 await self.refresh_sidebar()
-            else:
-                self.history.set_settings(self.conversation.id, settings)
-                self.conversation.settings = settings
             self.start_engine(settings.get("model") or self.model_arg)
             self.notify("Settings saved")
 

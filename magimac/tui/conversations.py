@@ -1,5 +1,6 @@
 """The app's conversation jobs: open one from history, start a new one, rename, delete, search,
-and the sidebar that lists them (hidden below `SIDEBAR_MIN_WIDTH` columns; Ctrl+B shows it).
+its settings (`save_settings`; F8 turns its reasoning off and on), and the sidebar that lists
+them (hidden below `SIDEBAR_MIN_WIDTH` columns; Ctrl+B shows it).
 
 A mixin of `magimac.tui.app.MagimacApp`: it uses the app's ``history``, ``chat``, ``sidebar``,
 ``composer``, ``conversation``, ``messages``, ``generating`` and ``editing_from``.
@@ -16,6 +17,9 @@ from magimac.tui.sidebar import Sidebar
 SIDEBAR_MIN_WIDTH = 70
 """Below this many terminal columns the sidebar folds away on its own (the conversation keeps
 at least ~50 columns at 70); Ctrl+B brings it back."""
+REASONING_KEY = "reasoning"
+"""Settings key: False when the person turned reasoning off for the conversation (F8); the
+turns then go with a reasoning budget of 0 (`magimac.tui.settings_screen.generation_settings`)."""
 
 
 class Conversations:
@@ -46,6 +50,7 @@ Textual's ``@on`` registers only in classes of its own)."""
             await self._reveal(message_id)
         await self.refresh_sidebar()
         self._update_context()
+        self.show_reasoning_state()
         if self.session is not None:  # a conversation may name its own model
             self.start_engine((self.conversation.settings or {}).get("model") or self.model_arg)
 
@@ -68,6 +73,7 @@ Textual's ``@on`` registers only in classes of its own)."""
         await self.chat.show([], self.empty_hint())
         await self.refresh_sidebar()
         self._update_context()
+        self.show_reasoning_state()
         self.composer.focus()
 
     async def on_sidebar_open(self, event: Sidebar.Open) -> None:
@@ -129,6 +135,36 @@ Textual's ``@on`` registers only in classes of its own)."""
     def action_search(self) -> None:
         self._show_sidebar(True)
         self.sidebar.query_one("#search").focus()
+
+    def save_settings(self, settings: dict, title: str = "New chat") -> bool:
+        """Keep ``settings`` as the conversation's; True when one had to be created (named
+        ``title``: none was open yet)."""
+        created = self.conversation is None
+        if created:
+            self.conversation = self.history.new_conversation(title, settings)
+        else:
+            self.history.set_settings(self.conversation.id, settings)
+        self.conversation.settings = settings
+        return created
+
+    async def action_switch_reasoning(self) -> None:
+        """F8: turn reasoning off for this conversation's next turns (they answer at once), or
+        on again; kept in its settings."""
+        settings = dict(self.conversation.settings or {}) if self.conversation else {}
+        settings[REASONING_KEY] = not settings.get(REASONING_KEY, True)
+        if self.save_settings(settings):
+            await self.refresh_sidebar()
+        self.show_reasoning_state()
+        self.notify("Reasoning on: the model thinks before it answers (F8 turns it off)" if settings[REASONING_KEY]
+                    else "Reasoning off: the model answers without thinking first (F8 turns it on)")
+
+    def show_reasoning_state(self) -> None:
+        """The status bar says whether this conversation's reasoning is on."""
+        self.status.reasoning = bool((self.conversation and self.conversation.settings or {}).get(REASONING_KEY, True))
+
+    def on_sidebar_closed(self, event: Sidebar.Closed) -> None:
+        event.stop()
+        self.composer.focus()
 
     def _show_sidebar(self, shown: bool) -> None:
         self.sidebar.display = shown

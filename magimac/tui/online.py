@@ -45,12 +45,7 @@ class OnlineChat:
             if not yes:
                 self.notify("Not sent: nothing left this Mac", severity="warning")
                 return
-            if self.conversation is None:
-                self.conversation = self.history.new_conversation(title, {CONSENT_KEY: True})
-            else:
-                settings = {**(self.conversation.settings or {}), CONSENT_KEY: True}
-                self.history.set_settings(self.conversation.id, settings)
-                self.conversation.settings = settings
+            self.save_settings({**(self.conversation and self.conversation.settings or {}), CONSENT_KEY: True}, title)
             await then()
 
         url = getattr(self.session.engine, "api_url", online.api_url)
@@ -68,9 +63,7 @@ class OnlineChat:
                 self.status.model = "no model"
                 return
             if self.conversation is not None:
-                settings = {**(self.conversation.settings or {}), "model": error.successor}
-                self.history.set_settings(self.conversation.id, settings)
-                self.conversation.settings = settings
+                self.save_settings({**(self.conversation.settings or {}), "model": error.successor})
             self.start_engine(error.successor)
 
         self.push_screen(Confirm(f"{error.retired}. Use its successor, {error.successor_label}, now?"), done)

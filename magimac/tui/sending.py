@@ -154,11 +154,7 @@ class Sending:
             return False
         settings = dict(self.conversation.settings or {}) if self.conversation else {}
         settings["libraries"] = list(dict.fromkeys([*settings.get("libraries", []), *names]))
-        if self.conversation is None:
-            self.conversation = self.history.new_conversation("New chat", settings)
-        else:
-            self.history.set_settings(self.conversation.id, settings)
-        self.conversation.settings = settings
+        self.save_settings(settings)
         self.notify(f"library {', '.join(names)}: its passages go with every message of this conversation")
         return True
 

@@ -4,9 +4,10 @@ Settings live in the conversation's ``settings`` dict in the history database (J
 ``model`` (name or directory; absent: the app's model), ``system_prompt_mode`` (``default``:
 the model's own SYSTEM_PROMPT.txt, ``none``, ``custom``), ``system_prompt`` (the custom text),
 ``temperature``, ``top_p``, ``max_tokens``, ``reasoning_budget`` (absent: the engine's
-defaults), ``keep_reasoning`` (bool), ``reasoning_instructions`` (bool, default True: a custom
-system prompt without a ``[THINK]`` block is sent after the model's reasoning instructions, so
-the model still reasons; `magimac.text.prompt.with_reasoning_instructions`), ``tools`` (the
+defaults), ``reasoning`` (bool, default True; False: turned off with F8, a budget of 0),
+``keep_reasoning`` (bool), ``reasoning_instructions`` (bool, default True: a custom system
+prompt without a ``[THINK]`` block is sent after the model's reasoning instructions, so the
+model still reasons; `magimac.text.prompt.with_reasoning_instructions`), ``tools`` (the
 tools offered, default `magimac.tui.tool_use.DEFAULT_TOOLS`; the built-ins and the MCP
 servers' tools, each a switch) and ``allowed_tools``, ``libraries``
 (names of libraries searched with every message; `magimac.session.library`).
@@ -66,14 +67,15 @@ def parse_libraries(raw: str) -> tuple[list[str], str | None]:
 
 def generation_settings(settings: dict) -> GenerationSettings:
     """The engine's `GenerationSettings` for a conversation's settings dict (a ``seed`` in it,
-    an integer, makes each of its turns repeatable: `GenerationSettings.seed`)."""
+    an integer, makes each of its turns repeatable: `GenerationSettings.seed`; ``reasoning``
+    False, reasoning turned off, gives a reasoning budget of 0)."""
     mode = settings.get("system_prompt_mode", "default")
     prompt = DEFAULT if mode == "default" else None if mode == "none" else settings.get("system_prompt", "")
     return GenerationSettings(
         temperature=settings.get("temperature"),
         top_p=settings.get("top_p"),
         max_tokens=settings.get("max_tokens"),
-        reasoning_budget=settings.get("reasoning_budget"),
+        reasoning_budget=0 if settings.get("reasoning") is False else settings.get("reasoning_budget"),
         keep_reasoning=bool(settings.get("keep_reasoning", False)),
         system_prompt=prompt,
         reasoning_instructions=bool(settings.get("reasoning_instructions", True)),

@@ -32,12 +32,14 @@ class ConversationItem(ListItem):
 class Sidebar(Vertical):
     """Conversations, most recent first; typing in the search box lists full-text matches.
 
-    Keys on the list: Enter opens, ``r`` renames, ``Delete`` deletes.
+    Keys on the list: Enter opens, ``r`` renames, ``Delete`` deletes; Esc (in the search box
+    or the list) closes the search (`Sidebar.Closed`).
     """
 
     BINDINGS = [
         Binding("r", "rename", "Rename", show=False),
         Binding("delete,d", "delete", "Delete", show=False),
+        Binding("escape", "close", "Close search", show=False),
     ]
 
     class Open(Message):
@@ -62,6 +64,9 @@ class Sidebar(Vertical):
             super().__init__()
             self.action = action
             self.conversation_id = conversation_id
+
+    class Closed(Message):
+        """Esc in the sidebar: the search box was emptied; the keys go back to the message box."""
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Search (Ctrl+F)", id="search")
@@ -106,6 +111,10 @@ class Sidebar(Vertical):
         item = event.item
         if isinstance(item, ConversationItem):
             self.post_message(self.Open(item.conversation_id, item.message_id))
+
+    def action_close(self) -> None:
+        self.query_one("#search", Input).value = ""  # its Changed lists the conversations again
+        self.post_message(self.Closed())
 
     def _highlighted(self) -> int | None:
         item = self.list.highlighted_child

@@ -1,6 +1,7 @@
 """The status bar: model and quantization, where it runs when not here (``☁ Mistral API``),
-context used of its limit, TTFT, tokens/s, memory, and the prompt tokens the last turn read from
-the prompt cache on disk (shown only when there were)."""
+"reasoning off (F8)" when the conversation's reasoning is turned off (on, the default, leaves
+the room to the numbers at 80 columns), context used of its limit, TTFT, tokens/s, memory, and the prompt tokens the last turn read from the prompt
+cache on disk (shown only when there were)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class StatusBar(Static):
     disk_tokens = reactive(0)
     generating = reactive(False)
     service = reactive("")  # "" on this machine, else where the model runs ("Mistral API")
+    reasoning = reactive(True)  # the conversation's reasoning is on (F8 switches it)
 
     def render(self) -> str:
         """One line: the model's name, shortened to leave the numbers visible (a registry
@@ -45,6 +47,8 @@ class StatusBar(Static):
             parts.append(f"☁ {self.service}")
         if self.load_state:
             parts.append(self.load_state)
+        if not self.reasoning:
+            parts.append("reasoning off (F8)")
         if self.context_limit:
             parts.append(f"ctx {human_tokens(self.context_used)}/{human_tokens(self.context_limit)}")
         if self.ttft_s is not None:

@@ -50,6 +50,30 @@ def test_a_broken_registry_is_an_error(capsys):
     assert any("models.toml: not valid TOML" in m for m in messages(r, "error"))
 
 
+def test_lists_partial_conversions_of_killed_runs_with_their_size(capsys, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from magimac.core import staging
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names no process
+    elsewhere = tmp_path / "clone"  # an --out outside the models dir, noted by quantize
+    staging.remember_place(elsewhere)
+    dead = [paths.models_dir() / f".m-4bit.partial-{gone.pid}-k1lled9x", elsewhere / f".x.partial-{gone.pid}-k1lled8x"]
+    live = paths.models_dir() / f".n-4bit.partial-{os.getpid()}-runn1ng0"
+    for d in (*dead, live):
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"x" * 175_000)
+    r = doctor_json(capsys)
+    found = [m for m in messages(r, "warning") if "partial conversion" in m]
+    assert found == [f"{d} (175.0 KB) is a partial conversion left by a magimac quantize that was killed"
+                     for d in dead]
+    assert main(["doctor"]) == 0
+    assert f"warning: {dead[1]} (175.0 KB) is a partial conversion" in capsys.readouterr().out
+
+
 @pytest.fixture
 def fake_mac(monkeypatch):
     """Make `hardware.detect` return a Mac, and MLX's device its Metal GPU; the test sets

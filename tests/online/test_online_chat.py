@@ -14,6 +14,7 @@ from magimac.cli.main import main
 from magimac.testing.api_standin import ANSWER, KEY, REASONING, Reply
 
 MODEL = "mistral-medium-latest"
+SOURCE = {"service": "Mistral's API", "model": MODEL, "display_name": "Mistral Medium 3.5"}
 
 
 def chat(capsys, monkeypatch, *args, stdin: str = ""):
@@ -33,7 +34,7 @@ def test_reasoning_and_answer_arrive_split_and_exact(api, capsys, monkeypatch):
     assert rc == 0, err
     assert texts(lines, "reasoning") == "".join(REASONING) and texts(lines, "answer") == "".join(ANSWER)
     stats, done = lines[-2], lines[-1]
-    assert done == {"type": "done", "finish_reason": "stop"}
+    assert done == {"type": "done", "finish_reason": "stop", "online": {**SOURCE, "api_url": api.url}}
     assert stats["type"] == "stats" and stats["prompt_tokens"] == 21
     assert stats["reasoning_tokens"] + stats["answer_tokens"] == 12  # the API's completion_tokens
     assert stats["ttft_s"] > 0 and stats["decode_tps"] > 0
@@ -42,6 +43,13 @@ def test_reasoning_and_answer_arrive_split_and_exact(api, capsys, monkeypatch):
     body = request["body"]
     assert body["model"] == "mistral-medium-latest" and body["stream"] is True
     assert body["reasoning_effort"] == "high" and body["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+def test_an_online_answer_says_on_stderr_that_it_came_from_mistral_api(api, capsys, monkeypatch):
+    rc, _, out, err = chat(capsys, monkeypatch, "--model", MODEL, "--online", "Hi")
+    assert rc == 0 and out == "".join(ANSWER) + "\n"
+    assert err.splitlines()[-1] == (f"magimac: this answer came from Mistral's API ({api.url}): "
+                                    "Mistral Medium 3.5 (mistral-medium-latest), not this Mac")
 
 
 def test_history_goes_back_with_thinking_chunks_and_images_as_image_chunks(api, capsys, monkeypatch, tmp_path):
@@ -100,7 +108,8 @@ def test_each_failure_is_one_line(case, api, capsys, monkeypatch):
     api.replies.append(reply)
     rc, lines, _, err = chat(capsys, monkeypatch, "--model", MODEL, "--online", "--json", "Hi")
     assert rc == 1 and err.strip() == line and KEY not in err
-    assert lines[-1] == {"type": "done", "finish_reason": "error", "error": line.removeprefix("magimac: ")}
+    assert lines[-1] == {"type": "done", "finish_reason": "error", "error": line.removeprefix("magimac: "),
+                         "online": {**SOURCE, "api_url": api.url}}
     if case == "cut":  # the stream stopped after two answer chunks: that much is kept
         assert texts(lines, "reasoning") == "".join(REASONING) and texts(lines, "answer") == "".join(ANSWER[:2])
 

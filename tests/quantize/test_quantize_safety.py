@@ -272,11 +272,15 @@ def test_an_already_quantized_model_and_bad_recipe_options_are_one_line_errors(c
     assert "fixes its own bits" in _fails_cleanly(capsys, tmp_path / "c", source, "--recipe", "mixed_3_6", "--bits", "8")
 
 
-def test_a_new_run_sweeps_partials_of_dead_runs_of_that_output_only(capsys, tmp_path, source):
-    """A conversion killed with SIGKILL leaves `.out.partial-PID-*`; the next run on `out`
-    removes it, but never the partial of a live run, nor one of another output."""
+def test_a_new_run_sweeps_partials_of_dead_runs_beside_its_output(capsys, tmp_path, source):
+    """Conversions killed with SIGKILL leave `.NAME.partial-PID-*`; the next run into that folder
+    removes every one whose process is gone, of any output, but never the partial of a live run,
+    another output's old copy (it may be that model's only copy) or a name `make` does not give;
+    and it notes the folder for `magimac doctor`."""
     import subprocess
     import sys
+
+    from magimac.core import staging
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # its pid now names no process
@@ -285,13 +289,16 @@ def test_a_new_run_sweeps_partials_of_dead_runs_of_that_output_only(capsys, tmp_
     dead = out_parent / f".out.partial-{gone.pid}-k1lled9x"
     live = out_parent / f".out.partial-{os.getpid()}-runn1ng0"
     other = out_parent / f".other.partial-{gone.pid}-n0tm1ne0"
-    for d in (dead, live, other):
+    old_copy = out_parent / f".other.old-{gone.pid}-0ldc0py0"
+    foreign = out_parent / ".mine.partial-not-a-pid"
+    for d in (dead, live, other, old_copy, foreign):
         d.mkdir()
         (d / SHARD1).write_bytes(b"half written")
     rc, _ = _quantize(capsys, str(source), "--out", str(out_parent / "out"))
     assert rc == 0
-    assert sorted(p.name for p in out_parent.iterdir()) == sorted(["out", live.name, other.name])
+    assert sorted(p.name for p in out_parent.iterdir()) == sorted(["out", live.name, old_copy.name, foreign.name])
     assert (live / SHARD1).read_bytes() == b"half written"
+    assert staging.remembered_places()[0] == out_parent
 
 
 def test_a_partial_whose_pid_now_names_a_newer_process_is_stale(tmp_path):
