@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, Stats
 
 FLUSH_INTERVAL_S = 0.04
 
@@ -26,7 +26,8 @@ class Chunk:
         reasoning / answer: new text; reasoning_tokens / answer_tokens: deltas so far (one
         per engine delta, about one per token); elapsed_s: seconds since the turn was
         submitted; thinking_s: seconds spent reasoning once the answer started (else None);
-        ttft_s: seconds to the first delta; stats / done: set when the engine sent them.
+        ttft_s: seconds to the first delta; stats / done: set when the engine sent them;
+        prefill: the last `Prefill` (a long prompt being read) since the last flush, else None.
     """
 
     reasoning: str = ""
@@ -38,6 +39,7 @@ class Chunk:
     ttft_s: float | None = None
     stats: Stats | None = None
     done: Done | None = None
+    prefill: Prefill | None = None
 
 
 @dataclass
@@ -73,6 +75,9 @@ class DeltaBatcher:
                 forced = True
             self._pending.answer += ev.text
             self._answer_tokens += 1
+        elif isinstance(ev, Prefill):
+            self._pending.prefill = ev
+            forced = True
         elif isinstance(ev, Stats):
             self._pending.stats = ev
         elif isinstance(ev, Done):
