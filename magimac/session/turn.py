@@ -18,7 +18,7 @@ from typing import Any
 
 from magimac.core.conversation import Message
 from magimac.core.errors import MagimacError
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall, ToolResult
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,41 @@ class DocumentsUsed:
 
 
 @dataclass
+class ThinkingClock:
+    """The seconds a turn's model spent reasoning: from its first reasoning token to its first
+    answer token, less the time from each tool call to its result (a permission asked, the tool
+    running: the person's and the tool's time, not the model's).
+
+    Feed it every event of the turn with the time it came (`see`); ``seconds`` is set when the
+    answer starts, `elapsed` gives the reasoning time so far.
+    """
+
+    start: float | None = None
+    seconds: float | None = None
+    _paused_at: float | None = None
+    _paused_s: float = 0.0
+
+    def see(self, ev: Any, now: float) -> None:
+        """Take one event of the turn, ``now`` in seconds (any monotonic clock)."""
+        if isinstance(ev, ReasoningDelta) and self.start is None:
+            self.start = now
+        elif isinstance(ev, ToolCall) and self._paused_at is None:
+            self._paused_at = now
+        elif isinstance(ev, ToolResult) and self._paused_at is not None:
+            self._paused_s += now - self._paused_at
+            self._paused_at = None
+        elif isinstance(ev, AnswerDelta) and self.start is not None and self.seconds is None:
+            self.seconds = self.elapsed(now)
+
+    def elapsed(self, now: float) -> float:
+        """Seconds of reasoning up to ``now`` (0 before the first reasoning token)."""
+        if self.start is None:
+            return 0.0
+        end = self._paused_at if self._paused_at is not None else now
+        return max(0.0, end - self.start - self._paused_s)
+
+
+@dataclass
 class AnswerRecord:
     """What to store for the answer, filled in as the events arrive.
 
@@ -48,8 +83,9 @@ class AnswerRecord:
         error: the one-line error of a failed turn.
         stats: the engine's `Stats` (the last one received).
         documents: ``{"summary", "passages"}`` of the documents sent (passage text left out).
-        thinking_s: seconds from the first reasoning token to the first answer token (to the
-            end of the turn when it stopped while reasoning).
+        thinking_s: seconds the model spent reasoning (`ThinkingClock`: to the first answer
+            token, or to the end of the turn when it stopped while reasoning; time waiting for a
+            tool left out).
         model: the label of the model that answered (``Magistral Small 1.2 · 4bit``).
         service: where it ran when not on this machine (``"Mistral API"``), else None.
     """
@@ -65,18 +101,18 @@ class AnswerRecord:
     thinking_s: float | None = None
     model: str | None = None
     service: str | None = None
-    _first_token: float | None = field(default=None, repr=False)
+    _thinking: ThinkingClock = field(default_factory=ThinkingClock, repr=False)
 
     def add(self, ev: Any, now: float | None = None) -> None:
         """Take one event of the turn (``now``: `time.monotonic` seconds, for thinking_s)."""
         now = time.monotonic() if now is None else now
+        self._thinking.see(ev, now)
         if isinstance(ev, ReasoningDelta):
-            self._first_token = now if self._first_token is None else self._first_token
             self.reasoning += ev.text
             self.reasoning_tokens += 1
         elif isinstance(ev, AnswerDelta):
-            if self.answer_tokens == 0 and self.reasoning_tokens and self.thinking_s is None:
-                self.thinking_s = round(now - (self._first_token or now), 2)
+            if self.thinking_s is None and self._thinking.seconds is not None:
+                self.thinking_s = round(self._thinking.seconds, 2)
             self.content += ev.text
             self.answer_tokens += 1
         elif isinstance(ev, Stats):
@@ -89,8 +125,8 @@ class AnswerRecord:
             self.documents = {"summary": ev.summary, "passages": passages}
         elif isinstance(ev, Done):
             self.finish_reason, self.error = ev.finish_reason, ev.error
-            if self.thinking_s is None and self._first_token is not None and not self.answer_tokens:
-                self.thinking_s = round(now - self._first_token, 2)  # it stopped while reasoning
+            if self.thinking_s is None and self._thinking.start is not None and not self.answer_tokens:
+                self.thinking_s = round(self._thinking.elapsed(now), 2)  # it stopped while reasoning
             if ev.stats != Stats():
                 self.stats = ev.stats
 

@@ -57,6 +57,7 @@ def stream_turn(run: TurnRun, message_id: int, post: Callable, pace: Pace) -> No
                 post(TurnNotice(message_id, ev.reason, ev.wait_s))
                 continue
             if isinstance(ev, (ToolCall, ToolResult)):  # after the text before it
+                batcher.add(ev)
                 post(Streamed(message_id, batcher.take(), run.answer.stored_stats()))
                 post(ToolEvent(message_id, ev))
                 continue

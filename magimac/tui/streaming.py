@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, Stats
+from magimac.session.turn import ThinkingClock
 
 FLUSH_INTERVAL_S = 0.04
 
@@ -25,7 +26,8 @@ class Chunk:
     Attributes:
         reasoning / answer: new text; reasoning_tokens / answer_tokens: deltas so far (one
         per engine delta, about one per token); elapsed_s: seconds since the turn was
-        submitted; thinking_s: seconds spent reasoning once the answer started (else None);
+        submitted; thinking_s: seconds the model spent reasoning once the answer started
+        (else None; waits for tools left out, `ThinkingClock`);
         ttft_s: seconds to the first delta; stats / done: set when the engine sent them;
         prefill: the last `Prefill` (a long prompt being read) since the last flush, else None.
     """
@@ -44,7 +46,8 @@ class Chunk:
 
 @dataclass
 class DeltaBatcher:
-    """Accumulates a turn's events; `add` returns True when `take` should be called."""
+    """Accumulates a turn's events (tool calls and results too, for the thinking time); `add`
+    returns True when `take` should be called."""
 
     interval: float = FLUSH_INTERVAL_S
     clock: object = time.monotonic
@@ -55,6 +58,7 @@ class DeltaBatcher:
     _answer_tokens: int = 0
     _first_token: float | None = None
     _answer_start: float | None = None
+    _thinking: ThinkingClock = field(default_factory=ThinkingClock)
 
     def __post_init__(self) -> None:
         self.start = self.clock()
@@ -64,6 +68,7 @@ class DeltaBatcher:
         """Take one engine event; True when a flush is due now."""
         now = self.clock()
         forced = False
+        self._thinking.see(ev, now)
         if isinstance(ev, (ReasoningDelta, AnswerDelta)) and self._first_token is None:
             self._first_token = now
         if isinstance(ev, ReasoningDelta):
@@ -94,7 +99,7 @@ class DeltaBatcher:
         if self._first_token is not None:
             c.ttft_s = self._first_token - self.start
         if self._answer_start is not None:
-            c.thinking_s = self._answer_start - (self._first_token or self.start)
+            c.thinking_s = self._thinking.seconds or 0.0
         self._pending = Chunk()
         self._last_flush = now
         return c
