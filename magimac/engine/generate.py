@@ -32,7 +32,7 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from magimac.core.conversation import Message
 from magimac.core.events import Done, Stats
-from magimac.engine.budget import budget_processor
+from magimac.engine.budget import budget_processor, opening_ban
 from magimac.engine.loading import ModelInfo
 from magimac.engine.prefill import PrefillCancelled, PrefillPace, PrefillReport
 from magimac.engine.settings import GenerationSettings
@@ -132,6 +132,8 @@ def sampling(settings: GenerationSettings, info: ModelInfo) -> tuple[Callable, l
         processors.append(budget_processor(info.markers, info.tekken, settings.reasoning_budget))
     if settings.tool_choice == "none":
         processors.append(no_tool_calls(info))
+    if (ban := opening_ban(info.markers, info.tekken, settings.banned_openings)) is not None:
+        processors.append(ban)
     return sampler, processors
 
 

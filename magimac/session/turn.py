@@ -174,6 +174,11 @@ class TurnRun:
 
             self.settings = dataclasses.replace(settings or GenerationSettings(), tools=tools.toolbox.specs())
             self.tools = ToolRounds(tools, [d for m in messages for d in m.documents])
+        self._hide_reasoning = False
+        if getattr(getattr(session, "choice", None), "is_demo", False):
+            from magimac.session.demo import demo_settings
+
+            self.settings, self._hide_reasoning = demo_settings(self.settings, messages)
         self.libraries = list(libraries)
         self.answer = AnswerRecord()
         self.done: Done | None = None
@@ -241,23 +246,29 @@ class TurnRun:
             raise StopIteration
         if self._engine_turn is None:
             self._start()
-        if self._queued:
-            ev = self._queued.pop(0)
-        else:
-            try:
-                ev = next(self._events)
-            except KeyboardInterrupt:
-                self._events = iter(self._engine_turn)  # that generator is spent; the queue is not
-                raise
-            except StopIteration:
-                ev = Done("error", "the engine ended the turn without finishing it")
-            if self.tools is not None:
-                self.tools.see(ev)
-                if isinstance(ev, Done) and self.tools.calls:
-                    ev = self._tool_round(ev)
+        ev = self._pull()
+        while self._hide_reasoning and isinstance(ev, ReasoningDelta):
+            ev = self._pull()
         self.answer.add(ev)
         if isinstance(ev, Done):
             self.done = ev
+        return ev
+
+    def _pull(self):
+        """The next event: a queued one, else the engine's (a round with tool calls settled)."""
+        if self._queued:
+            return self._queued.pop(0)
+        try:
+            ev = next(self._events)
+        except KeyboardInterrupt:
+            self._events = iter(self._engine_turn)  # that generator is spent; the queue is not
+            raise
+        except StopIteration:
+            ev = Done("error", "the engine ended the turn without finishing it")
+        if self.tools is not None:
+            self.tools.see(ev)
+            if isinstance(ev, Done) and self.tools.calls:
+                ev = self._tool_round(ev)
         return ev
 
     def _start(self) -> None:
