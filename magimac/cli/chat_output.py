@@ -12,13 +12,14 @@ import os
 import sys
 from dataclasses import asdict
 
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Retrying, Stats, ToolCall, ToolResult
+from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, Retrying, Stats, ToolCall, ToolResult
 from magimac.core.units import format_bytes
 from magimac.session.turn import AnswerRecord, DocumentsUsed
 from magimac.text.controls import show_controls
 from magimac.text.tools import NOT_OFFERED
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
+ERASE_LINE = "\r\x1b[K"
 
 
 def json_line(obj: dict) -> None:
@@ -124,22 +125,37 @@ def not_offered_line(call: ToolCall) -> str:
             "(--tools offers tools)")
 
 
+def prefill_line(ev: Prefill) -> str:
+    """The progress of a long prompt: ``reading the prompt: 12,288 of 42,000 tokens (29%), Ctrl-C stops``."""
+    share = ev.done_tokens / ev.total_tokens if ev.total_tokens else 1.0
+    return (f"magimac: reading the prompt: {ev.done_tokens:,} of {ev.total_tokens:,} tokens ({share:.0%}), "
+            "Ctrl-C stops")
+
+
 class TextPrinter:
     """The answer on stdout; the reasoning on stderr (dimmed on a terminal unless
     ``NO_COLOR``); with ``stats``, the `stats_line` on stderr on a line of its own; with
     ``online`` (`online_source`), the `online_line` on stderr after the answer.  On a terminal,
     control characters of the text are shown, not run (`show_controls`); a call the turn did
-    not offer is one notice line (`not_offered_line`)."""
+    not offer is one notice line (`not_offered_line`).  A long prompt's progress is one line on
+    stderr, rewritten in place and erased when the model starts writing (only on a terminal)."""
 
     def __init__(self, hide_reasoning: bool = False, stats: bool = False, online: dict | None = None) -> None:
         self.hide_reasoning, self.stats, self.online = hide_reasoning, stats, online
         self.out, self.err = sys.stdout, sys.stderr
         self.shown_out, self.shown_err = for_terminal(self.out), for_terminal(self.err)
-        self.dim = self.err.isatty() and not os.environ.get("NO_COLOR")
+        self.tty = self.err.isatty()
+        self.dim = self.tty and not os.environ.get("NO_COLOR")
         self.in_reasoning = False
         self.answer_end = "\n"
+        self.progress_shown = False
 
     def show(self, ev) -> None:
+        if isinstance(ev, Prefill):
+            self._progress(ev)
+            return
+        if self.progress_shown:
+            self._progress(None)
         if isinstance(ev, (DocumentsUsed, Retrying)):
             print(self.shown_err(ev.summary if isinstance(ev, DocumentsUsed) else f"magimac: {ev.reason}"),
                   file=self.err)
@@ -161,12 +177,22 @@ class TextPrinter:
             line = not_offered_line(ev) if ev.error == NOT_OFFERED else tool_line(ev)
             print(self.shown_err(line), file=self.err)
 
+    def _progress(self, ev: Prefill | None) -> None:
+        """Write ``ev``'s `prefill_line` over the last one (None: erase it)."""
+        if not self.tty:
+            return
+        self.err.write(ERASE_LINE + (prefill_line(ev) if ev is not None else ""))
+        self.err.flush()
+        self.progress_shown = ev is not None
+
     def _end_reasoning(self, gap: str) -> None:
         self.err.write((RESET if self.dim else "") + gap)
         self.err.flush()
         self.in_reasoning = False
 
     def finish(self, done: Done, answer: AnswerRecord) -> None:
+        if self.progress_shown:
+            self._progress(None)
         if self.in_reasoning:
             self._end_reasoning("\n")
         if self.answer_end != "\n":

@@ -39,6 +39,20 @@ class Loaded:
 
 
 @dataclass(frozen=True)
+class Prefill:
+    """Progress of reading a long prompt (the prefill, before the first token).
+
+    ``done_tokens`` of ``total_tokens`` are in the KV cache; both count only the prompt tokens
+    this turn prefills (those already cached are left out).  Sent at the start, after each
+    chunk and at the end, and only when the prefill takes more than
+    `magimac.engine.prefill.SHOWN_AFTER_CHUNKS` chunks (a short prompt sends none).
+    """
+
+    done_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
 class ReasoningDelta:
     """New reasoning text (between the reasoning markers)."""
 
@@ -163,5 +177,5 @@ class ToolResult:
         return self.output if self.error is None else f"error: {self.error}"
 
 
-Event = (LoadProgress | Loaded | ReasoningDelta | AnswerDelta | Stats | Done | EngineError | Retrying
+Event = (LoadProgress | Loaded | Prefill | ReasoningDelta | AnswerDelta | Stats | Done | EngineError | Retrying
          | ToolCall | ToolResult)

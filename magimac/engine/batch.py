@@ -3,8 +3,8 @@
 `BatchEngine` is `magimac.engine.worker.Engine` (the same loading, tokenizer, events and
 duck-typed interface) whose worker thread decodes every running turn together, one step for
 all, with mlx-lm's `BatchGenerator` (continuous batching, as `mlx_lm.server` does: a new turn
-joins the running batch after its prefill; prefill runs in chunks of 2048 tokens between
-decode steps).  What this module adds to it:
+joins the running batch after its prefill; prefill runs in chunks between decode steps, of
+about a second each, `magimac.engine.prefill.PrefillPace`).  What this module adds to it:
 
 - Prefixes (`magimac.engine.prefix.PrefixCache`): each turn starts from the longest stored KV
   prefix of its prompt, and its whole KV (prompt + generated) is stored when it ends, so a
@@ -16,8 +16,9 @@ decode steps).  What this module adds to it:
 - Per-turn sampling: each turn keeps its own temperature, top-p, budget processor
   (`magimac.engine.budget`) and, with a seed, its own random key (`SeededSampler`), so a seeded
   turn gives the same tokens whatever runs beside it.
-- Cancel: `Turn.cancel` ends that turn alone before the next decode step (within one token);
-  `Engine.cancel` still ends them all.
+- Cancel: `Turn.cancel` ends that turn alone before the next step (within one token, or one
+  prefill chunk); `Engine.cancel` still ends them all.  A long prefill sends its progress
+  (`Prefill` events, as the one-turn engine does).
 - Tool calls: each turn's output goes through `magimac.text.tool_calls.OutputSplitter` (as in
   `magimac.engine.generate`), so a call reaches the turn as one `ToolCall` event.
 - A prompt that does not fit the context is refused (``Done("error", ..., rejected=True)``),
@@ -40,10 +41,11 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
 
 from magimac.core.conversation import Message
-from magimac.core.events import Done, Stats
+from magimac.core.events import Done, Prefill, Stats
 from magimac.engine import loading
 from magimac.engine.generate import input_embeddings, sampling, token_keys
 from magimac.engine.loading import EngineLoadError
+from magimac.engine.prefill import PrefillPace
 from magimac.engine.prefix import PrefixCache, kv_bytes_per_token
 from magimac.engine.settings import GenerationSettings
 from magimac.engine.worker import Engine, Turn
@@ -105,6 +107,7 @@ class _Stream:
     t_request: float
     tokens: list[int] = field(default_factory=list)  # every generated id, the end token too
     first_at: float | None = None
+    show_prefill: bool = False  # whether its prefill sends `Prefill` events
 
 
 class BatchRunner:
@@ -134,11 +137,12 @@ class BatchRunner:
         self.streams: dict[int, _Stream] = {}
         self._samplers: dict[tuple, Callable] = {}
         self._stops = StopSequences([(info.tekken.eos_id,)])
+        self.pace = PrefillPace()
         self.gen = self._generator()
 
     def _generator(self) -> BatchGenerator:
         return BatchGenerator(self.model, completion_batch_size=self.max_streams,
-                              prefill_batch_size=self.max_streams,
+                              prefill_batch_size=self.max_streams, prefill_step_size=self.pace.step,
                               stream=mx.default_stream(mx.default_device()))
 
     @property
@@ -173,7 +177,8 @@ class BatchRunner:
                                  all_tokens=[tokens[:start]], samplers=[sampler],
                                  logits_processors=[processors], stop_sequences=[self._stops])
         splitter = OutputSplitter(self.info.markers, self.info.tekken, req.first_call)
-        self.streams[uid] = _Stream(turn, keys, len(tokens), cached, splitter, req.t_request)
+        self.streams[uid] = _Stream(turn, keys, len(tokens), cached, splitter, req.t_request,
+                                    show_prefill=self.pace.shows(len(tokens) - start))
 
     def _refuse(self, turn: Turn, error: str) -> None:
         turn.put(Done("error", error, rejected=True))
@@ -213,7 +218,14 @@ class BatchRunner:
             self._finish(uid, "cancelled", cache, len(held))
         if not self.streams:
             return
-        _, responses = self.gen.next()
+        self.gen.prefill_step_size = self.pace.step
+        with self.gen.stats() as counted:
+            prompts, responses = self.gen.next()
+        self.pace.measure(counted.prompt_tokens, counted.prompt_time)
+        for p in prompts:
+            s = self.streams.get(p.uid)
+            if s is not None and s.show_prefill:
+                s.turn.put(Prefill(*p.progress))
         now = time.perf_counter()
         for r in responses:
             s = self.streams[r.uid]

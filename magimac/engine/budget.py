@@ -1,4 +1,5 @@
-"""The reasoning budget: logits processors that end the reasoning after N tokens.
+"""The reasoning budget: logits processors that end the reasoning after N tokens; and
+`OpeningBan`, which keeps the reasoning from beginning with given texts.
 
 mlx-lm calls a logits processor as ``processor(tokens, logits) -> logits`` before sampling each
 token, ``tokens`` being the ids fed so far (an MLX array) and ``logits`` shaped [1, vocabulary].
@@ -83,3 +84,35 @@ class TextBudget:
             only = mx.where(mx.arange(logits.shape[-1]) == want, 0.0, -float("inf"))
             return mx.broadcast_to(only.astype(logits.dtype), logits.shape)
         return logits
+
+
+class OpeningBan:
+    """Logits processor: the reasoning never begins with one of ``openings`` (token id lists):
+    when the last fed ids are ``[THINK]`` and all but the last id of an opening, that last id
+    gets no probability.  It looks at the first few tokens of the turn only (one sync each).
+    """
+
+    def __init__(self, open_id: int, openings: list[list[int]]) -> None:
+        self.open_id = open_id
+        self.openings = [o for o in openings if o]
+        self.longest = max((len(o) for o in self.openings), default=0)
+        self.calls_left = self.longest + 1  # [THINK] comes first, then the openings' tokens
+
+    def __call__(self, tokens, logits):
+        if self.calls_left <= 0:
+            return logits
+        self.calls_left -= 1
+        tail = tokens[-self.longest:].tolist()
+        banned = [o[-1] for o in self.openings if tail[-len(o):] == [self.open_id, *o[:-1]]]
+        if not banned:
+            return logits
+        hit = mx.any(mx.arange(logits.shape[-1])[:, None] == mx.array(banned)[None, :], axis=1)
+        return mx.where(hit, mx.array(-float("inf"), logits.dtype), logits)
+
+
+def opening_ban(markers: ReasoningMarkers, tekken, openings: tuple[str, ...]) -> Callable | None:
+    """The `OpeningBan` for ``openings`` (texts, encoded with ``tekken``); None for a model whose
+    reasoning markers are text, or for no openings."""
+    if markers.kind != "control" or not openings:
+        return None
+    return OpeningBan(markers.open_id, [tekken.encode(t, bos=False, eos=False) for t in openings])

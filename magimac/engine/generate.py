@@ -14,8 +14,9 @@ sample, decode, and send the turn's events and stats.
   with Done("length").  ``max_tokens`` defaults to the rest of the context.
 - Generation is one code path, mlx-lm's `generate_step`; images enter as ``input_embeddings``
   built by mlx-vlm's ``get_input_embeddings``.
-- Cancel: checked after every generated token (the turn ends within one token); during a
-  long prefill it takes effect at the next 2048-token chunk (mlx-lm's prefill step).
+- Cancel: checked after every generated token (the turn ends within one token) and between
+  the prefill's chunks, which take about a second each (`magimac.engine.prefill.PrefillPace`,
+  as mlx-lm's ``prefill_step_size``); a long prefill sends its progress (`Prefill` events).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from magimac.core.conversation import Message
 from magimac.core.events import Done, Stats
-from magimac.engine.budget import budget_processor
+from magimac.engine.budget import budget_processor, opening_ban
 from magimac.engine.loading import ModelInfo
+from magimac.engine.prefill import PrefillCancelled, PrefillPace, PrefillReport
 from magimac.engine.settings import GenerationSettings
 from magimac.text import prompt as prompt_mod
 from magimac.text.tool_calls import OutputSplitter, tool_call_ids
@@ -41,10 +43,6 @@ from magimac.text.tools import calls_in
 
 class TurnError(Exception):
     """A turn that cannot run (e.g. its prompt exceeds the context); one line."""
-
-
-class _Cancelled(Exception):
-    """Raised from the prefill progress callback to stop a cancelled prefill."""
 
 
 def fit(encode: Callable, messages: list[Message], settings: GenerationSettings, context_length: int):
@@ -134,6 +132,8 @@ def sampling(settings: GenerationSettings, info: ModelInfo) -> tuple[Callable, l
         processors.append(budget_processor(info.markers, info.tekken, settings.reasoning_budget))
     if settings.tool_choice == "none":
         processors.append(no_tool_calls(info))
+    if (ban := opening_ban(info.markers, info.tekken, settings.banned_openings)) is not None:
+        processors.append(ban)
     return sampler, processors
 
 
@@ -211,7 +211,8 @@ class TurnRunner:
         info: the model directory's `ModelInfo`; model: mlx-lm-callable model; vlm: the
         mlx-vlm model or None; encode: `Engine.encode`; context_length: tokens; kv_bits: KV
         cache bits or None (16-bit); disk: the prompt cache on disk
-        (`magimac.engine.disk_cache.DiskCache`) or None; cache: the `PromptCache` kept between turns.
+        (`magimac.engine.disk_cache.DiskCache`) or None; cache: the `PromptCache` kept between
+        turns; pace: the prefill's chunk size (`PrefillPace`), measured turn after turn.
     """
 
     info: ModelInfo
@@ -222,6 +223,7 @@ class TurnRunner:
     kv_bits: int | None
     disk: Any = None
     cache: PromptCache = field(init=False)
+    pace: PrefillPace = field(init=False, default_factory=PrefillPace)
 
     def __post_init__(self) -> None:
         self.cache = PromptCache(self.model)
@@ -267,18 +269,15 @@ class TurnRunner:
         eos = self.info.tekken.eos_id
         cancelled = turn.cancel_event
         put, feed, generated = turn.put, splitter.feed, out.tokens
-
-        def progress(done: int, total: int) -> None:
-            if cancelled.is_set() and done < total:
-                raise _Cancelled
-
+        step = self.pace.step
+        progress = PrefillReport(self.pace, step, put, cancelled.is_set)
         try:
             with wired_limit(self.model if self.vlm is None else self.vlm):
                 gen = generate_step(
                     mx.array(suffix), self.model, max_tokens=max_tokens, sampler=sampler,
                     logits_processors=processors or None, prompt_cache=self.cache.cache,
                     kv_bits=self.kv_bits, kv_group_size=self.info.kv_group_size(), quantized_kv_start=0,
-                    prompt_progress_callback=progress, input_embeddings=embeddings,
+                    prefill_step_size=step, prompt_progress_callback=progress, input_embeddings=embeddings,
                 )
                 for tok, _ in gen:
                     if out.first_at is None:
@@ -293,7 +292,7 @@ class TurnRunner:
                     for ev in feed(tok):
                         put(ev)
                 gen.close()
-        except _Cancelled:
+        except PrefillCancelled:
             out.finish = "cancelled"
         out.end_at = time.perf_counter()
         return out

@@ -65,6 +65,9 @@ class GenerationSettings:
             empty: none (the prompt has no ``[AVAILABLE_TOOLS]``).
         tool_choice: ``"auto"`` (the model decides) or ``"none"`` (the tools stay in the prompt
             but ``[TOOL_CALLS]`` is never sampled), as mistral-common's `ToolChoiceEnum` names them.
+        banned_openings: texts the reasoning may not begin with: right after ``[THINK]`` and
+            the other tokens of one of them, its last token is never sampled (the bundled demo's
+            reply language, `magimac.demo.language`); control-token markers only.
         cache_owner: who the turn's prompt-cache blocks on disk belong to (the app passes
             ``"conversation:<id>"``, so deleting the conversation drops the blocks only it
             used, `magimac.engine.disk_index.DiskIndex.drop_owner`); None: nobody in particular.
@@ -83,6 +86,7 @@ class GenerationSettings:
     reasoning_instructions: bool = True
     tools: tuple = ()
     tool_choice: str = "auto"
+    banned_openings: tuple[str, ...] = ()
     cache_owner: str | None = None
 
 

@@ -114,7 +114,7 @@ def create_app(served: Served) -> Starlette:
         pump = TurnPump(run, req.stop, on_end=lambda: shutil.rmtree(image_dir, ignore_errors=True))
         completion = Completion(req, pump)
         try:
-            first = await completion.first()
+            first = await completion.first(request.is_disconnected)
         except BaseException:
             pump.cancel()
             raise

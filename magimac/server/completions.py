@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator
 
 from starlette.responses import JSONResponse, StreamingResponse
 
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall
+from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, Stats, ToolCall
 from magimac.server.errors import error_body
 from magimac.server.stream import TurnPump
 from magimac.server.tools import openai_call
@@ -54,12 +54,18 @@ class Completion:
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.created = int(time.time())
 
-    async def first(self) -> Any:
-        """The first event that shows whether the turn started: a delta, or its Done."""
+    async def first(self, disconnected=None) -> Any:
+        """The first event that shows whether the turn started: a delta, or its Done.
+
+        ``disconnected()``: awaitable, True once the client left; asked at each chunk of a long
+        prompt (its `Prefill` events), so a client that leaves while the prompt is read stops
+        the turn there (its Done is then ``"cancelled"``)."""
         while True:
             ev = await self.pump.next_event()
             if isinstance(ev, (ReasoningDelta, AnswerDelta, ToolCall, Done)):
                 return ev
+            if isinstance(ev, Prefill) and disconnected is not None and await disconnected():
+                self.pump.cancel()
 
     @staticmethod
     def failed(done: Done) -> JSONResponse:

@@ -81,7 +81,7 @@ def attach_libraries(engine, messages: list[Message], settings, libraries: list[
     context_length = getattr(engine, "context_length", None) or engine.wait_loaded().context_length
     budget = context_length - used - answer_reserve(context_length, getattr(settings, "max_tokens", None))
     ctx = library_context(results, budget, engine.count_tokens)
-    summary = library_summary(results, ctx, libraries)
+    summary = library_summary(results, ctx, libraries, (budget, context_length))
     if results.notes:
         summary += "\n" + "\n".join(results.notes)
     return with_library(messages, ctx), summary, library_report(results, ctx, libraries)

@@ -18,7 +18,7 @@ from typing import Any
 
 from magimac.core.conversation import Message
 from magimac.core.errors import MagimacError
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall
+from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall, ToolResult
 from magimac.session.tool_loop import not_offered
 
 
@@ -38,6 +38,41 @@ class DocumentsUsed:
 
 
 @dataclass
+class ThinkingClock:
+    """The seconds a turn's model spent reasoning: from its first reasoning token to its first
+    answer token, less the time from each tool call to its result (a permission asked, the tool
+    running: the person's and the tool's time, not the model's).
+
+    Feed it every event of the turn with the time it came (`see`); ``seconds`` is set when the
+    answer starts, `elapsed` gives the reasoning time so far.
+    """
+
+    start: float | None = None
+    seconds: float | None = None
+    _paused_at: float | None = None
+    _paused_s: float = 0.0
+
+    def see(self, ev: Any, now: float) -> None:
+        """Take one event of the turn, ``now`` in seconds (any monotonic clock)."""
+        if isinstance(ev, ReasoningDelta) and self.start is None:
+            self.start = now
+        elif isinstance(ev, ToolCall) and self._paused_at is None:
+            self._paused_at = now
+        elif isinstance(ev, ToolResult) and self._paused_at is not None:
+            self._paused_s += now - self._paused_at
+            self._paused_at = None
+        elif isinstance(ev, AnswerDelta) and self.start is not None and self.seconds is None:
+            self.seconds = self.elapsed(now)
+
+    def elapsed(self, now: float) -> float:
+        """Seconds of reasoning up to ``now`` (0 before the first reasoning token)."""
+        if self.start is None:
+            return 0.0
+        end = self._paused_at if self._paused_at is not None else now
+        return max(0.0, end - self.start - self._paused_s)
+
+
+@dataclass
 class AnswerRecord:
     """What to store for the answer, filled in as the events arrive.
 
@@ -49,8 +84,9 @@ class AnswerRecord:
         error: the one-line error of a failed turn.
         stats: the engine's `Stats` (the last one received).
         documents: ``{"summary", "passages"}`` of the documents sent (passage text left out).
-        thinking_s: seconds from the first reasoning token to the first answer token (to the
-            end of the turn when it stopped while reasoning).
+        thinking_s: seconds the model spent reasoning (`ThinkingClock`: to the first answer
+            token, or to the end of the turn when it stopped while reasoning; time waiting for a
+            tool left out).
         model: the label of the model that answered (``Magistral Small 1.2 · 4bit``).
         service: where it ran when not on this machine (``"Mistral API"``), else None.
     """
@@ -66,18 +102,18 @@ class AnswerRecord:
     thinking_s: float | None = None
     model: str | None = None
     service: str | None = None
-    _first_token: float | None = field(default=None, repr=False)
+    _thinking: ThinkingClock = field(default_factory=ThinkingClock, repr=False)
 
     def add(self, ev: Any, now: float | None = None) -> None:
         """Take one event of the turn (``now``: `time.monotonic` seconds, for thinking_s)."""
         now = time.monotonic() if now is None else now
+        self._thinking.see(ev, now)
         if isinstance(ev, ReasoningDelta):
-            self._first_token = now if self._first_token is None else self._first_token
             self.reasoning += ev.text
             self.reasoning_tokens += 1
         elif isinstance(ev, AnswerDelta):
-            if self.answer_tokens == 0 and self.reasoning_tokens and self.thinking_s is None:
-                self.thinking_s = round(now - (self._first_token or now), 2)
+            if self.thinking_s is None and self._thinking.seconds is not None:
+                self.thinking_s = round(self._thinking.seconds, 2)
             self.content += ev.text
             self.answer_tokens += 1
         elif isinstance(ev, Stats):
@@ -90,8 +126,8 @@ class AnswerRecord:
             self.documents = {"summary": ev.summary, "passages": passages}
         elif isinstance(ev, Done):
             self.finish_reason, self.error = ev.finish_reason, ev.error
-            if self.thinking_s is None and self._first_token is not None and not self.answer_tokens:
-                self.thinking_s = round(now - self._first_token, 2)  # it stopped while reasoning
+            if self.thinking_s is None and self._thinking.start is not None and not self.answer_tokens:
+                self.thinking_s = round(self._thinking.elapsed(now), 2)  # it stopped while reasoning
             if ev.stats != Stats():
                 self.stats = ev.stats
 
@@ -140,6 +176,11 @@ class TurnRun:
 
             self.settings = dataclasses.replace(settings or GenerationSettings(), tools=tools.toolbox.specs())
             self.tools = ToolRounds(tools, [d for m in messages for d in m.documents])
+        self._hide_reasoning = False
+        if getattr(getattr(session, "choice", None), "is_demo", False):
+            from magimac.session.demo import demo_settings
+
+            self.settings, self._hide_reasoning = demo_settings(self.settings, messages)
         self.libraries = list(libraries)
         self.answer = AnswerRecord()
         self.done: Done | None = None
@@ -207,26 +248,32 @@ class TurnRun:
             raise StopIteration
         if self._engine_turn is None:
             self._start()
-        if self._queued:
-            ev = self._queued.pop(0)
-        else:
-            try:
-                ev = next(self._events)
-            except KeyboardInterrupt:
-                self._events = iter(self._engine_turn)  # that generator is spent; the queue is not
-                raise
-            except StopIteration:
-                ev = Done("error", "the engine ended the turn without finishing it")
-            if self.tools is not None:
-                self.tools.see(ev)
-                if isinstance(ev, Done) and self.tools.calls:
-                    ev = self._tool_round(ev)
-            elif isinstance(ev, ToolCall) and (refused := not_offered(ev, self.settings)):
-                ev, result = refused
-                self._queued.append(result)
+        ev = self._pull()
+        while self._hide_reasoning and isinstance(ev, ReasoningDelta):
+            ev = self._pull()
         self.answer.add(ev)
         if isinstance(ev, Done):
             self.done = ev
+        return ev
+
+    def _pull(self):
+        """The next event: a queued one, else the engine's (a round with tool calls settled)."""
+        if self._queued:
+            return self._queued.pop(0)
+        try:
+            ev = next(self._events)
+        except KeyboardInterrupt:
+            self._events = iter(self._engine_turn)  # that generator is spent; the queue is not
+            raise
+        except StopIteration:
+            ev = Done("error", "the engine ended the turn without finishing it")
+        if self.tools is not None:
+            self.tools.see(ev)
+            if isinstance(ev, Done) and self.tools.calls:
+                ev = self._tool_round(ev)
+        elif isinstance(ev, ToolCall) and (refused := not_offered(ev, self.settings)):
+            ev, result = refused
+            self._queued.append(result)
         return ev
 
     def _start(self) -> None:

@@ -19,7 +19,7 @@ from magimac.session.turn import DocumentsUsed, TurnRun
 from magimac.text.history import StoredMessage
 from magimac.tui.chat import AssistantMessage
 from magimac.tui.messages import Streamed, ToolEvent, TurnDocuments, TurnNotice
-from magimac.tui.status_bar import StatusBar
+from magimac.tui.status_bar import StatusBar, prefill_label
 from magimac.tui.streaming import Chunk, DeltaBatcher
 
 
@@ -57,6 +57,7 @@ def stream_turn(run: TurnRun, message_id: int, post: Callable, pace: Pace) -> No
                 post(TurnNotice(message_id, ev.reason, ev.wait_s))
                 continue
             if isinstance(ev, (ToolCall, ToolResult)):  # after the text before it
+                batcher.add(ev)
                 post(Streamed(message_id, batcher.take(), run.answer.stored_stats()))
                 post(ToolEvent(message_id, ev))
                 continue
@@ -108,6 +109,8 @@ class LiveTurn:
         self.answer += chunk.answer
         self.stats = batch.stats
         await self.widget.add(chunk)
+        reading = chunk.prefill is not None and not (chunk.reasoning or chunk.answer or chunk.done)
+        status.prefill = prefill_label(chunk.prefill) if reading else ""
         if chunk.ttft_s is not None and chunk.elapsed_s - self.status_at >= 0.5:
             self.status_at = chunk.elapsed_s
             status.ttft_s = chunk.ttft_s

@@ -24,11 +24,17 @@ def human_tokens(n: int) -> str:
     return f"{k:.1f}K" if k < 100 else f"{k:.0f}K"
 
 
+def prefill_label(ev) -> str:
+    """A long prompt being read (`magimac.core.events.Prefill`): ``reading prompt 12.3K/42.0K``."""
+    return f"reading prompt {human_tokens(ev.done_tokens)}/{human_tokens(ev.total_tokens)}"
+
+
 class StatusBar(Static):
     """One line of facts; set the reactive attributes and it redraws."""
 
     model = reactive("no model")
     load_state = reactive("")  # e.g. "loading 40%"; empty once loaded (Widget.loading is taken)
+    prefill = reactive("")  # a long prompt being read (`prefill_label`); empty once the model writes
     context_used = reactive(0)
     context_limit = reactive(0)
     ttft_s: reactive[float | None] = reactive(None)
@@ -49,6 +55,8 @@ class StatusBar(Static):
             parts.append(self.load_state)
         if not self.reasoning:
             parts.append("reasoning off (F8)")
+        if self.prefill:
+            parts.append(self.prefill)
         if self.context_limit:
             parts.append(f"ctx {human_tokens(self.context_used)}/{human_tokens(self.context_limit)}")
         if self.ttft_s is not None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from magimac.core.events import AnswerDelta, Done, ReasoningDelta, Stats
+from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, Stats
+from magimac.session.turn import ThinkingClock
 
 FLUSH_INTERVAL_S = 0.04
 
@@ -25,8 +26,10 @@ class Chunk:
     Attributes:
         reasoning / answer: new text; reasoning_tokens / answer_tokens: deltas so far (one
         per engine delta, about one per token); elapsed_s: seconds since the turn was
-        submitted; thinking_s: seconds spent reasoning once the answer started (else None);
-        ttft_s: seconds to the first delta; stats / done: set when the engine sent them.
+        submitted; thinking_s: seconds the model spent reasoning once the answer started
+        (else None; waits for tools left out, `ThinkingClock`);
+        ttft_s: seconds to the first delta; stats / done: set when the engine sent them;
+        prefill: the last `Prefill` (a long prompt being read) since the last flush, else None.
     """
 
     reasoning: str = ""
@@ -38,11 +41,13 @@ class Chunk:
     ttft_s: float | None = None
     stats: Stats | None = None
     done: Done | None = None
+    prefill: Prefill | None = None
 
 
 @dataclass
 class DeltaBatcher:
-    """Accumulates a turn's events; `add` returns True when `take` should be called."""
+    """Accumulates a turn's events (tool calls and results too, for the thinking time); `add`
+    returns True when `take` should be called."""
 
     interval: float = FLUSH_INTERVAL_S
     clock: object = time.monotonic
@@ -53,6 +58,7 @@ class DeltaBatcher:
     _answer_tokens: int = 0
     _first_token: float | None = None
     _answer_start: float | None = None
+    _thinking: ThinkingClock = field(default_factory=ThinkingClock)
 
     def __post_init__(self) -> None:
         self.start = self.clock()
@@ -62,6 +68,7 @@ class DeltaBatcher:
         """Take one engine event; True when a flush is due now."""
         now = self.clock()
         forced = False
+        self._thinking.see(ev, now)
         if isinstance(ev, (ReasoningDelta, AnswerDelta)) and self._first_token is None:
             self._first_token = now
         if isinstance(ev, ReasoningDelta):
@@ -73,6 +80,9 @@ class DeltaBatcher:
                 forced = True
             self._pending.answer += ev.text
             self._answer_tokens += 1
+        elif isinstance(ev, Prefill):
+            self._pending.prefill = ev
+            forced = True
         elif isinstance(ev, Stats):
             self._pending.stats = ev
         elif isinstance(ev, Done):
@@ -89,7 +99,7 @@ class DeltaBatcher:
         if self._first_token is not None:
             c.ttft_s = self._first_token - self.start
         if self._answer_start is not None:
-            c.thinking_s = self._answer_start - (self._first_token or self.start)
+            c.thinking_s = self._thinking.seconds or 0.0
         self._pending = Chunk()
         self._last_flush = now
         return c

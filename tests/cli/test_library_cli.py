@@ -120,3 +120,21 @@ def test_add_says_what_it_skipped(capsys, tmp_path):
     rc, out, err = run(capsys, "library", "add", "docs", docs, "--no-embeddings")
     assert rc == 0 and "library docs: 1 added, 0 changed, 0 unchanged, 0 deleted; 1 pages read, 1 passages; " \
         "skipped 1 that is not a regular file (" in err
+
+
+def test_passages_found_that_do_not_fit_the_demo_are_said_not_to_fit(capsys, monkeypatch, tmp_path):
+    """The demo's 512-token context has no room for a library's ~1000-character passages: the
+    line says they were found but do not fit, and what would help, not "no passage found"."""
+    docs = tmp_path / "big"
+    docs.mkdir()
+    (docs / "policy.md").write_text("\n\n".join(f"Refund rule {i}: " + "12 34 56 78 90 " * 60 for i in range(6)),
+                                    encoding="utf-8")  # digits are a token each: some 600 tokens a passage
+    assert run(capsys, "library", "add", "big", docs)[0] == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    rc, out, err = run(capsys, "chat", "--library", "big", "refund")
+    assert rc == 0, err
+    err = " ".join(err.split())
+    assert "library big (words only): 6 passages found, but none fits: " in err
+    assert "of this model's 512-token context were left for them; use a model with a longer context, " \
+           "or ask a shorter question" in err
+    assert "no passage found" not in err

@@ -9,6 +9,7 @@ from mlx_lm.models.cache import KVCache
 
 from magimac.core.conversation import Message
 from magimac.core.events import AnswerDelta, Done, ReasoningDelta
+from tests.engine.conftest import STEP, long_prompt, small_chunks, split
 from magimac.engine.batch import BatchEngine
 from magimac.engine.prefix import PrefixCache, kv_bytes_per_token
 from magimac.engine.settings import GenerationSettings
@@ -63,6 +64,16 @@ def test_cancel_ends_one_turn_and_a_long_prompt_is_refused(random_batch):
     refused = text_of(random_batch.submit([Message("user", "word " * 5000)]))[1]
     assert refused.finish_reason == "error" and refused.rejected and "context holds 4096" in refused.error
     assert random_batch.status()["ended"]["cancelled"] >= 1
+
+
+def test_serve_stops_a_cancelled_request_between_two_prefill_chunks(random_batch, monkeypatch,
+                                                                    cancel_at_first_progress):
+    small_chunks(random_batch._runner, monkeypatch)
+    other = random_batch.submit([Message("user", "a short one")], GenerationSettings(system_prompt=None, max_tokens=5))
+    progress, text, done = split(random_batch.submit(long_prompt("served"), GenerationSettings(max_tokens=5)))
+    assert done.finish_reason == "cancelled" and text == ""
+    assert len(progress) == 1 and progress[0].done_tokens == STEP and progress[0].total_tokens > 10 * STEP
+    assert split(other)[2].finish_reason == "length"  # the other request went on
 
 
 def kv(n: int) -> list:

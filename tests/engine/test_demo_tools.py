@@ -168,3 +168,20 @@ def test_training_sequences_train_the_model_parts_only():
             assert result.endswith("[/TOOL_RESULTS]") and not spans[2][0]
             seen["tool turn"] += 1
     assert min(seen.values()) >= 20, seen
+
+
+def test_the_banned_openings_part_the_not_mine_reasonings_of_the_four_languages(demo):
+    """`magimac.demo.language.OPENINGS_BANNED[lang]` catches the other languages' reasonings and
+    never the language's own (a retrained tokenizer or wording would show here)."""
+    from magimac.demo.language import OPENINGS_BANNED
+
+    _, tok, _, _ = demo
+    t = tok.instruct_tokenizer.tokenizer
+
+    def starts(text: str, openings) -> bool:
+        ids = t.encode(text, bos=False, eos=False)
+        return any(ids[:len(o)] == o for o in (t.encode(x, bos=False, eos=False) for x in openings))
+
+    for lang, banned in OPENINGS_BANNED.items():
+        assert not starts(tooldata.NOT_MINE[lang], banned), lang
+        assert all(starts(tooldata.NOT_MINE[other], banned) for other in OPENINGS_BANNED if other != lang), lang

@@ -46,7 +46,7 @@ def test_values_in_range_are_accepted(name, value):
 
 def test_every_numeric_setting_has_a_range():
     numeric = {f.name for f in fields(GenerationSettings)} - {"keep_reasoning", "system_prompt", "reasoning_instructions",
-                                                             "tools", "tool_choice", "cache_owner"}
+                                                             "tools", "tool_choice", "banned_openings", "cache_owner"}
     assert set(SETTING_RANGES) == numeric
 
 

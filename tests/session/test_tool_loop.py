@@ -126,3 +126,24 @@ def test_a_call_of_a_tool_not_offered_never_runs_and_says_so(tool_engine):
     (call,) = [e for e in events if isinstance(e, (ToolCall, ToolResult))]
     assert call.name == "python" and call.error is None
 
+def test_thinking_time_leaves_out_the_wait_for_permission(monkeypatch):
+    """"Thought for N s" counts the model's time only: the permission dialog waits 100 s here,
+    on a clock that also ticks a second per event read."""
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    def ask(call, shown):
+        now[0] += 100.0  # the person reads the dialog
+        return DENY
+
+    engine = FakeEngine(reasoning="Let me use python.", answer="It is 42.", tool_rounds=[[PY]])
+    session = open_model(choice=_choice(), engine_factory=lambda p, **k: engine)
+    run = session.turn([Message("user", "What is 6 x 7?")], None, use("python", ask=ask))
+    monkeypatch.setattr("magimac.session.turn.time.monotonic", clock)
+    events = list(run)
+    assert any(isinstance(e, ToolResult) for e in events) and run.answer.content == "It is 42."
+    assert 0 < run.answer.thinking_s < 10  # the reasoning and the next round, not the 100 s wait
+    assert run.answer.stored_stats()["thinking_s"] == run.answer.thinking_s

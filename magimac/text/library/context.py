@@ -67,16 +67,33 @@ def library_report(results: Results, ctx: Context, libraries: list[str]) -> dict
                          for i, p in enumerate(ctx.passages, start=1)]}
 
 
-def library_summary(results: Results, ctx: Context, libraries: list[str]) -> str:
+def library_summary(results: Results, ctx: Context, libraries: list[str],
+                    room: tuple[int, int] | None = None) -> str:
     """One line for people: ``library notes (hybrid): 2 passages (410 tokens): [1] a.pdf p.12
-    (0.0325); [2] b.md (0.0161)``, or that nothing was found."""
+    (0.0325); [2] b.md (0.0161)`` (and how many more were found than fit), that nothing was
+    found, or that what was found does not fit.
+
+    Args:
+        room: (tokens left for passages, the model's context length in tokens), to say how
+            little room there was when passages were found but none fits.
+    """
     how = f"library {', '.join(libraries)} ({'words and meaning' if results.mode == 'hybrid' else 'words only'})"
+    found = len(results.hits)
+    if not ctx.passages and found:
+        left = (f": {max(room[0], 0):,} tokens of this model's {room[1]:,}-token context were left for them"
+                if room is not None else "")
+        return (f"{how}: {_passages(found)} found, but none fits{left}; use a model with a longer "
+                "context, or ask a shorter question")
     if not ctx.passages:
         return f"{how}: no passage found"
     items = "; ".join(f"[{i}] {p.doc_name}" + (f" p.{p.page}" if _paged(results, p) else "") + f" ({p.score:.4g})"
                       for i, p in enumerate(ctx.passages, start=1))
-    n = len(ctx.passages)
-    return f"{how}: {n} passage{'s' if n != 1 else ''} ({ctx.tokens:,} tokens): {items}"
+    more = f"; {found - len(ctx.passages)} more found did not fit the context" if found > len(ctx.passages) else ""
+    return f"{how}: {_passages(len(ctx.passages))} ({ctx.tokens:,} tokens): {items}{more}"
+
+
+def _passages(n: int) -> str:
+    return f"{n} passage{'s' if n != 1 else ''}"
 
 
 def _paged(results: Results, p: Passage) -> bool:
