@@ -74,7 +74,7 @@ def _document(engine, tokens: int) -> str:
 
 def _turn(engine, messages, max_tokens: int):
     from magimac.core.events import Done
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
 
     settings = GenerationSettings(temperature=0, seed=0, max_tokens=max_tokens)
     for ev in engine.submit(messages, settings):
@@ -103,7 +103,7 @@ def child(args) -> dict:
 
     from magimac.core.conversation import Message
     from magimac.engine.disk_index import DiskIndex
-    from magimac.engine.settings import DiskCacheSettings
+    from magimac.core.settings import DiskCacheSettings
     from magimac.engine.worker import Engine
 
     disk = DiskCacheSettings(enabled=args.child != "prefill", directory=args.cache_dir)

@@ -71,7 +71,7 @@ def decode_bench(rounds: int, n_tokens: int) -> dict:
     from mlx_lm.sample_utils import make_sampler
 
     from magimac.core.conversation import Message
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
     from magimac.engine.worker import Engine
     from magimac.core.events import Done
 
@@ -126,7 +126,7 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 def engine_turns(path: Path, turns: int, keep: bool) -> list[dict]:
     from magimac.core.conversation import Message
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
     from magimac.engine.worker import Engine
     from magimac.core.events import Done
 
@@ -190,7 +190,7 @@ def mlx_lm_turns(path: Path, turns: int, reuse_cache: bool) -> list[dict]:
 
 
 def _no_system():
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
 
     return GenerationSettings(system_prompt=None)
 

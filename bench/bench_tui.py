@@ -124,7 +124,7 @@ def engine_alone(engine, n: int, conv: int | None = None) -> float:
     """Decode tokens/s of one turn on the engine alone: ``PROMPT`` after conversation ``conv``'s
     messages (the same prompt, hence the same KV cache length, as the app's turn)."""
     from magimac.core.conversation import Message  # noqa: PLC0415
-    from magimac.engine.settings import GenerationSettings  # noqa: PLC0415
+    from magimac.core.settings import GenerationSettings  # noqa: PLC0415
     from magimac.text.history import History  # noqa: PLC0415
 
     earlier = [m.to_message() for m in History().messages(conv)] if conv is not None else []

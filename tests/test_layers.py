@@ -33,7 +33,7 @@ TEXTUAL_ALLOWED = ("magimac.tui",)
 ONLINE_SDK = ("mistralai", "httpx2", "keyring")
 ONLINE_SDK_ALLOWED = ("magimac.online", "magimac.testing")
 FRONT_ENDS = ("magimac.cli", "magimac.tui", "magimac.server")
-ENGINE_FOR_FRONT_ENDS = ("magimac.engine.settings",)  # the one engine module a front-end may import
+ENGINE_FOR_FRONT_ENDS = ()  # the server imports no engine module: settings live in core
 MAX_LINES = 400
 
 

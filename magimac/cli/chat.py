@@ -134,7 +134,7 @@ def build_messages(args: argparse.Namespace, stdin=None) -> list[Message]:
 
 def _system_prompt(args: argparse.Namespace):
     """The system prompt setting from ``--system`` / ``--system-file`` / ``--no-system-prompt``."""
-    from magimac.engine.settings import DEFAULT
+    from magimac.core.settings import DEFAULT
 
     if args.no_system_prompt:
         return None
@@ -152,7 +152,7 @@ def build_settings(args: argparse.Namespace):
     Raises:
         MagimacError: a value out of range, named with its option (``--top-p must be in (0, 1], got 2``).
     """
-    from magimac.engine.settings import SETTING_RANGES, GenerationSettings, setting_error
+    from magimac.core.settings import SETTING_RANGES, GenerationSettings, setting_error
 
     if args.context_length is not None and args.context_length < 1:
         raise MagimacError(f"--context-length must be a positive number of tokens, got {args.context_length}")
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from magimac.engine.settings import DiskCacheSettings
+    from magimac.core.settings import DiskCacheSettings
     from magimac.session.model import open_model
 
     from magimac.cli.chat_tools import tool_use

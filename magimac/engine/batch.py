@@ -47,7 +47,7 @@ from magimac.engine.generate import input_embeddings, sampling, token_keys
 from magimac.engine.loading import EngineLoadError
 from magimac.engine.prefill import PrefillPace
 from magimac.engine.prefix import PrefixCache, kv_bytes_per_token
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from magimac.engine.worker import Engine, Turn
 from magimac.text.prompt import PromptError
 from magimac.text.tool_calls import OutputSplitter

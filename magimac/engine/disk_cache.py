@@ -42,7 +42,7 @@ import numpy as np
 from mlx_lm.models.cache import KVCache, QuantizedKVCache, trim_prompt_cache
 
 from magimac.engine.disk_index import DiskIndex, chain_keys, link, model_identity
-from magimac.engine.settings import DiskCacheSettings
+from magimac.core.settings import DiskCacheSettings
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Iterable
 
 from magimac.core import paths
-from magimac.engine.settings import BLOCK_TOKENS, DISK_CACHE_BUDGET
+from magimac.core.settings import BLOCK_TOKENS, DISK_CACHE_BUDGET
 
 FORMAT = "magimac-prompt-cache/1"
 """Part of every model identity: a change of the block format invalidates all blocks."""

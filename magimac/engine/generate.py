@@ -35,7 +35,7 @@ from magimac.core.events import Done, Stats
 from magimac.engine.budget import budget_processor, opening_ban
 from magimac.engine.loading import ModelInfo
 from magimac.engine.prefill import PrefillCancelled, PrefillPace, PrefillReport
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from magimac.text import prompt as prompt_mod
 from magimac.text.tool_calls import OutputSplitter, tool_call_ids
 from magimac.text.tools import calls_in

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from magimac.core.errors import MagimacError
-from magimac.engine.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from magimac.core.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 IMG_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
 

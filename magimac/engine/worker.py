@@ -39,7 +39,7 @@ from magimac.core.events import Done, EngineError, Event, Loaded, LoadProgress
 from magimac.core.units import format_bytes
 from magimac.engine import loading
 from magimac.engine.loading import EngineLoadError
-from magimac.engine.settings import DEFAULT, DiskCacheSettings, GenerationSettings
+from magimac.core.settings import DEFAULT, DiskCacheSettings, GenerationSettings
 
 
 class Turn:
@@ -95,7 +95,7 @@ class Engine:
             first token); None: the plan's choice (`magimac.models.plan.check_fits`: 16-bit when it fits).
         force: load even when the plan says weights + KV cache exceed the memory the GPU may
             use (`magimac.models.plan.check_fits`).
-        disk_cache: the prompt cache on disk (`magimac.engine.settings.DiskCacheSettings`);
+        disk_cache: the prompt cache on disk (`magimac.core.settings.DiskCacheSettings`);
             None: the defaults (on, the person's budget, `magimac.engine.disk_cache`).
 
     Raises:

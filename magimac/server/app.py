@@ -195,7 +195,7 @@ def _middleware(served: Served) -> list[Middleware]:
 
 def _settings_of(body: dict):
     """`GenerationSettings` of a tokenize request (``keep_reasoning``, ``system_prompt``)."""
-    from magimac.engine.settings import DEFAULT, GenerationSettings
+    from magimac.core.settings import DEFAULT, GenerationSettings
 
     system = body.get("system_prompt", DEFAULT)
     return GenerationSettings(keep_reasoning=bool(body.get("keep_reasoning")),

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from magimac.core.conversation import Message
-from magimac.engine.settings import DEFAULT, GenerationSettings, setting_error
+from magimac.core.settings import DEFAULT, GenerationSettings, setting_error
 from magimac.server.errors import RequestError
 from magimac.server.tools import assistant_calls, request_tools, tool_result
 from magimac.text.images import ImageTooLarge, open_image

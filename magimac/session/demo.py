@@ -30,7 +30,7 @@ def demo_settings(settings, messages: list[Message]):
         the settings with ``banned_openings`` for the last user message's language and, with a
         reasoning budget of 0, no budget; and whether the turn's reasoning is to be left out.
     """
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
 
     settings = settings or GenerationSettings()
     question = next((m.content for m in reversed(messages) if m.role == "user"), "")

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 from magimac.core.conversation import Message
 from magimac.core.events import AnswerDelta, Done, EngineError, Loaded, ReasoningDelta, Stats, ToolCall
 from magimac.engine.loading import EngineLoadError
-from magimac.engine.settings import DEFAULT, GenerationSettings
+from magimac.core.settings import DEFAULT, GenerationSettings
 from magimac.session.proof import check_server
 from magimac.text.prompt import Prompt
 

@@ -29,7 +29,7 @@ def vision_page_reader(session):
     Raises:
         MagimacError: the model takes no images (named, with what to use instead).
     """
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
 
     loaded = session.wait_loaded()
     if not loaded.vision:

@@ -171,7 +171,7 @@ class TurnRun:
         self.settings = settings
         self.tools = None  # a `magimac.session.tool_loop.ToolRounds` when the model may use tools
         if tools is not None:
-            from magimac.engine.settings import GenerationSettings
+            from magimac.core.settings import GenerationSettings
             from magimac.session.tool_loop import ToolRounds
 
             self.settings = dataclasses.replace(settings or GenerationSettings(), tools=tools.toolbox.specs())

@@ -23,7 +23,7 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch, TextAr
 
 from magimac.models.online import RetiredModel
 from magimac.session.model import choose_model
-from magimac.engine.settings import DEFAULT, GenerationSettings, setting_error
+from magimac.core.settings import DEFAULT, GenerationSettings, setting_error
 from magimac.tools.toolbox import BUILTIN_NAMES
 
 TOOL_LABELS = {

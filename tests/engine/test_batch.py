@@ -12,7 +12,7 @@ from magimac.core.events import AnswerDelta, Done, ReasoningDelta
 from tests.engine.conftest import STEP, long_prompt, small_chunks, split
 from magimac.engine.batch import BatchEngine
 from magimac.engine.prefix import PrefixCache, kv_bytes_per_token
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from magimac.engine.worker import Engine
 
 

@@ -124,7 +124,7 @@ def test_the_engine_answers_an_out_of_scope_question_with_the_one_sentence():
     """Through `Engine` (greedy), as `magimac chat` runs it: reasoning, then the sentence."""
     from magimac.core.conversation import Message
     from magimac.core.events import AnswerDelta, ReasoningDelta
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
     from magimac.engine.worker import Engine
 
     engine = Engine(load_registry()["demo"].local_path())

@@ -19,7 +19,7 @@ from magimac.cli.main import main
 from magimac.core.conversation import Message
 from magimac.core.events import AnswerDelta, Done, ReasoningDelta
 from magimac.engine.disk_index import DiskIndex, conversation_owner, default_directory, forget_conversation
-from magimac.engine.settings import DiskCacheSettings, GenerationSettings
+from magimac.core.settings import DiskCacheSettings, GenerationSettings
 from magimac.engine.worker import Engine
 
 BLOCK = 16

@@ -18,7 +18,7 @@ from magimac.testing.checkpoint import Script, build_checkpoint, script_tokens
 from magimac.testing.tekken import drop_think_control_tokens
 from magimac.core.conversation import Message
 from magimac.engine.loading import EngineLoadError
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from magimac.engine.worker import Engine
 from magimac.core.events import AnswerDelta, Done, Loaded, LoadProgress, ReasoningDelta, Stats
 from magimac.text.reasoning import ReasoningMarkers, ReasoningSplitter, markers_for

@@ -9,7 +9,7 @@ from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
 from magimac.core.conversation import Message
 from magimac.core.events import AnswerDelta, Done, ReasoningDelta, ToolCall
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from magimac.text.tools import BUILTIN_TOOLS, tool_message
 
 SETTINGS = GenerationSettings(tools=BUILTIN_TOOLS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from magimac.core.conversation import Message
 from magimac.engine.prefill import PrefillPace
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from tests.engine.conftest import STEP, long_prompt, small_chunks, split
 
 SHORT = GenerationSettings(system_prompt=None)

@@ -12,7 +12,7 @@ from magimac.core.conversation import Message
 from magimac.core.events import AnswerDelta, ReasoningDelta
 from magimac.demo.language import question_language
 from magimac.demo.tooldata import CAN_DO
-from magimac.engine.settings import DiskCacheSettings, GenerationSettings
+from magimac.core.settings import DiskCacheSettings, GenerationSettings
 from magimac.session.model import open_model
 from magimac.session.tool_loop import ToolUse
 from magimac.text.library import index

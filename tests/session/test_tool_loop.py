@@ -112,7 +112,7 @@ def test_a_call_of_a_tool_not_offered_never_runs_and_says_so(tool_engine):
     model ended it.  A tool the prompt offered (a server's client runs it) passes as it is."""
     from dataclasses import replace
 
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
     from magimac.text.tools import NOT_OFFERED, PYTHON
 
     session = open_model(choice=_choice(), engine_factory=lambda p, **k: tool_engine, owns_engine=False)

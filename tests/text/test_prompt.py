@@ -21,7 +21,7 @@ from magimac.testing.checkpoint import SYSTEM_PROMPT
 from magimac.testing.tekken import drop_think_control_tokens
 from magimac.core.conversation import Message
 from magimac.engine.loading import EngineLoadError
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from magimac.engine.worker import Engine
 from magimac.text.prompt import PromptError
 

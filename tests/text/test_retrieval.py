@@ -228,7 +228,7 @@ class TokenizerEngine:
 
 
 def test_attach_for_engine_keeps_room_for_the_answer(manual, count, prompt_len):
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
 
     engine = TokenizerEngine(count, prompt_len, 3000)
     msgs = [Message("user", "What is the north turbine password?", documents=[manual.path])]
@@ -241,7 +241,7 @@ def test_attach_for_engine_keeps_room_for_the_answer(manual, count, prompt_len):
 
 
 def test_control_token_strings_stay_text_in_the_engines_prompt(tmp_path, scripted_checkpoint):
-    from magimac.engine.settings import GenerationSettings
+    from magimac.core.settings import GenerationSettings
     from magimac.engine.worker import Engine
 
     path = tmp_path / "evil.md"

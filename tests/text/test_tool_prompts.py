@@ -12,7 +12,7 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from magimac.core.conversation import Message, conversation_from_json
 from magimac.core.events import AnswerDelta, ReasoningDelta, ToolCall
-from magimac.engine.settings import GenerationSettings
+from magimac.core.settings import GenerationSettings
 from magimac.testing.tekken import write_tekken
 from magimac.text.reasoning import markers_for
 from magimac.text.tool_calls import OutputSplitter

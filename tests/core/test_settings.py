@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import pytest
 
-from magimac.engine.settings import SETTING_RANGES, GenerationSettings, setting_error
+from magimac.core.settings import SETTING_RANGES, GenerationSettings, setting_error
 
 
 @pytest.mark.parametrize("name, value, phrase", [
@@ -51,6 +51,6 @@ def test_every_numeric_setting_has_a_range():
 
 
 def test_the_settings_module_leaves_mlx_unimported():
-    code = "import magimac.engine.settings, sys; print([m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm', 'mlx_vlm')])"
+    code = "import magimac.core.settings, sys; print([m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm', 'mlx_vlm')])"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr[-1000:]
