@@ -33,7 +33,7 @@ TEXTUAL_ALLOWED = ("magimac.tui",)
 ONLINE_SDK = ("mistralai", "httpx2", "keyring")
 ONLINE_SDK_ALLOWED = ("magimac.online", "magimac.testing")
 FRONT_ENDS = ("magimac.cli", "magimac.tui", "magimac.server")
-ENGINE_FOR_FRONT_ENDS = ()  # the server imports no engine module: settings live in core
+ENGINE_FOR_CLI = ("magimac.engine.disk_index", "magimac.engine.device")  # `magimac cache`, `magimac doctor`
 MAX_LINES = 400
 
 
@@ -128,12 +128,39 @@ def test_mlx_textual_and_the_api_sdk_only_where_the_table_says():
     assert not wrong, "\n".join(sorted(wrong))
 
 
-def test_the_server_runs_turns_through_the_session_layer():
-    """`magimac serve` (magimac.server) reaches the engine only through magimac.session (its
-    settings aside), like the other front-ends' new code must."""
-    wrong = [f"{m} imports {t}" for m, targets in EDGES.items() if m.startswith("magimac.server")
-             for t in targets if t.startswith("magimac.engine") and t not in ENGINE_FOR_FRONT_ENDS]
+def test_the_app_and_the_server_import_nothing_of_the_engine():
+    """The app and `magimac serve` reach a model only through magimac.session; the CLI imports
+    only the engine modules of the commands about the engine itself (`cache`, `doctor`)."""
+    wrong = [f"{m} imports {t}" for m, targets in EDGES.items() if m.startswith(FRONT_ENDS)
+             for t in targets if t.startswith("magimac.engine")
+             and not (m.startswith("magimac.cli") and t in ENGINE_FOR_CLI)]
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def engine_uses(path: Path) -> list[str]:
+    """Lines of ``path`` that reach an engine object: an attribute named ``engine`` (as in
+    ``session.engine.encode``) or ``getattr(x, "engine")``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr == "engine":
+            found.append(f"{path.name}:{node.lineno}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value == "engine"):
+            found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_no_front_end_calls_an_engine():
+    """Front-ends talk to the `ChatSession` (encode, count_tokens, status, turns), never to the
+    engine behind it (`magimac.core.backend.Backend`)."""
+    wrong = [u for m, p in MODS.items() if m.startswith(FRONT_ENDS) for u in engine_uses(p)]
+    assert not wrong, "front-ends reaching an engine: " + ", ".join(wrong)
+
+
+def test_the_engine_scan_sees_a_front_end_calling_an_engine(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("def show(run):\n    return run.session.engine.encode([])\n")
+    assert engine_uses(f) == ["x.py:2"]
 
 
 def test_the_import_graph_has_no_circle():

@@ -173,7 +173,7 @@ def _show_prompt(run, as_json: bool) -> int:
     from magimac.cli.chat_output import for_terminal, json_line
 
     documents = run.prepare()
-    p = run.session.engine.encode(run.messages, run.settings)
+    p = run.session.encode(run.messages, run.settings)
     if as_json:
         if documents is not None:
             json_line(documents.report)
@@ -210,26 +210,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from magimac.core.settings import DiskCacheSettings
-    from magimac.session.model import open_model
-
     from magimac.cli.chat_tools import tool_use
 
     messages = build_messages(args)
     settings = build_settings(args)
     tools = tool_use(args)
-    choice, remote = _model_for(args)
-    if choice.online is not None and not (args.online or args.show_prompt):
-        raise MagimacError(f"{choice.online.name} runs on Mistral's API ({choice.online.api_url}): nothing was "
-                           "sent; add --online to send this conversation there")
-    if remote is not None:
-        session = open_model(choice=choice, engine_factory=lambda path, **_: remote)
-    else:
-        if choice.notice:
-            print(f"magimac: {choice.notice}", file=sys.stderr)
-        options = {"disk_cache": DiskCacheSettings(enabled=False)} if args.no_disk_cache else {}
-        session = open_model(choice=choice, context_length=args.context_length, kv_bits=args.kv_bits,
-                             force=args.force, **options)
+    session = _open(args)
     try:
         run_ = session.turn(messages, settings, tools, libraries=_libraries(args))
         if args.show_prompt:
@@ -254,36 +240,28 @@ def _libraries(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(args.library))
 
 
-def _model_for(args: argparse.Namespace):
-    """(ModelChoice, RemoteEngine of the server to use, or None to load the model here):
-    ``--server URL``, else the person's own server on the default port that serves the model
-    asked for (`magimac.session.remote.discover`; one notice when a server there cannot prove it
-    is theirs), unless ``--no-server`` or ``MAGIMAC_NO_SERVER=1``."""
-    import os
+def _open(args: argparse.Namespace):
+    """The `ChatSession` for ``args``: ``--server URL``, else the person's own server on the
+    default port when it serves the model (one notice on stderr; `magimac.session.model.open_model`),
+    unless ``--no-server``; else the model loaded here."""
+    from magimac.core.settings import DiskCacheSettings
+    from magimac.session.model import choose_model, open_model
 
-    from magimac.session.model import ModelChoice, choose_model
-    from magimac.session.proof import UntrustedServer
-    from magimac.session.remote import RemoteEngine, discover
+    def notice(line: str) -> None:
+        print(f"magimac: {line}", file=sys.stderr)
 
-    if args.server is None and (args.no_server or os.environ.get("MAGIMAC_NO_SERVER") == "1"):
-        return choose_model(args.model), None
     if args.server is not None:
-        engine = RemoteEngine(args.server, args.model, os.environ.get("MAGIMAC_API_KEY"))
-        loaded = engine.wait_loaded(10)
-        return ModelChoice(Path(engine.model_id or loaded.model)), engine
+        return open_model(args.model, server=args.server)
     choice = choose_model(args.model)
-    if choice.online is not None:  # Mistral's API: no local server serves it
-        return choice, None
-    try:
-        engine = discover(choice.path)
-    except UntrustedServer as e:
-        print(f"magimac: {e}", file=sys.stderr)
-        engine = None
-    if engine is None:
-        return choice, None
-    print(f"magimac: using the server at {engine.base} (it has {choice.path.name} loaded; --no-server "
-          "loads it here)", file=sys.stderr)
-    return choice, engine
+    if choice.online is not None and not (args.online or args.show_prompt):
+        raise MagimacError(f"{choice.online.name} runs on Mistral's API ({choice.online.api_url}): nothing was "
+                           "sent; add --online to send this conversation there")
+    options = {"disk_cache": DiskCacheSettings(enabled=False)} if args.no_disk_cache else {}
+    session = open_model(choice=choice, find_server=not args.no_server, notice=notice,
+                         context_length=args.context_length, kv_bits=args.kv_bits, force=args.force, **options)
+    if session.server is None and choice.notice:
+        notice(choice.notice)
+    return session
 
 
 def _stream(run_, args: argparse.Namespace) -> int:

@@ -29,14 +29,14 @@ def json_line(obj: dict) -> None:
 
 
 def online_source(session) -> dict | None:
-    """Where an online model's answer comes from (``session``: a `magimac.session.model.Session`):
+    """Where an online model's answer comes from (``session``: a `magimac.session.model.ChatSession`):
     ``{"service": "Mistral's API", "model": "mistral-medium-latest", "display_name", "api_url"}``,
     None for a local model.  `JsonPrinter` puts it in the ``done`` line as ``online``."""
     online = session.choice.online
     if online is None:
         return None
     return {"service": "Mistral's API", "model": online.name, "display_name": online.display_name,
-            "api_url": getattr(session.engine, "api_url", online.api_url)}
+            "api_url": session.api_url}
 
 
 def online_line(source: dict) -> str:

@@ -165,12 +165,12 @@ def check_leftovers() -> list[Finding]:
 
 def diagnose() -> tuple[dict, dict, list[Finding]]:
     """``(facts, versions, findings)``; findings are errors first, then warnings."""
-    from magimac.engine import device
+    from magimac.engine.device import detect
     from magimac.models import hardware
     from magimac.models.registry import RegistryError, load_registry
 
     hw = hardware.detect()
-    dev = device.detect()
+    dev = detect()
     found = versions()
     findings = check_platform(hw, dev) + check_packages(found) + check_mlx(dev) + check_dirs() + check_leftovers()
     try:

@@ -56,23 +56,6 @@ CREATE TABLE IF NOT EXISTS models (model TEXT PRIMARY KEY, block_tokens INTEGER 
 """
 
 
-def conversation_owner(conversation_id: int) -> str:
-    """The owner tag of a history conversation's blocks (`magimac.text.history`)."""
-    return f"conversation:{conversation_id}"
-
-
-def forget_conversation(conversation_id: int) -> int:
-    """Drop the blocks only the deleted conversation ``conversation_id`` used; returns the bytes
-    freed.  Never raises: a cache that cannot be opened holds nothing to drop (0)."""
-    directory = default_directory()
-    if not (directory / "index.db").exists():
-        return 0
-    try:
-        return DiskIndex(directory).drop_owner(conversation_owner(conversation_id))
-    except (OSError, sqlite3.Error):
-        return 0
-
-
 def default_directory() -> Path:
     """``<cache dir>/prompt-cache`` (`magimac.core.paths.cache_dir`; ``MAGIMAC_CACHE_DIR`` moves it)."""
     return paths.cache_dir() / "prompt-cache"
@@ -326,5 +309,5 @@ def clear_cache(directory: Path | str | None = None) -> tuple[DiskIndex, int]:
         return DiskIndex(d), freed
 
 
-__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "clear_cache", "link", "conversation_owner",
-           "default_directory", "forget_conversation", "model_identity"]
+__all__ = ["ANONYMOUS", "DiskIndex", "Usage", "chain_keys", "clear_cache", "link",
+           "default_directory", "model_identity"]

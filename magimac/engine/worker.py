@@ -222,6 +222,11 @@ class Engine:
             runner.disk.flush()
         return True
 
+    def status(self) -> dict:
+        """``{"running": turns queued or running}`` (any thread; a snapshot)."""
+        with self._pending_lock:
+            return {"running": len(self._pending)}
+
     # ---- tokens (no MLX) -------------------------------------------------------------------
 
     def prompt_tokens(self, messages: list[Message], settings: GenerationSettings | None = None) -> list[int]:

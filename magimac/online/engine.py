@@ -134,6 +134,10 @@ class OnlineEngine:
     def close(self) -> None:
         self.cancel()
 
+    def status(self) -> dict:
+        """``{"running": 1 while a turn streams, else 0}``."""
+        return {"running": int(self._turn is not None and not self._turn.finished)}
+
     def encode(self, messages: list, settings=None) -> ApiPrompt:
         """The request a turn would send, for ``--show-prompt`` (sends nothing).
 
@@ -180,6 +184,11 @@ class RemoteTurn:
         ev = self._events.get()
         self._done = isinstance(ev, Done)
         return ev
+
+    @property
+    def finished(self) -> bool:
+        """Whether its ``Done`` was read."""
+        return self._done
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -96,8 +96,7 @@ def create_app(served: Served) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def status(request: Request) -> JSONResponse:
-        engine_status = getattr(served.session.engine, "status", None)
-        return JSONResponse(engine_status() if callable(engine_status) else {})
+        return JSONResponse(served.session.status())
 
     async def chat(request: Request):
         body = await read_json(request)
@@ -129,9 +128,9 @@ def create_app(served: Served) -> Starlette:
 
     async def tokenize(request: Request) -> JSONResponse:
         body = await read_json(request)
-        engine = served.session.engine
+        session = served.session
         if isinstance(body, dict) and isinstance(body.get("text"), str):
-            return JSONResponse({"count": engine.count_tokens(body["text"])})
+            return JSONResponse({"count": session.count_tokens(body["text"])})
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise RequestError("the body must be {\"messages\": [...]} or {\"text\": \"...\"}")
         if any(isinstance(m, dict) and (m.get("images") or m.get("documents")) for m in body["messages"]):
@@ -139,7 +138,7 @@ def create_app(served: Served) -> Starlette:
                                "messages")
         try:
             messages = [Message.from_dict(m, f"messages[{i}]") for i, m in enumerate(body["messages"])]
-            prompt = engine.encode(messages, _settings_of(body))
+            prompt = session.encode(messages, _settings_of(body))
         except ValueError as e:  # ConversationError / PromptError
             raise RequestError(str(e), "messages") from None
         return JSONResponse({"tokens": prompt.tokens, "text": prompt.text})

@@ -78,7 +78,7 @@ def attach_libraries(engine, messages: list[Message], settings, libraries: list[
     if embedder is None and (note := bm25_note_once()):
         results.notes.append(note)
     used = len(engine.prompt_tokens(messages, settings))
-    context_length = getattr(engine, "context_length", None) or engine.wait_loaded().context_length
+    context_length = engine.wait_loaded().context_length
     budget = context_length - used - answer_reserve(context_length, getattr(settings, "max_tokens", None))
     ctx = library_context(results, budget, engine.count_tokens)
     summary = library_summary(results, ctx, libraries, (budget, context_length))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from magimac.core.backend import Backend, EncodedPrompt
 from magimac.core.conversation import Message
-from magimac.core.events import Loaded
+from magimac.core.events import EngineError, Loaded, LoadProgress
+from magimac.core.settings import GenerationSettings
 from magimac.models import store
 from magimac.models.online import OnlineModel, check_available, find_online
 
@@ -78,17 +80,19 @@ def batch_engine_factory(path: Path, **options: Any):
 
 @dataclass
 class ChatSession:
-    """One opened model and its engine; runs turns for a front-end.
+    """One opened model and its engine; runs turns for a front-end, which talks to this and
+    never to the engine.
 
     Attributes:
-        choice: the resolved model; engine: the engine (anything with `Engine`'s methods:
-        ``start``, ``load_events``, ``wait_loaded``, ``submit``, ``cancel``, ``close``,
-        ``prompt_tokens``, ``count_tokens``, ``encode``); owns_engine: whether `close` closes it.
+        choice: the resolved model; engine: its `magimac.core.backend.Backend` (local, batched,
+        a server's, Mistral's API); owns_engine: whether `close` closes it; server: the URL of
+        the `magimac serve` it runs on, or None.
     """
 
     choice: ModelChoice
-    engine: Any
+    engine: Backend
     owns_engine: bool = True
+    server: str | None = None
     _loaded: Loaded | None = field(default=None, repr=False)
 
     @property
@@ -104,6 +108,13 @@ class ChatSession:
         self._loaded = self.engine.wait_loaded(timeout)
         return self._loaded
 
+    def load_events(self) -> Iterator[LoadProgress | Loaded | EngineError]:
+        """Loading progress from the start, ending with `Loaded` or `EngineError`."""
+        for ev in self.engine.load_events():
+            if isinstance(ev, Loaded):
+                self._loaded = ev
+            yield ev
+
     @property
     def loaded(self) -> Loaded | None:
         """The `Loaded` event once `wait_loaded` returned, else None."""
@@ -117,6 +128,25 @@ class ChatSession:
 
         return TurnRun(self, list(messages), settings, tools, libraries)
 
+    def encode(self, messages: list[Message], settings: GenerationSettings | None = None) -> EncodedPrompt:
+        """The prompt a turn would send for ``messages`` (ids and text; sends nothing)."""
+        return self.engine.encode(messages, settings)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of plain ``text`` in this model's tokenizer."""
+        return self.engine.count_tokens(text)
+
+    def status(self) -> dict[str, Any]:
+        """The engine's snapshot (`magimac.core.backend.Backend.status`)."""
+        return self.engine.status()
+
+    @property
+    def api_url(self) -> str | None:
+        """Where an online model's turns go (Mistral's API or a stand-in), else None."""
+        if self.choice.online is None:
+            return None
+        return getattr(self.engine, "api_url", None) or self.choice.online.api_url
+
     def cancel(self) -> None:
         """Stop the running turn within a token (its events end with Done("cancelled"))."""
         self.engine.cancel()
@@ -128,29 +158,67 @@ class ChatSession:
 
 
 def open_model(name: str | None = None, *, choice: ModelChoice | None = None,
-               engine_factory: Callable[..., Any] | None = None, start: bool = True,
-               owns_engine: bool = True, online_factory: Callable[..., Any] = online_engine_factory,
-               **engine_options: Any) -> ChatSession:
+               engine_factory: Callable[..., Backend] | None = None, start: bool = True,
+               owns_engine: bool = True, online_factory: Callable[..., Backend] = online_engine_factory,
+               server: str | None = None, find_server: bool = False,
+               notice: Callable[[str], None] = lambda _line: None, **engine_options: Any) -> ChatSession:
     """Resolve ``name`` (or take ``choice``) and start loading it in the background.
 
     Args:
-        name: as `choose_model`. choice: an already resolved model (the name is not resolved
-            again). engine_factory: ``f(path, **engine_options) -> engine`` (tests pass a fake;
+        name: as `choose_model`; with ``server``, the served model to ask for (None: its first).
+        choice: an already resolved model (the name is not resolved again).
+        engine_factory: ``f(path, **engine_options) -> engine`` (tests pass a fake;
             default `default_engine_factory`). start: start the engine's thread now.
         online_factory: ``f(online_model, **engine_options) -> engine`` for a model of Mistral's
             API (default `online_engine_factory`; ``engine_factory`` is for local models only).
         owns_engine: whether `ChatSession.close` closes the engine (False for an engine the
             caller shares, e.g. one a test passes in).
+        server: a `magimac serve` URL to run the turns on (``--server``), with the key in
+            ``MAGIMAC_API_KEY``; checked when the session loads.
+        find_server: use the person's own server on the default port when it serves this model
+            (`magimac.session.remote.server_for`), unless ``MAGIMAC_NO_SERVER=1``.
+        notice: called with one line when a server is used, or one was ignored because it could
+            not prove it is the person's own.
         engine_options: `Engine` options (``context_length``, ``kv_bits``, ``force``).
 
     Raises:
         magimac.models.store.ModelNotFound: as `choose_model`.
     """
+    if server is not None:
+        from magimac.session.remote import server_for
+
+        choice = choice or ModelChoice(Path(name or server))
+        return _started(ChatSession(choice, server_for(None, server, model_id=name), owns_engine, server), start)
     choice = choice or choose_model(name)
+    remote = None
+    if choice.online is None and engine_factory is None and find_server:
+        remote = _own_server(choice, notice)
+    if remote is not None:
+        return _started(ChatSession(choice, remote, owns_engine, remote.base), start)
     if choice.online is not None:  # connects nothing yet: the first turn will
         engine = online_factory(choice.online, **engine_options)
     else:
         engine = (engine_factory or default_engine_factory)(choice.path, **engine_options)
-    if start and hasattr(engine, "start"):
-        engine.start()
-    return ChatSession(choice, engine, owns_engine=owns_engine)
+    return _started(ChatSession(choice, engine, owns_engine=owns_engine), start)
+
+
+def _started(session: ChatSession, start: bool) -> ChatSession:
+    if start:
+        session.engine.start()
+    return session
+
+
+def _own_server(choice: ModelChoice, notice: Callable[[str], None]):
+    """The person's own `magimac serve` serving ``choice`` (`remote.server_for`), or None; one
+    ``notice`` either way when there is a server on the port."""
+    from magimac.session.proof import UntrustedServer
+    from magimac.session.remote import server_for  # mistral-common: only once a model is chosen
+
+    try:
+        remote = server_for(choice.path)
+    except UntrustedServer as e:
+        notice(str(e))
+        return None
+    if remote is not None:
+        notice(f"using the server at {remote.base} (it has {choice.name} loaded; --no-server loads it here)")
+    return remote

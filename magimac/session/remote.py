@@ -267,6 +267,10 @@ class RemoteEngine:
     def close(self) -> None:
         self.cancel()
 
+    def status(self) -> dict:
+        """``{"running": this client's turns not yet done}`` (the server's own is its ``/status``)."""
+        return {"running": sum(t.done is None for t in self._turns)}
+
     def stats(self, u: dict) -> Stats:
         """`Stats` from the server's ``usage`` object."""
         reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0

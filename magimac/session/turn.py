@@ -177,7 +177,7 @@ class TurnRun:
             self.settings = dataclasses.replace(settings or GenerationSettings(), tools=tools.toolbox.specs())
             self.tools = ToolRounds(tools, [d for m in messages for d in m.documents])
         self._hide_reasoning = False
-        if getattr(getattr(session, "choice", None), "is_demo", False):
+        if session.choice.is_demo:
             from magimac.session.demo import demo_settings
 
             self.settings, self._hide_reasoning = demo_settings(self.settings, messages)
@@ -202,7 +202,7 @@ class TurnRun:
         self.messages, ctx = attach_for_engine(engine, self.messages, self.settings)
         loaded = self.session.wait_loaded()
         self.answer.model = model_label(loaded) if loaded is not None else None
-        self.answer.service = getattr(loaded, "service", "") or None
+        self.answer.service = (loaded.service or None) if loaded is not None else None
         if self.libraries:
             return self._prepare_libraries(ctx if had_documents or ctx.passages else None)
         if had_documents or ctx.passages:
@@ -232,13 +232,9 @@ class TurnRun:
             self._cancel_engine_turn()
 
     def _cancel_engine_turn(self) -> None:
-        """This turn's own cancel when the engine's turn has one (an engine running many turns
-        at once ends only this one), else the session's."""
-        own = getattr(self._engine_turn, "cancel", None)
-        if callable(own):
-            own()
-        else:
-            self.session.cancel()
+        """This turn's own cancel (`magimac.core.backend.TurnStream`: an engine running many
+        turns at once ends only this one)."""
+        self._engine_turn.cancel()
 
     def __iter__(self) -> "TurnRun":
         return self

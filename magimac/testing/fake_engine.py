@@ -1,8 +1,6 @@
 """An engine without a model, for front-end tests that do not test the model itself.
 
-`FakeEngine` has the methods of `magimac.engine.worker.Engine` that front-ends and the session
-layer call (``start``, ``load_events``, ``wait_loaded``, ``submit``, ``cancel``, ``close``,
-``prompt_tokens``, ``count_tokens``, ``encode``, ``context_length``) and answers every turn with
+`FakeEngine` meets the engine contract (`magimac.core.backend.Backend`) and answers every turn with
 a fixed reasoning and answer, one word per delta, without MLX, in microseconds. ``endless=True``
 reasons until `cancel` (a long answer to stop, or an app to close while it streams).
 
@@ -40,6 +38,22 @@ def _words(text: str) -> list[str]:
     """``text`` split into deltas that join back to it: ``["Hello!", " How", ...]``."""
     parts = text.split(" ")
     return [parts[0]] + [" " + p for p in parts[1:]] if text else []
+
+
+class FakeTurn:
+    """One fake turn: its events as they are read; ``cancel`` ends it at the next delta."""
+
+    def __init__(self, events: Iterator, cancel: threading.Event) -> None:
+        self._events, self._cancel = events, cancel
+
+    def __iter__(self) -> "FakeTurn":
+        return self
+
+    def __next__(self):
+        return next(self._events)
+
+    def cancel(self) -> None:
+        self._cancel.set()
 
 
 class FakeEngine:
@@ -94,12 +108,16 @@ class FakeEngine:
             raise EngineLoadError(self.load_error)
         return self.loaded
 
-    def submit(self, messages: list, settings=None) -> Iterator:
+    def submit(self, messages: list, settings=None) -> "FakeTurn":
         """The events of one turn answering ``messages`` (recorded in ``submitted``)."""
         self.submitted.append(list(messages))
         self.settings.append(settings)
         self._cancel.clear()
-        return self._turn(messages)
+        return FakeTurn(self._turn(messages), self._cancel)
+
+    def status(self) -> dict:
+        """``{"running": 0}``: a fake turn runs as it is read."""
+        return {"running": 0}
 
     def _turn(self, messages: list) -> Iterator:
         prompt = self.prompt_tokens(messages)

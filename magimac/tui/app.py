@@ -221,38 +221,26 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
         self.status.service = ""
         self.status.load_state = "loading…"
         factory = self.engine_factory and (lambda path, **_options: self.engine_factory(path))
-        remote = None
-        if factory is None and choice.online is None:
-            remote = self._server_for(choice, model)
-            factory = remote and (lambda path, **_options: remote)
         owns = self._owns_engine or choice.online is not None  # an online engine is always the app's
         try:
-            self.session = open_model(choice=choice, engine_factory=factory, start=owns, owns_engine=owns)
+            self.session = open_model(model if self.server else None, choice=choice, engine_factory=factory,
+                                      start=owns, owns_engine=owns, server=self.server,
+                                      find_server=not self.no_server, notice=self._server_notice)
         except Exception as e:  # a broken directory, an engine that refuses it
             self.status.load_state = "load failed"
             self.notify(f"cannot load {choice.path}: {e}", severity="error", timeout=10)
             return
-        self.attachments.engine = self.session.engine
-        if remote is not None and not self.server:
-            self.notify(f"using the server at {remote.base} (it has {choice.name} loaded; --no-server "
-                        "loads it here)", timeout=10)
-        self._load_worker(self.session.engine)
+        self.attachments.session = self.session
+        self._load_worker(self.session)
 
-    def _server_for(self, choice: ModelChoice, model: str | None):
-        """`magimac.session.remote.server_for`; a server that cannot prove it is the person's
-        own is ignored with one notice (None: load the model here)."""
-        from magimac.session.proof import UntrustedServer
-        from magimac.session.remote import server_for  # mistral-common: only once a model is chosen
-
-        try:
-            return server_for(choice.path, self.server, self.no_server, model)
-        except UntrustedServer as e:
-            self.notify(str(e), severity="warning", timeout=15)
-            return None
+    def _server_notice(self, line: str) -> None:
+        """A server was found, or one was ignored since it could not prove it is the person's own."""
+        warning = "could not prove" in line
+        self.notify(line, severity="warning" if warning else "information", timeout=15 if warning else 10)
 
     def _close_session(self) -> None:
         session, self.session = self.session, None
-        self.attachments.engine = None
+        self.attachments.session = None
         if session is not None:
             try:
                 session.close()
@@ -260,9 +248,9 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
                 pass
 
     @work(thread=True, group="load", exclusive=True)
-    def _load_worker(self, engine) -> None:
+    def _load_worker(self, session: ChatSession) -> None:
         try:
-            for ev in engine.load_events():
+            for ev in session.load_events():
                 self.post_message(LoadEvent(ev))
         except Exception as e:  # the engine reports errors as events; anything else too
             self.post_message(LoadEvent(EngineError(str(e) or type(e).__name__)))

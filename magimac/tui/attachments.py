@@ -35,14 +35,14 @@ class PendingAttachments(Static):
     Attributes:
         images: resolved image paths, in order. documents: resolved path -> its label
             (``notes.md (Markdown, 3 pages, 1,204 tokens)``).
-        engine: set by the app once a model is chosen (for token counts; None: no counts).
+        session: the app's `ChatSession` once a model is chosen (for token counts; None: no counts).
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__("", markup=False, **kwargs)
         self.images: list[Path] = []
         self.documents: dict[Path, str] = {}
-        self.engine = None
+        self.session = None
 
     def on_mount(self) -> None:
         self.display = False
@@ -74,18 +74,18 @@ class PendingAttachments(Static):
             self.notify(str(e), severity="error", timeout=10)
             return False
         path = path.resolve()
-        if self.engine is None:
+        if self.session is None:
             self.documents[path] = describe(doc)
         else:
             self.documents[path] = f"{describe(doc)} · counting tokens…"
-            self._count_worker(self.engine, path, doc)
+            self._count_worker(self.session, path, doc)
         self._show()
         return True
 
     @work(thread=True, group="count")
-    def _count_worker(self, engine, path: Path, doc) -> None:
+    def _count_worker(self, session, path: Path, doc) -> None:
         try:
-            tokens = engine.count_tokens(doc.text)
+            tokens = session.count_tokens(doc.text)
         except Exception:  # no tokenizer (model failed to load): the document without a count
             tokens = None
         self.post_message(TokensCounted(path, doc, tokens))

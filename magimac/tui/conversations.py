@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textual import events
 
-from magimac.engine.disk_index import forget_conversation
+from magimac.session.prompt_cache import forget_conversation
 from magimac.tui.screens import Confirm, TextPrompt
 from magimac.tui.sidebar import Sidebar
 

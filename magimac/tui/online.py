@@ -48,7 +48,7 @@ class OnlineChat:
             self.save_settings({**(self.conversation and self.conversation.settings or {}), CONSENT_KEY: True}, title)
             await then()
 
-        url = getattr(self.session.engine, "api_url", online.api_url)
+        url = self.session.api_url or online.api_url
         self.push_screen(Confirm(consent_question(online.display_name, url, len(self.messages) + 1)), done)
 
     def offer_successor(self, error: RetiredModel) -> None:

@@ -21,7 +21,7 @@ from magimac.tui.composer import Composer
 from magimac.tui.live_turn import LiveTurn, stream_turn
 from magimac.tui.messages import Streamed, TurnDocuments
 from magimac.tui.screens import AttachImage
-from magimac.engine.disk_index import conversation_owner
+from magimac.session.prompt_cache import conversation_owner
 from magimac.tui.settings_screen import generation_settings
 
 SAVE_INTERVAL_S = 1.0
@@ -113,7 +113,7 @@ class Sending:
         """Answer the conversation's messages: stream into a new assistant message."""
         assert self.conversation is not None and self.session is not None
         settings = generation_settings(self.conversation.settings or {})
-        settings.cache_owner = conversation_owner(self.conversation.id)  # `magimac.engine.disk_index`
+        settings.cache_owner = conversation_owner(self.conversation.id)
         run = self.session.turn([m.to_message() for m in self.messages], settings, self.turn_tools(),
                                 libraries=(self.conversation.settings or {}).get("libraries", []))
         answer = self.history.add_message(self.conversation.id, "assistant", "", reasoning="")

@@ -18,7 +18,8 @@ import pytest
 from magimac.cli.main import main
 from magimac.core.conversation import Message
 from magimac.core.events import AnswerDelta, Done, ReasoningDelta
-from magimac.engine.disk_index import DiskIndex, conversation_owner, default_directory, forget_conversation
+from magimac.engine.disk_index import DiskIndex, default_directory
+from magimac.session.prompt_cache import conversation_owner, forget_conversation
 from magimac.core.settings import DiskCacheSettings, GenerationSettings
 from magimac.engine.worker import Engine
 
