@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-gb", type=float, metavar="GB",
                    help="memory for the conversations' KV prefixes (default: one whole context)")
     p.add_argument("--keep-reasoning", action="store_true", help="keep earlier answers' reasoning in prompts")
+    p.add_argument("--no-disk-cache", action="store_true",
+                   help="keep prompts' KV in memory only (default: also on disk, read back after a restart)")
     p.add_argument("--force", action="store_true", help="load even if the model looks too large for this machine")
 
 
@@ -99,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"magimac: {choice.notice}", file=sys.stderr)
     sock = bind(args.host, args.port)
     options = {"context_length": args.context_length, "force": args.force}
+    if args.no_disk_cache:
+        from magimac.core.settings import DiskCacheSettings
+
+        options["disk_cache"] = DiskCacheSettings(enabled=False)
     if args.max_streams is not None:
         options["max_streams"] = args.max_streams
     if args.cache_gb is not None:

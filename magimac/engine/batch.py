@@ -14,7 +14,7 @@ about a second each, `magimac.engine.prefill.PrefillPace`).  What this module ad
   call with mlx-vlm's input embeddings (`magimac.engine.generate.input_embeddings`), and the
   turn then joins the batch with the text after it (mlx-lm's batch takes token ids only).
 - Per-turn sampling: each turn keeps its own temperature, top-p, budget processor
-  (`magimac.engine.budget`) and, with a seed, its own random key (`SeededSampler`), so a seeded
+  (`magimac.engine.budget`) and, with a seed, its own random key (`magimac.engine.sampler.SeededSampler`), so a seeded
   turn gives the same tokens whatever runs beside it.
 - Cancel: `Turn.cancel` ends that turn alone before the next step (within one token, or one
   prefill chunk); `Engine.cancel` still ends them all.  A long prefill sends its progress
@@ -23,6 +23,10 @@ about a second each, `magimac.engine.prefill.PrefillPace`).  What this module ad
   `magimac.engine.generate`), so a call reaches the turn as one `ToolCall` event.
 - A prompt that does not fit the context is refused (``Done("error", ..., rejected=True)``),
   never shortened: an API client owns its history.
+- The prompt cache on disk (`magimac.engine.disk_cache`, the one-turn engine's): a turn whose
+  prompt the memory prefixes miss reads its longest stored run of blocks from disk, and its
+  prompt's new blocks are written after it ends, so a restarted `magimac serve` prefills only
+  what it never saw.
 
 Limits: the KV cache is 16-bit (mlx-lm's quantized KV cache cannot be batched: it has no
 ``merge``); a model whose plan needs quantized KV is refused at load with what to do.
@@ -33,21 +37,22 @@ from __future__ import annotations
 import queue
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
 
 from magimac.core.conversation import Message
 from magimac.core.events import Done, Prefill, Stats
 from magimac.engine import loading
-from magimac.engine.generate import input_embeddings, sampling, token_keys
+from magimac.engine.generate import input_embeddings, token_keys
 from magimac.engine.loading import EngineLoadError
 from magimac.engine.prefill import PrefillPace
 from magimac.engine.prefix import PrefixCache, kv_bytes_per_token
-from magimac.core.settings import GenerationSettings
+from magimac.engine.sampler import batch_sampling
+from magimac.core.settings import DiskCacheSettings, GenerationSettings
 from magimac.engine.worker import Engine, Turn
 from magimac.text.prompt import PromptError
 from magimac.text.tool_calls import OutputSplitter
@@ -55,36 +60,6 @@ from magimac.text.tools import calls_in
 
 DEFAULT_MAX_STREAMS = 8
 """Turns decoded together by default (more wait for a place); mlx_lm.server's default is 32."""
-
-
-class SeededSampler:
-    """Sampling with a random key of its own: mlx-lm's filters (``apply_top_p``,
-    ``apply_min_p``, ``apply_top_k``), then a categorical draw at ``temp``.
-
-    Why our own: mlx-lm's samplers draw from MLX's one global random state, so in a batch a
-    seed would not make one turn repeatable.  Called with log-probabilities [1, vocabulary];
-    returns the token id [1].
-    """
-
-    def __init__(self, seed: int, temp: float, top_p: float, min_p: float, top_k: int) -> None:
-        self.key = mx.random.key(seed)
-        self.temp = temp
-        self.filters: list[Callable] = []
-        if 0 < top_p < 1:
-            self.filters.append(lambda x: apply_top_p(x, top_p))
-        if min_p > 0:
-            self.filters.append(lambda x: apply_min_p(x, min_p))
-        if top_k > 0:
-            self.filters.append(lambda x: apply_top_k(x, top_k))
-
-    def __call__(self, logprobs: mx.array) -> mx.array:
-        if self.temp == 0:
-            return mx.argmax(logprobs, axis=-1)
-        for f in self.filters:
-            logprobs = f(logprobs)
-        keys = mx.random.split(self.key)
-        self.key = keys[0]
-        return mx.random.categorical(logprobs * (1.0 / self.temp), key=keys[1])
 
 
 @dataclass
@@ -105,6 +80,8 @@ class _Stream:
     cached: int
     splitter: OutputSplitter
     t_request: float
+    from_disk: int = 0  # prompt tokens whose KV came from the disk cache
+    owner: str | None = None  # the disk cache owner of its blocks (`GenerationSettings.cache_owner`)
     tokens: list[int] = field(default_factory=list)  # every generated id, the end token too
     first_at: float | None = None
     show_prefill: bool = False  # whether its prefill sends `Prefill` events
@@ -119,17 +96,12 @@ class BatchRunner:
         cache_bytes: the bound of the prefix cache, bytes.
         max_streams: turns decoded together.
         on_done: called with each turn and its finish reason once its Done was sent.
-
-    Attributes:
-        disk: always None: `magimac serve` keeps its prefixes in memory only (`PrefixCache`);
-            the prompt cache on disk (`magimac.engine.disk_cache`) serves the one-turn engine.
+        disk: the prompt cache on disk (`magimac.engine.disk_cache.DiskCache`), or None.
     """
 
-    disk = None
-
     def __init__(self, info: loading.ModelInfo, model: Any, vlm: Any, context_length: int,
-                 cache_bytes: int, max_streams: int, on_done: Callable[[Turn, str], None]) -> None:
-        self.info, self.model, self.vlm = info, model, vlm
+                 cache_bytes: int, max_streams: int, on_done: Callable[[Turn, str], None], disk=None) -> None:
+        self.info, self.model, self.vlm, self.disk = info, model, vlm, disk
         self.context_length = context_length
         self.max_streams = max_streams
         self.prefix = PrefixCache(cache_bytes)
@@ -166,6 +138,12 @@ class BatchRunner:
             return
         keys, spans = token_keys(tokens, p.image_keys, self.info.image_token_ids())
         cache, cached = self.prefix.fetch(keys, spans)
+        from_disk = 0
+        if self.disk is not None:
+            held = SimpleNamespace(cache=cache if cache is not None else make_prompt_cache(self.model), keys=[])
+            from_disk = self.disk.restore(held, keys, spans, cached, req.settings.cache_owner)
+            if from_disk:
+                cache, cached = held.cache, from_disk
         if any(e >= cached for _, e in spans):
             cache, start = self._prefill_images(tokens, cached, spans, p.images, cache)
         else:
@@ -177,8 +155,8 @@ class BatchRunner:
                                  all_tokens=[tokens[:start]], samplers=[sampler],
                                  logits_processors=[processors], stop_sequences=[self._stops])
         splitter = OutputSplitter(self.info.markers, self.info.tekken, req.first_call)
-        self.streams[uid] = _Stream(turn, keys, len(tokens), cached, splitter, req.t_request,
-                                    show_prefill=self.pace.shows(len(tokens) - start))
+        self.streams[uid] = _Stream(turn, keys, len(tokens), cached, splitter, req.t_request, from_disk,
+                                    req.settings.cache_owner, show_prefill=self.pace.shows(len(tokens) - start))
 
     def _refuse(self, turn: Turn, error: str) -> None:
         turn.put(Done("error", error, rejected=True))
@@ -197,15 +175,8 @@ class BatchRunner:
 
     def _sampling(self, settings: GenerationSettings) -> tuple[Callable, list[Callable]]:
         """The turn's sampler (shared by turns that sample alike and have no seed, so the batch
-        samples in one call) and its own logits processors."""
-        sampler, processors = sampling(settings, self.info)
-        temp_d, top_p_d = self.info.sampling_defaults()
-        temp = temp_d if settings.temperature is None else settings.temperature
-        top_p = top_p_d if settings.top_p is None else settings.top_p
-        top_k = settings.top_k if settings.top_k < self.info.vocabulary_size() else 0
-        if settings.seed is not None:
-            return SeededSampler(settings.seed, temp, top_p, settings.min_p, top_k), processors
-        return self._samplers.setdefault((temp, top_p, settings.min_p, top_k), sampler), processors
+        samples in one call; `magimac.engine.sampler.batch_sampling`) and its own processors."""
+        return batch_sampling(settings, self.info, self._samplers)
 
     # ---- decoding -------------------------------------------------------------------------
 
@@ -248,6 +219,8 @@ class BatchRunner:
         stats = self._stats(s)
         s.turn.put(stats)
         s.turn.put(Done(reason, None, stats))
+        if self.disk is not None and cache is not None:  # after Done: the writer thread writes
+            self.disk.save(cache, s.keys, s.prompt_len, s.owner)
         self.on_done(s.turn, reason)
 
     def fail_all(self, error: str, reason: str = "error") -> None:
@@ -265,12 +238,14 @@ class BatchRunner:
         n = len(s.tokens)
         decode_s = end - s.first_at if s.first_at is not None else 0.0
         return Stats(
-            prompt_tokens=s.prompt_len, cached_tokens=s.cached, ttft_s=ttft,
+            prompt_tokens=s.prompt_len, cached_tokens=s.cached, memory_tokens=s.cached - s.from_disk,
+            disk_tokens=s.from_disk, ttft_s=ttft,
             prefill_tps=(s.prompt_len - s.cached) / ttft if ttft > 0 else 0.0,
             decode_tps=(n - 1) / decode_s if decode_s > 0 and n > 1 else 0.0,
             reasoning_tokens=s.splitter.reasoning_tokens, answer_tokens=s.splitter.answer_tokens,
             tool_tokens=s.splitter.tool_tokens,
             peak_memory_bytes=int(mx.get_peak_memory()), context_length=self.context_length,
+            cache_notice=self.disk.take_notice() if self.disk is not None else "",
         )
 
 
@@ -279,7 +254,8 @@ class BatchEngine(Engine):
     from many threads, and each returned `Turn` streams its own events.
 
     Args:
-        model, context_length, force: as `Engine`.
+        model, context_length, force, disk_cache: as `Engine` (the prompt cache on disk is on by
+            default, as for the chat and the app).
         kv_bits: must stay None (16-bit KV; see the module doc).
         cache_bytes: bound of the prefix cache, bytes; None: one whole context of 16-bit KV
             (`kv_bytes_per_token` x context length), which the memory plan already counted.
@@ -291,12 +267,12 @@ class BatchEngine(Engine):
 
     def __init__(self, model, *, context_length: int | None = None, kv_bits: int | None = None,
                  force: bool = False, cache_bytes: int | None = None,
-                 max_streams: int = DEFAULT_MAX_STREAMS) -> None:
+                 max_streams: int = DEFAULT_MAX_STREAMS, disk_cache: DiskCacheSettings | None = None) -> None:
         if kv_bits is not None:
             raise ValueError("a batched engine keeps a 16-bit KV cache (mlx-lm cannot batch a quantized one)")
         if max_streams < 1:
             raise ValueError(f"max_streams must be at least 1, got {max_streams}")
-        super().__init__(model, context_length=context_length, force=force)
+        super().__init__(model, context_length=context_length, force=force, disk_cache=disk_cache)
         self.cache_bytes = cache_bytes
         self.max_streams = max_streams
         self._ended: dict[str, int] = {}
@@ -329,8 +305,11 @@ class BatchEngine(Engine):
         cache_bytes = self.cache_bytes
         if cache_bytes is None:
             cache_bytes = kv_bytes_per_token(info.text_config) * choice.context_length
+        from magimac.engine.disk_cache import open_disk_cache
+
+        disk = open_disk_cache(self.disk_cache, info, None, "mlx_lm" if vlm is None else "mlx_vlm")
         return BatchRunner(info, model, vlm, choice.context_length, cache_bytes, self.max_streams,
-                           self._forget)
+                           self._forget, disk)
 
     def status(self) -> dict:
         """``{"running": turns queued or decoding, "ended": {finish reason: turns}, "prefix_cache":
@@ -348,6 +327,7 @@ class BatchEngine(Engine):
             if turn in self._pending:
                 self._pending.remove(turn)
             self._ended[reason] = self._ended.get(reason, 0) + 1
+            self._idle.notify_all()
 
     def _loop(self) -> None:
         """Admit queued turns, then step the batch, until "close" (worker thread)."""
@@ -389,4 +369,4 @@ class BatchEngine(Engine):
         self._forget(turn, done.finish_reason)
 
 
-__all__ = ["BatchEngine", "BatchRunner", "SeededSampler", "DEFAULT_MAX_STREAMS"]
+__all__ = ["BatchEngine", "BatchRunner", "DEFAULT_MAX_STREAMS"]

@@ -28,16 +28,15 @@ from typing import Any, Callable
 import mlx.core as mx
 from mlx_lm.generate import generate_step, wired_limit
 from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
-from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from magimac.core.conversation import Message
 from magimac.core.events import Done, Stats
-from magimac.engine.budget import budget_processor, opening_ban
 from magimac.engine.loading import ModelInfo
 from magimac.engine.prefill import PrefillCancelled, PrefillPace, PrefillReport
+from magimac.engine.sampler import sampling
 from magimac.core.settings import GenerationSettings
 from magimac.text import prompt as prompt_mod
-from magimac.text.tool_calls import OutputSplitter, tool_call_ids
+from magimac.text.tool_calls import OutputSplitter
 from magimac.text.tools import calls_in
 
 
@@ -117,38 +116,6 @@ def input_embeddings(vlm, tokens: list[int], common: int, spans: list[tuple[int,
     if pos < len(tokens):
         parts.append(vlm.language_model.model.embed_tokens(mx.array(tokens[pos:])))
     return mx.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-
-
-def sampling(settings: GenerationSettings, info: ModelInfo) -> tuple[Callable, list[Callable]]:
-    """mlx-lm's sampler and logits processors for ``settings`` (None fields: the model's
-    defaults).  A ``top_k`` at or above the vocabulary size keeps every token (as 0 does)."""
-    temp_d, top_p_d = info.sampling_defaults()
-    temp = temp_d if settings.temperature is None else settings.temperature
-    top_p = top_p_d if settings.top_p is None else settings.top_p
-    top_k = settings.top_k if settings.top_k < info.vocabulary_size() else 0
-    sampler = make_sampler(temp=temp, top_p=top_p if top_p < 1 else 0.0, min_p=settings.min_p, top_k=top_k)
-    processors = make_logits_processors(repetition_penalty=settings.repetition_penalty)
-    if settings.reasoning_budget is not None:
-        processors.append(budget_processor(info.markers, info.tekken, settings.reasoning_budget))
-    if settings.tool_choice == "none":
-        processors.append(no_tool_calls(info))
-    if (ban := opening_ban(info.markers, info.tekken, settings.banned_openings)) is not None:
-        processors.append(ban)
-    return sampler, processors
-
-
-def no_tool_calls(info: ModelInfo) -> Callable:
-    """A logits processor that never lets ``[TOOL_CALLS]`` be sampled (``tool_choice: "none"``);
-    logits [1, vocabulary] in, the same shape out.  A tokenizer without that token: unchanged."""
-    ids = tool_call_ids(info.tekken)
-    if ids is None:
-        return lambda tokens, logits: logits
-    mask = mx.zeros((info.vocabulary_size(),)).at[ids[0]].add(-mx.inf)
-
-    def processor(tokens: mx.array, logits: mx.array) -> mx.array:
-        return logits + mask[: logits.shape[-1]]
-
-    return processor
 
 
 class PromptCache:
@@ -246,8 +213,6 @@ class TurnRunner:
         embeddings = (input_embeddings(self.vlm, tokens, common, spans, p.images)
                       if any(e >= common for _, e in spans) else None)
         sampler, processors = sampling(settings, self.info)
-        if settings.seed is not None:
-            mx.random.seed(settings.seed)
         room = self.context_length - len(tokens)
         max_tokens = room if settings.max_tokens is None else min(settings.max_tokens, room)
         splitter = OutputSplitter(self.info.markers, self.info.tekken, calls_in(messages) + 1)

@@ -110,3 +110,31 @@ def test_a_quantized_kv_cache_is_refused_with_what_to_do(random_checkpoint):
     with pytest.raises(ValueError, match="16-bit KV cache"):
         BatchEngine(random_checkpoint, kv_bits=8)
     assert isinstance(BatchEngine(random_checkpoint), Engine)
+
+
+def test_a_seed_gives_the_same_text_in_a_chat_and_in_serve(random_batch, endless_engine):
+    """One seed rule for both paths (`magimac.engine.sampler`): a seeded turn samples the same
+    tokens in the one-turn engine (chat, app) as in the batch (serve)."""
+    seeded = GenerationSettings(temperature=1.0, seed=4321, max_tokens=12)
+    served = text_of(random_batch.submit([Message("user", "one seed")], seeded))[0]
+    assert text_of(endless_engine.submit([Message("user", "one seed")], seeded))[0] == served
+
+
+def test_serve_reads_the_prompt_cache_on_disk_after_a_restart(random_checkpoint, tmp_path):
+    """A restarted `magimac serve` prefills only what it never saw: the blocks the first run
+    wrote come back from disk."""
+    from magimac.core.events import Stats
+    from magimac.core.settings import DiskCacheSettings
+
+    disk = DiskCacheSettings(directory=str(tmp_path / "prompt-cache"), block_tokens=16)
+    greedy = GenerationSettings(temperature=0, max_tokens=4)
+    texts, stats = [], []
+    for _ in range(2):  # the first run writes, the restarted one reads
+        e = BatchEngine(random_checkpoint, context_length=4096, disk_cache=disk)
+        events = list(e.submit(long_prompt("restart"), greedy))
+        e.wait_idle()
+        e.close()
+        texts.append("".join(ev.text for ev in events if isinstance(ev, (ReasoningDelta, AnswerDelta))))
+        stats.append([ev for ev in events if isinstance(ev, Stats)][-1])
+    assert stats[0].disk_tokens == 0 and stats[1].disk_tokens >= stats[1].prompt_tokens - 16
+    assert stats[1].cached_tokens == stats[1].disk_tokens and texts[1] == texts[0]

@@ -103,6 +103,9 @@ class _InterruptedOnce:
             def __init__(self):
                 self.events = [AnswerDelta("a"), "interrupt", AnswerDelta("b"), Stats(answer_tokens=2)]
 
+            def cancel(self):
+                engine.cancel()
+
             def __iter__(self):
                 while self.events:
                     ev = self.events.pop(0)
