@@ -64,10 +64,13 @@ def parse_libraries(raw: str) -> tuple[list[str], str | None]:
 def generation_settings(settings: dict) -> GenerationSettings:
     """The engine's `GenerationSettings` for a conversation's settings dict (a ``seed`` in it,
     an integer, makes each of its turns repeatable: `GenerationSettings.seed`; ``reasoning``
-    False, reasoning turned off, gives a reasoning budget of 0)."""
+    False, reasoning turned off, gives a reasoning budget of 0).  A number outside its range in
+    `SETTINGS` (saved by an older magimac, e.g. a temperature of 5) is left unset: the F2 form
+    shows it and refuses to save it until it is corrected."""
     mode = settings.get("system_prompt_mode", "default")
     prompt = DEFAULT if mode == "default" else None if mode == "none" else settings.get("system_prompt", "")
-    numbers = {key: settings[key] for key in SETTINGS if settings.get(key) is not None}
+    numbers = {key: settings[key] for key, row in SETTINGS.items()  # one saved outside today's range: unset
+               if settings.get(key) is not None and row.problem(settings[key]) is None}
     if settings.get("reasoning") is False:
         numbers["reasoning_budget"] = 0
     return GenerationSettings(
