@@ -216,6 +216,8 @@ def convert(
             in its path); nothing is left behind.
         KeyboardInterrupt: passes through after removing the temporary directory.
     """
+    methods.check_numbers(bits=bits, group_size=group_size, mode=mode, context=context,
+                          samples=calibration_samples, tokens=calibration_tokens)
     say = log or (lambda s: print(s, file=sys.stderr))
     out = Path(out).expanduser().absolute()
     where = locate(source)

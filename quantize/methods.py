@@ -22,6 +22,7 @@ import mlx.core as mx
 
 from magimac.quantize.calibration import DEFAULT_SAMPLES, DEFAULT_TOKENS, Calibration, load_calibration, read_text
 from magimac.quantize.layerwise import METHODS, Parts, split_jobs
+from magimac.quantize.layout import BITS, GROUP_SIZES
 from magimac.quantize.source import QuantizeError
 
 CALIBRATED_TEXT = ("mistral", "llama")
@@ -46,6 +47,23 @@ def check(method: str, mode: str, config: dict, *, calibration: Path | None = No
                             f"{text.get('model_type')!r}; use --method rtn")
     if calibration is not None:
         read_text(Path(calibration))
+
+
+def check_numbers(*, bits: int, group_size: int, mode: str, context: int, samples: int | None = None,
+                  tokens: int | None = None) -> None:
+    """Raise `QuantizeError` (one line naming the option) for a number no conversion takes:
+    affine ``bits`` / ``group_size`` outside `BITS` / `GROUP_SIZES`, a fit-check ``context``
+    under 1 token, calibration ``samples`` or ``tokens`` (per sample) under 1 (None: the
+    defaults, 128 x 512)."""
+    if mode == "affine" and bits not in BITS:
+        raise QuantizeError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}")
+    if mode == "affine" and group_size not in GROUP_SIZES:
+        raise QuantizeError(f"--group-size must be one of {', '.join(map(str, GROUP_SIZES))}, got {group_size}")
+    if context < 1:
+        raise QuantizeError(f"--context must be a positive number of tokens of KV cache, got {context}")
+    for flag, n in (("--calibration-samples", samples), ("--calibration-tokens", tokens)):
+        if n is not None and n < 1:
+            raise QuantizeError(f"{flag} must be at least 1, got {n} (leave it out for the default)")
 
 
 @dataclass

@@ -6,7 +6,7 @@ This command reads and edits its index only (`magimac.engine.disk_index`, no MLX
 
     magimac cache                 # where, what it holds (tokens, blocks), of what budget
     magimac cache --clear         # delete every block
-    magimac cache --budget 20GB   # keep at most this much (least recently used go first)
+    magimac cache --budget 20GB   # keep at most 20 x 10^9 bytes (least recently used go first)
     magimac cache --json
 """
 
@@ -26,15 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `magimac cache` (see the module doc)."""
     p.add_argument("--clear", action="store_true", help="delete every cached block")
     p.add_argument("--budget", metavar="SIZE",
-                   help="most disk the cache may use, e.g. 20GB (read as GiB, as `plan --ram`); 0 turns saving off")
+                   help="most disk the cache may use, e.g. 20GB (GB = 10^9 bytes, as magimac and Finder "
+                        "show sizes; a bare 20 is 20GB); 0 turns saving off")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def _budget(text: str) -> int:
-    if text.strip() in ("0", "0GB", "0B"):
-        return 0
+    """Bytes of a ``--budget`` (decimal: 20GB = 20 x 10^9 bytes, as `magimac serve --cache-gb`)."""
     try:
-        return parse_size(text)
+        return parse_size(text, decimal=True, zero=True)
     except SizeError as e:
         raise MagimacError(f"--budget: {e}") from None
 

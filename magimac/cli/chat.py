@@ -59,13 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system-alone", action="store_true",
                    help="send --system/--system-file text alone, without the model's reasoning instructions "
                         "(by default they come first, so the model still reasons)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (default: the model's, 0.7)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling (default: the model's, 0.95)")
-    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")
-    p.add_argument("--min-p", type=float, default=0.0, help="min-p sampling (0: off)")
-    p.add_argument("--seed", type=int, help="random seed, for repeatable output")
-    p.add_argument("--max-tokens", type=int, help="most tokens to generate (default: the rest of the context)")
-    p.add_argument("--reasoning-budget", type=int, metavar="N", help="end the reasoning after N tokens")
+    from magimac.core.settings import SETTINGS
+
+    for row in SETTINGS.values():  # checked in `build_settings`: a wrong value is one line, not usage
+        p.add_argument(row.flag, metavar=row.unit.upper() or "N" if row.whole else "X",
+                       help=f"{row.about}: {row.range} (default: {row.unset})")
     p.add_argument("--keep-reasoning", action="store_true", help="keep earlier turns' reasoning in the prompt")
     p.add_argument("--context-length", type=int, metavar="TOKENS", help="context limit (default: the model's)")
     p.add_argument("--kv-bits", type=int, choices=(4, 8), help="quantize the KV cache")
@@ -146,26 +144,21 @@ def _system_prompt(args: argparse.Namespace):
 
 
 def build_settings(args: argparse.Namespace):
-    """GenerationSettings from the options, every number checked against the engine's one table
-    of allowed values (`SETTING_RANGES`) before anything is loaded.
+    """GenerationSettings from the options, each number read and checked by its row of the one
+    settings table (`magimac.core.settings.SETTINGS`) before anything is loaded.
 
     Raises:
-        MagimacError: a value out of range, named with its option (``--top-p must be in (0, 1], got 2``).
+        MagimacError: a value out of range, named with its option (``--top-p must be a number in
+            (0, 1], got 2``).
     """
-    from magimac.core.settings import SETTING_RANGES, GenerationSettings, setting_error
+    from magimac.core.settings import SETTINGS, GenerationSettings
 
     if args.context_length is not None and args.context_length < 1:
         raise MagimacError(f"--context-length must be a positive number of tokens, got {args.context_length}")
-    for name in SETTING_RANGES:
-        v = getattr(args, name, None)
-        if v is not None and (problem := setting_error(name, v)):
-            raise MagimacError(f"--{name.replace('_', '-')} {problem}, got {v}")
-    return GenerationSettings(
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-        seed=args.seed, max_tokens=args.max_tokens, reasoning_budget=args.reasoning_budget,
-        keep_reasoning=args.keep_reasoning, system_prompt=_system_prompt(args),
-        reasoning_instructions=not args.system_alone,
-    )
+    numbers = {name: row.parse(getattr(args, name)) for name, row in SETTINGS.items()
+               if getattr(args, name) is not None}
+    return GenerationSettings(**numbers, keep_reasoning=args.keep_reasoning, system_prompt=_system_prompt(args),
+                              reasoning_instructions=not args.system_alone)
 
 
 def _show_prompt(run, as_json: bool) -> int:

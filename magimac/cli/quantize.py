@@ -19,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", nargs="?", metavar="SOURCE",
                         help="Hugging Face checkpoint directory, registry name (magistral-small-2509) or hub id")
     parser.add_argument("--out", type=Path, help="output directory (default: magimac's models dir, NAME-LEVEL)")
-    parser.add_argument("--bits", type=int, choices=BITS, default=4, help="affine bits per weight (default 4)")
-    parser.add_argument("--group-size", type=int, choices=GROUP_SIZES, default=64,
-                        help="weights per scale/bias (default 64)")
+    parser.add_argument("--bits", type=int, default=4,
+                        help=f"affine bits per weight: {', '.join(map(str, BITS))} (default 4)")
+    parser.add_argument("--group-size", type=int, default=64,
+                        help=f"weights per scale/bias: {', '.join(map(str, GROUP_SIZES))} (default 64)")
     parser.add_argument("--mode", choices=MODES, default="affine",
                         help="affine, or an MLX float format with fixed bits/group size "
                              "(mxfp4: 4/32, nvfp4: 4/16, mxfp8: 8/32)")
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-ram", metavar="SIZE",
                         help="RAM of the Mac that will run the model, e.g. 32GB as Apple sells it "
                              "(= 32 GiB, as `magimac plan --ram`; default: this machine's)")
-    parser.add_argument("--context", type=int, default=32768, help="tokens of KV cache for the fit check (default 32768)")
+    parser.add_argument("--context", type=int, default=32768,
+                        help="tokens of KV cache for the fit check, at least 1 (default 32768)")
     parser.add_argument("--revision", help="hub revision (branch, tag or commit) for hub sources")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing output that magimac wrote (never another folder), "
@@ -44,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration text for gptq/awq (UTF-8; '@@ user' / '@@ think' / '@@ answer' "
                              "lines make chats, '@@ text' a document; default: the shipped set)")
     parser.add_argument("--calibration-samples", type=int, metavar="N",
-                        help="calibration samples (default 128, or as many as the text gives)")
-    parser.add_argument("--calibration-tokens", type=int, metavar="N", help="tokens per sample (default 512)")
+                        help="calibration samples, at least 1 (default 128, or as many as the text gives)")
+    parser.add_argument("--calibration-tokens", type=int, metavar="N",
+                        help="tokens per sample, at least 1 (default 512)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -83,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.source:
         raise QuantizeError("SOURCE is required: a checkpoint directory, registry name or hub id")
+    from magimac.quantize.methods import check_numbers
+
+    check_numbers(bits=args.bits, group_size=args.group_size, mode=args.mode, context=args.context,
+                  samples=args.calibration_samples, tokens=args.calibration_tokens)
     try:
         target_ram = parse_size(args.target_ram) if args.target_ram else None
     except SizeError as e:

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from magimac.core.errors import MagimacError
+from magimac.core.units import SizeError, parse_size
 from magimac.server.guard import MAX_BODY_BYTES, is_loopback
 from magimac.text.images import MAX_IMAGE_PIXELS
 
@@ -44,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-length", type=int, metavar="TOKENS", help="context limit of each conversation")
     p.add_argument("--max-streams", type=int, default=None, metavar="N",
                    help="conversations decoded together (default 8; more wait for a place)")
-    p.add_argument("--cache-gb", type=float, metavar="GB",
-                   help="memory for the conversations' KV prefixes (default: one whole context)")
+    p.add_argument("--cache-gb", metavar="GB",
+                   help="memory for the conversations' KV prefixes, in GB of 10^9 bytes as `magimac cache "
+                        "--budget` (e.g. 8 or 500MB; default: one whole context)")
     p.add_argument("--keep-reasoning", action="store_true", help="keep earlier answers' reasoning in prompts")
     p.add_argument("--no-disk-cache", action="store_true",
                    help="keep prompts' KV in memory only (default: also on disk, read back after a restart)")
@@ -65,12 +67,25 @@ def check_args(args: argparse.Namespace) -> str | None:
         raise MagimacError(f"--context-length must be a positive number of tokens, got {args.context_length}")
     if args.max_streams is not None and args.max_streams < 1:
         raise MagimacError(f"--max-streams must be at least 1, got {args.max_streams}")
-    if args.cache_gb is not None and not args.cache_gb >= 0:
-        raise MagimacError(f"--cache-gb must be a number of GB >= 0, got {args.cache_gb}")
+    cache_bytes(args)
     if not is_loopback(args.host) and not key:
         raise MagimacError(f"--host {args.host} lets other machines in: give --api-key KEY (or set "
                            "MAGIMAC_API_KEY), or bind to 127.0.0.1")
     return key
+
+
+def cache_bytes(args: argparse.Namespace) -> int | None:
+    """Bytes of ``--cache-gb`` (decimal GB, as `magimac cache --budget`: `parse_size`), or None.
+
+    Raises:
+        MagimacError: not a size >= 0.
+    """
+    if args.cache_gb is None:
+        return None
+    try:
+        return parse_size(str(args.cache_gb), decimal=True, zero=True)
+    except SizeError as e:
+        raise MagimacError(f"--cache-gb: {e}") from None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -108,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_streams is not None:
         options["max_streams"] = args.max_streams
     if args.cache_gb is not None:
-        options["cache_bytes"] = int(args.cache_gb * 1e9)
+        options["cache_bytes"] = cache_bytes(args)
     session = open_model(choice=choice, engine_factory=batch_engine_factory, **options)
     try:
         print(f"magimac serve: loading {choice.path.name} ...", file=sys.stderr, flush=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+
+from magimac.core.errors import MagimacError
 
 DEFAULT_TEMPERATURE = 0.7  # Magistral model card
 DEFAULT_TOP_P = 0.95
@@ -90,51 +91,167 @@ class GenerationSettings:
     cache_owner: str | None = None
 
 
-class SettingRange(NamedTuple):
-    """The values one `GenerationSettings` number may take, and what to say otherwise."""
+class SettingError(MagimacError, ValueError):
+    """A generation setting out of its range (or not a number): one line naming it and its range."""
 
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of `SETTINGS`: a generation setting's type, range, default, unit and names.
+
+    Attributes:
+        name: the `GenerationSettings` field (also the app's settings-dict key).
+        whole: whole numbers only (an int), else any finite number (a float).
+        low / high: the bounds; low_ok / high_ok: whether each bound itself is allowed.
+        default: the value when unset (`GenerationSettings`' default); `unset` says what it means.
+        unit: what the number counts (``"tokens"``) or ``""``.
+        label: the app's label; about: what it does (the CLI's help, the app's placeholder).
+        openai: the field of an OpenAI chat request (`magimac serve` reads it, `RemoteEngine`
+            writes it; ``top_k``, ``min_p``, ``repetition_penalty`` and ``reasoning_budget`` are
+            magimac's own, vLLM reads the first three); openai_aliases: older names also read.
+        mistral: the field of Mistral's API, or None: the API has none, so it is not sent.
+        note: what a special value means, shown after the range (``"0: off"``).
+    """
+
+    name: str
+    whole: bool
     low: float
     high: float
-    low_ok: bool  # whether ``low`` itself is allowed
-    high_ok: bool  # whether ``high`` itself is allowed
-    whole: bool  # whether only whole numbers are allowed
-    problem: str  # the phrase that follows the option's name: "--top-p must be in (0, 1]"
+    low_ok: bool
+    high_ok: bool
+    default: float | None
+    unset: str
+    label: str
+    about: str
+    openai: str
+    mistral: str | None
+    unit: str = ""
+    note: str = ""
+    openai_aliases: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        """The CLI option: ``--top-p``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def range(self) -> str:
+        """The allowed values in words: ``"a number in (0, 1]"``, ``"a whole number of tokens >= 1"``."""
+        kind = "a whole number" + (f" of {self.unit}" if self.unit else "") if self.whole else "a number"
+        low, high = _plain(self.low), _plain(self.high)
+        if math.isinf(self.high):
+            text = f"{kind} {'>=' if self.low_ok else '>'} {low}"
+        elif self.whole:
+            text = f"{kind} from {low} to {high}"
+        else:
+            text = f"{kind} in {'[' if self.low_ok else '('}{low}, {high}{']' if self.high_ok else ')'}"
+        return f"{text} ({self.note})" if self.note else text
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is not allowed (``"must be a number in (0, 1]"``), or None when it is.
+        Ints of any size are compared exactly; bools, NaN and infinities are refused."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and (not math.isfinite(value) or (self.whole and not value.is_integer()))):
+            return f"must be {self.range}"
+        above = self.low <= value if self.low_ok else self.low < value
+        below = value <= self.high if self.high_ok else value < self.high
+        return None if above and below else f"must be {self.range}"
+
+    def parse(self, raw: str, named: str | None = None) -> int | float:
+        """The value of ``raw`` text (an option, a form field), checked.
+
+        Raises:
+            SettingError: not a number of the row's kind, or out of range: ``"--top-p must be a
+                number in (0, 1], got 2"`` (``named``: the name to use, default the CLI flag).
+        """
+        try:
+            value = int(raw) if self.whole else float(raw)
+        except (TypeError, ValueError):
+            value = None
+        return self.check(value, named, raw)
+
+    def check(self, value, named: str | None = None, shown=None):
+        """``value`` when allowed, else a `SettingError` naming ``named`` (default the CLI flag)."""
+        problem = self.problem(value)
+        if problem:
+            raise SettingError(f"{named or self.flag} {problem}, got {value if shown is None else shown}")
+        return value
 
 
-SETTING_RANGES: dict[str, SettingRange] = {
-    "temperature": SettingRange(0.0, math.inf, True, True, False, "must be a finite number >= 0"),
-    "top_p": SettingRange(0.0, 1.0, False, True, False, "must be in (0, 1]"),
-    "top_k": SettingRange(0, TEKKEN_VOCABULARY, True, True, True,
-                          f"must be a whole number from 0 (off) to {TEKKEN_VOCABULARY} (the Tekken vocabulary)"),
-    "min_p": SettingRange(0.0, 1.0, True, False, False, "must be in [0, 1) (0: off)"),
-    "repetition_penalty": SettingRange(0.0, math.inf, False, True, False,
-                                       "must be a finite number > 0 (1: no penalty)"),
-    "seed": SettingRange(0, MAX_SEED, True, True, True, f"must be a whole number from 0 to {MAX_SEED}"),
-    "max_tokens": SettingRange(1, math.inf, True, True, True, "must be a positive number of tokens"),
-    "reasoning_budget": SettingRange(0, math.inf, True, True, True, "must be a number of tokens >= 0"),
-}
-"""`GenerationSettings` field -> `SettingRange`: every number `magimac chat` and the app's settings
-screen accept (sampling needs finite values; top-p and min-p are probabilities; top-k counts tokens
-of the vocabulary, whose size is known only once a model is loaded, so the bound is Tekken's
-131072 and the engine treats a k at or above the loaded model's vocabulary as "keep all")."""
+def _plain(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and math.isfinite(x) else str(x)
 
 
-def setting_error(name: str, value: float) -> str | None:
-    """Why ``value`` is not allowed for the `GenerationSettings` field ``name``, or None when it is.
+MAX_TEMPERATURE = 2.0
+"""The highest temperature anyone may ask for: OpenAI's bound (Mistral's SDK states none and
+recommends 0 to 0.7; Magistral's card 0.7).  Far above it a model babbles."""
 
-    Returns a phrase to follow the option's name, such as ``"must be in (0, 1]"``.  Fields
-    without a `SETTING_RANGES` entry take any value; ints of any size are compared exactly.
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("temperature", False, 0, MAX_TEMPERATURE, True, True, None, f"the model's, {DEFAULT_TEMPERATURE}",
+         "Temperature", "sampling temperature; 0 = greedy", "temperature", "temperature"),
+    Setting("top_p", False, 0, 1, False, True, None, f"the model's, {DEFAULT_TOP_P}",
+         "Top-p", "nucleus sampling: keep the likeliest tokens that make up this probability", "top_p", "top_p"),
+    Setting("top_k", True, 0, TEKKEN_VOCABULARY, True, True, 0, "off", "Top-k", "keep the k most likely tokens",
+         "top_k", None, unit="tokens", note="0: off"),
+    Setting("min_p", False, 0, 1, True, False, 0.0, "off", "Min-p",
+         "drop tokens below min-p x the top probability", "min_p", None, note="0: off"),
+    Setting("repetition_penalty", False, 0, math.inf, False, True, None, "off", "Repetition penalty",
+         "above 1 discourages repeating recent tokens", "repetition_penalty", None, note="1: no penalty"),
+    Setting("seed", True, 0, MAX_SEED, True, True, None, "random", "Seed", "random seed, for repeatable output",
+         "seed", "random_seed"),
+    Setting("max_tokens", True, 1, math.inf, True, True, None, "the rest of the context", "Max tokens",
+         "most tokens to generate, reasoning and answer together", "max_completion_tokens", "max_tokens",
+         unit="tokens", openai_aliases=("max_tokens",)),
+    Setting("reasoning_budget", True, 0, math.inf, True, True, None, "unlimited", "Reasoning budget",
+         "end the reasoning after this many tokens", "reasoning_budget", None, unit="tokens",
+         note="0: no reasoning"),
+)}
+"""Every number of `GenerationSettings`, once: `magimac chat`'s options, the app's settings form,
+`magimac serve`'s request fields, the request `RemoteEngine` and the online engine send, and the
+registry's sampling defaults are all read from or checked against this table, so no two disagree.
+Top-k counts tokens of the vocabulary, whose size is known only once a model is loaded: the bound
+is Tekken's 131072, and the engine treats a k at or above the loaded model's vocabulary as "keep
+all".  Settings whose ``mistral`` is None are local only: an online turn does not send them
+(a reasoning budget of 0 becomes ``reasoning_effort: "none"`` there)."""
+
+
+def setting_error(name: str, value) -> str | None:
+    """Why ``value`` is not allowed for the `GenerationSettings` field ``name`` (a phrase to
+    follow its name, such as ``"must be a number in (0, 1]"``), or None when it is (or when
+    ``name`` is no row of `SETTINGS`)."""
+    row = SETTINGS.get(name)
+    return None if row is None else row.problem(value)
+
+
+def check_settings(settings: "GenerationSettings") -> "GenerationSettings":
+    """``settings`` when every number in it is allowed (None: unset).
+
+    Raises:
+        SettingError: the first one out of range, named by its field: ``"temperature must be a
+            number in [0, 2], got 5"``.
     """
-    r = SETTING_RANGES.get(name)
-    if r is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return r.problem
-    if isinstance(value, float) and (not math.isfinite(value) or (r.whole and not value.is_integer())):
-        return r.problem
-    above_low = r.low <= value if r.low_ok else r.low < value
-    below_high = value <= r.high if r.high_ok else value < r.high
-    return None if above_low and below_high else r.problem
+    for row in SETTINGS.values():
+        value = getattr(settings, row.name)
+        if value is not None:
+            row.check(value, row.name)
+    return settings
+
+
+def wire_fields(settings: "GenerationSettings", api: str) -> dict:
+    """The request fields for the set numbers of ``settings`` (those not at their default) on
+    ``api``, ``"openai"`` or ``"mistral"``: ``{"temperature": 0.3, "random_seed": 7}``.  A
+    setting the API has no field for is left out.
+
+    Raises:
+        SettingError: a number out of range (`check_settings`).
+    """
+    check_settings(settings)
+    out = {}
+    for row in SETTINGS.values():
+        field_name, value = getattr(row, api), getattr(settings, row.name)
+        if field_name and value is not None and value != row.default:
+            out[field_name] = value
+    return out
 
 
 DISK_CACHE_BUDGET = 10 * 10**9
@@ -166,4 +283,5 @@ class DiskCacheSettings:
     block_tokens: int = BLOCK_TOKENS
 
 
-__all__ = ["DEFAULT", "DiskCacheSettings", "GenerationSettings", "SETTING_RANGES", "SettingRange", "setting_error"]
+__all__ = ["DEFAULT", "DiskCacheSettings", "GenerationSettings", "SETTINGS", "Setting", "SettingError",
+           "check_settings", "setting_error", "wire_fields"]

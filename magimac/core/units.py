@@ -7,6 +7,10 @@ The unit, decided once:
   ``32GiB`` and a bare ``32`` all as 32 x 2**30 bytes (``MB``/``M``/``MiB``: 2**20,
   ``TB``/``T``/``TiB``: 2**40).  `magimac plan --ram 32GB` and
   `magimac quantize --target-ram 32GB` both read it here, so both size the same Mac.
+- **A size of disk or cache a person types is decimal**, as magimac prints it (next point):
+  `parse_size` with ``decimal=True`` reads ``20GB``, ``20G`` and a bare ``20`` as 20 x 10^9
+  bytes (``MB``: 10^6, ``TB``: 10^12; an explicit ``GiB``/``MiB`` stays binary).  `magimac cache
+  --budget` and `magimac serve --cache-gb` both read it here, so both mean the same GB.
 - **A size magimac prints is in decimal units**, as macOS shows file and disk sizes in Finder
   and as the Hugging Face hub lists files: `format_bytes` writes ``GB`` = 10^9 bytes,
   ``MB`` = 10^6, ``KB`` = 10^3, so a download, a model directory and the free disk read the
@@ -32,33 +36,37 @@ HEADROOM_FRACTION = 0.10
 """Share of the GPU limit kept free (activations, prefill, the OS and other apps)."""
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.I)
-_SCALES = {"": GIB, "b": 1,
-           "k": 2**10, "kb": 2**10, "kib": 2**10,
-           "m": 2**20, "mb": 2**20, "mib": 2**20,
-           "g": GIB, "gb": GIB, "gib": GIB,
-           "t": 2**40, "tb": 2**40, "tib": 2**40}
+_BINARY = {"kib": 2**10, "mib": 2**20, "gib": GIB, "tib": 2**40}
+_SCALES = {"": GIB, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": GIB, "gb": GIB,
+           "t": 2**40, "tb": 2**40, **_BINARY}
+_DECIMAL_SCALES = {"": GB, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": GB, "gb": GB,
+                   "t": 10**12, "tb": 10**12, **_BINARY}
 
 
 class SizeError(MagimacError, ValueError):
     """A size that cannot be read; the message names it and shows the form to use."""
 
 
-def parse_size(text: str | int | float) -> int:
-    """Bytes of a memory size a person typed (see the module docstring for the unit).
+def parse_size(text: str | int | float, *, decimal: bool = False, zero: bool = False) -> int:
+    """Bytes of a size a person typed (see the module docstring for the unit).
 
-    ``"32GB"``, ``"32 GB"``, ``"32G"``, ``"32GiB"``, ``"32"`` -> 34359738368;
-    ``"512MB"`` -> 536870912; ``"100B"`` -> 100.
+    Memory (default): ``"32GB"``, ``"32 GB"``, ``"32G"``, ``"32GiB"``, ``"32"`` -> 34359738368;
+    ``"512MB"`` -> 536870912; ``"100B"`` -> 100.  With ``decimal`` (disk and cache sizes):
+    ``"20GB"``, ``"20"`` -> 20000000000, ``"512MB"`` -> 512000000, ``"2GiB"`` -> 2147483648.
+    ``zero``: 0 is allowed (a budget that turns something off).
 
     Raises:
         SizeError: not a positive number with one of those units (one line naming ``text``).
     """
+    scales = _DECIMAL_SCALES if decimal else _SCALES
     m = _SIZE.match(str(text))
     unit = m.group(2).lower() if m else ""
-    if m is None or unit not in _SCALES:
-        raise SizeError(f"cannot read the size {str(text)!r}: write it like 32GB, 24GiB or 512MB "
-                        "(GB of memory as Apple sells it: 32GB = 32 GiB)")
-    value = int(float(m.group(1)) * _SCALES[unit])
-    if value <= 0:
+    if m is None or unit not in scales:
+        example = ("20GB or 500MB (GB = 10^9 bytes, as Finder counts)" if decimal else
+                   "32GB, 24GiB or 512MB (GB of memory as Apple sells it: 32GB = 32 GiB)")
+        raise SizeError(f"cannot read the size {str(text)!r}: write it like {example}")
+    value = int(float(m.group(1)) * scales[unit])
+    if value < 0 or (value == 0 and not zero):
         raise SizeError(f"a size must be more than 0 bytes, got {str(text)!r}")
     return value
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from magimac.core import paths
+from magimac.core.settings import setting_error
 
 REASONING_KINDS = ("control", "text")
 SYSTEM_PROMPT_SOURCES = ("SYSTEM_PROMPT.txt", "builtin", "none")
@@ -193,10 +194,9 @@ def _check_values(raw: dict[str, Any], bad) -> None:
         raise bad("system_prompt", f"must be one of {', '.join(SYSTEM_PROMPT_SOURCES)}, got {raw['system_prompt']!r}")
     if raw["context_length"] <= 0:
         raise bad("context_length", f"must be a positive number of tokens, got {raw['context_length']}")
-    if not 0 <= float(raw["temperature"]) <= 5:
-        raise bad("temperature", f"must be between 0 and 5, got {raw['temperature']}")
-    if not 0 < float(raw["top_p"]) <= 1:
-        raise bad("top_p", f"must be in (0, 1], got {raw['top_p']}")
+    for key in ("temperature", "top_p"):  # the ranges of the one settings table
+        if problem := setting_error(key, raw[key]):
+            raise bad(key, f"{problem}, got {raw[key]}")
     if not all(isinstance(a, str) for a in raw.get("aliases", [])):
         raise bad("aliases", "must be a list of strings")
     patterns = raw.get("allow_patterns", [])

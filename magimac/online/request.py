@@ -13,35 +13,30 @@ Mistral's platform docs:
   leading system message); `DEFAULT` (Magistral's SYSTEM_PROMPT.txt, written for the local
   model's control tokens) is not sent, as the API models bring their own.
 
-Sampling: ``temperature``, ``top_p``, ``max_tokens`` and ``seed`` (as ``random_seed``) when set;
-the API's defaults otherwise. ``reasoning_budget = 0`` asks a model that takes
-``reasoning_effort`` for ``"none"``; other local-only settings (top-k, min-p, a reasoning
-budget in tokens) have no API field and are not sent.
+Sampling: each number of the one settings table (`magimac.core.settings.SETTINGS`) that has a
+``mistral`` field and is set (``temperature``, ``top_p``, ``max_tokens``, ``seed`` as
+``random_seed``), checked against its range; the API's defaults otherwise.  The table marks
+top-k, min-p, the repetition penalty and a reasoning budget in tokens as local only: they are
+not sent. ``reasoning_budget = 0`` asks a model that takes ``reasoning_effort`` for ``"none"``.
 """
 
 from __future__ import annotations
 
-import base64
-import mimetypes
-from pathlib import Path
-
 from magimac.core.conversation import Message
 from magimac.core.errors import MagimacError
+from magimac.core.settings import wire_fields
 from magimac.models.online import OnlineModel
+from magimac.text.openai_wire import data_url
 
 
 def image_chunk(path: str) -> dict:
-    """``{"type": "image_url", "image_url": "data:image/png;base64,..."}`` for an image file.
+    """``{"type": "image_url", "image_url": "data:image/png;base64,..."}`` for an image file
+    (`magimac.text.openai_wire.data_url`).
 
     Raises:
         MagimacError: the file cannot be read (one line naming it).
     """
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except OSError as e:
-        raise MagimacError(f"image {path}: cannot read ({e.strerror})") from None
-    mime = mimetypes.guess_type(str(path))[0] or "image/png"
-    return {"type": "image_url", "image_url": f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"}
+    return {"type": "image_url", "image_url": data_url(path)}
 
 
 def _message(m: Message, model: OnlineModel) -> dict:
@@ -70,13 +65,16 @@ def api_messages(messages: list[Message], model: OnlineModel, settings=None) -> 
 
 
 def request_body(messages: list[Message], model: OnlineModel, settings=None) -> dict:
-    """The keyword arguments of ``client.chat.stream`` (JSON-ready; no key, no headers)."""
+    """The keyword arguments of ``client.chat.stream`` (JSON-ready; no key, no headers): the
+    settings' numbers under their ``mistral`` names in the one settings table.
+
+    Raises:
+        SettingError: a number out of its range (`magimac.core.settings.SETTINGS`).
+        MagimacError: an image cannot be read, or the model takes none.
+    """
     body: dict = {"model": model.api_model, "messages": api_messages(messages, model, settings)}
-    for name, field in (("temperature", "temperature"), ("top_p", "top_p"), ("max_tokens", "max_tokens"),
-                        ("seed", "random_seed")):
-        value = getattr(settings, name, None)
-        if value is not None:
-            body[field] = value
+    if settings is not None:
+        body.update(wire_fields(settings, "mistral"))
     if model.reasoning_effort:
         budget = getattr(settings, "reasoning_budget", None)
         body["reasoning_effort"] = "none" if budget == 0 else model.reasoning_effort

@@ -22,28 +22,15 @@ from typing import Any, AsyncIterator
 
 from starlette.responses import JSONResponse, StreamingResponse
 
-from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, Stats, ToolCall
+from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, ToolCall
 from magimac.server.errors import error_body
 from magimac.server.stream import TurnPump
-from magimac.server.tools import openai_call
 from magimac.server.translate import ChatRequest
+from magimac.text.openai_wire import call_json, delta_json, usage_json
 
 KEEPALIVE_S = 5.0
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 """engine finish reason -> OpenAI's (a turn cut by a stop string reads "stop")."""
-
-
-def usage(stats: Stats) -> dict:
-    """OpenAI's ``usage`` object from a turn's `Stats` (completion = reasoning + answer + tool
-    call tokens)."""
-    completion = stats.reasoning_tokens + stats.answer_tokens + stats.tool_tokens
-    return {
-        "prompt_tokens": stats.prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": stats.prompt_tokens + completion,
-        "prompt_tokens_details": {"cached_tokens": stats.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": stats.reasoning_tokens},
-    }
 
 
 class Completion:
@@ -83,7 +70,7 @@ class Completion:
             elif isinstance(ev, AnswerDelta):
                 content.append(ev.text)
             elif isinstance(ev, ToolCall):
-                calls.append(openai_call(ev))
+                calls.append(call_json(ev.id, ev.name, ev.raw))
             try:
                 ev = await asyncio.wait_for(self.pump.next_event(), timeout=KEEPALIVE_S)
             except asyncio.TimeoutError:
@@ -101,7 +88,7 @@ class Completion:
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.req.model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": self.finish(ev, bool(calls))}],
-            "usage": usage(ev.stats),
+            "usage": usage_json(ev.stats),
         })
 
     @staticmethod
@@ -123,13 +110,9 @@ class Completion:
         yield self.chunk({"role": "assistant", "content": ""})
         ev, calls = first, 0
         while not isinstance(ev, Done):
-            if isinstance(ev, ReasoningDelta) and ev.text:
-                yield self.chunk({"reasoning_content": ev.text, "reasoning": ev.text})
-            elif isinstance(ev, AnswerDelta) and ev.text:
-                yield self.chunk({"content": ev.text})
-            elif isinstance(ev, ToolCall):
-                yield self.chunk({"tool_calls": [openai_call(ev, calls)]})
-                calls += 1
+            if isinstance(ev, ToolCall) or (isinstance(ev, (ReasoningDelta, AnswerDelta)) and ev.text):
+                yield self.chunk(delta_json(ev, calls))
+                calls += isinstance(ev, ToolCall)
             try:
                 ev = await asyncio.wait_for(self.pump.next_event(), timeout=KEEPALIVE_S)
             except asyncio.TimeoutError:
@@ -142,7 +125,7 @@ class Completion:
             yield self.chunk({}, self.finish(ev, calls > 0))
             if self.req.include_usage:
                 body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.req.model, "choices": [], "usage": usage(ev.stats)}
+                        "model": self.req.model, "choices": [], "usage": usage_json(ev.stats)}
                 yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 

@@ -1,5 +1,5 @@
 """Tools in the OpenAI API <-> magimac's: a request's ``tools`` / ``tool_choice`` / ``parallel_tool_calls``,
-its assistant ``tool_calls`` and ``tool`` messages in, a model's `ToolCall` out.
+checked here; the calls' shape, both ways, is `magimac.text.openai_wire`'s.
 
 The server runs no tool: it offers the client's tools to the model (encoded by mistral-common
 through `magimac.text.tools.ToolSpec`) and returns the model's calls in OpenAI's shape
@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from magimac.core.conversation import Message
-from magimac.core.events import ToolCall
 from magimac.server.errors import RequestError
 from magimac.text.tools import ToolSpec
 
@@ -76,42 +74,3 @@ def _choice(choice: Any, specs: tuple[ToolSpec, ...]) -> str:
         raise RequestError("tool_choice: a named function is not supported by magimac serve (it cannot "
                            "force a call); send \"auto\" and offer only that tool", "tool_choice")
     raise RequestError(f"tool_choice: must be \"auto\" or \"none\", got {choice!r}", "tool_choice")
-
-
-def assistant_calls(m: dict, where: str) -> list[dict]:
-    """An assistant message's ``tool_calls`` as `Message.tool_calls` (``{"id", "name", "arguments"}``)."""
-    raw = m.get("tool_calls")
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise RequestError(f"{where}.tool_calls: must be an array", f"{where}.tool_calls")
-    calls = []
-    for j, c in enumerate(raw):
-        here = f"{where}.tool_calls[{j}]"
-        f = c.get("function") if isinstance(c, dict) else None
-        if (not isinstance(f, dict) or not isinstance(c.get("id"), str) or not isinstance(f.get("name"), str)
-                or not isinstance(f.get("arguments"), str)):
-            raise RequestError(f"{here}: must be {{\"id\", \"type\": \"function\", \"function\": {{\"name\", "
-                               "\"arguments\": a JSON string}}}}", here)
-        calls.append({"id": c["id"], "name": f["name"], "arguments": f["arguments"]})
-    return calls
-
-
-def tool_result(m: dict, where: str, earlier: list[Message], content: str) -> Message:
-    """A ``tool`` message (its text already read) as ours; its tool name is the call's."""
-    cid = m.get("tool_call_id")
-    if not isinstance(cid, str) or not cid:
-        raise RequestError(f"{where}.tool_call_id: required, the id of the call this answers",
-                           f"{where}.tool_call_id")
-    names = {c["id"]: c["name"] for e in earlier for c in e.tool_calls}
-    if cid not in names:
-        raise RequestError(f"{where}.tool_call_id: no earlier assistant message made the call {cid!r}",
-                           f"{where}.tool_call_id")
-    return Message("tool", content, tool_call_id=cid, name=names[cid])
-
-
-def openai_call(call: ToolCall, index: int | None = None) -> dict:
-    """A model's call in OpenAI's shape (``index``: for a streamed ``delta.tool_calls`` entry).
-    ``arguments`` is the text the model wrote (a JSON object unless the model erred)."""
-    out = {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.raw}}
-    return out if index is None else {"index": index, **out}

@@ -15,10 +15,8 @@ are all this needs.  Nothing leaves the machine unless the person names another 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import mimetypes
 import threading
 import urllib.error
 import urllib.request
@@ -26,10 +24,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from magimac.core.conversation import Message
-from magimac.core.events import AnswerDelta, Done, EngineError, Loaded, ReasoningDelta, Stats, ToolCall
+from magimac.core.events import Done, EngineError, Loaded, Stats
 from magimac.engine.loading import EngineLoadError
 from magimac.core.settings import DEFAULT, GenerationSettings
 from magimac.session.proof import check_server
+from magimac.text.openai_wire import delta_events, messages_json, read_usage, settings_json
 from magimac.text.prompt import Prompt
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -166,15 +165,9 @@ class RemoteTurn:
                     yield Done("error", chunk["error"].get("message", "the server failed"))
                     return
                 if chunk.get("usage"):
-                    stats = self.engine.stats(chunk["usage"])
+                    stats = read_usage(chunk["usage"], self.engine.context_length or 0)
                 for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    if delta.get("reasoning_content"):
-                        yield ReasoningDelta(delta["reasoning_content"])
-                    if delta.get("content"):
-                        yield AnswerDelta(delta["content"])
-                    for call in delta.get("tool_calls") or []:  # the server sends each call whole
-                        yield _tool_call(call)
+                    yield from delta_events(choice.get("delta") or {})
                     finish = choice.get("finish_reason") or finish
         except (OSError, ValueError, AttributeError):
             if not self._cancelled.is_set():
@@ -184,16 +177,6 @@ class RemoteTurn:
             yield Done("cancelled", None, stats)
         else:
             yield Done(finish if finish in ("stop", "length") else "stop", None, stats)
-
-
-def _tool_call(entry: dict) -> ToolCall:
-    """A streamed ``delta.tool_calls`` entry (one complete call) as a `ToolCall` event."""
-    from magimac.text.tool_calls import parse_arguments  # mistral-common's tokenizer: not at the app's start
-
-    f = entry.get("function") or {}
-    raw = f.get("arguments") or ""
-    arguments, error = parse_arguments(raw)
-    return ToolCall(entry.get("id", ""), f.get("name", ""), arguments, raw, error)
 
 
 class RemoteEngine:
@@ -251,11 +234,16 @@ class RemoteEngine:
             yield EngineError(str(e))
 
     def submit(self, messages: list[Message], settings: GenerationSettings | None = None) -> RemoteTurn:
-        """Start a turn on the server; its events stream from the returned `RemoteTurn`."""
+        """Start a turn on the server; its events stream from the returned `RemoteTurn`.
+        The request is written by `magimac.text.openai_wire`.
+
+        Raises:
+            SettingError: a number of ``settings`` out of its range (`magimac.core.settings.SETTINGS`).
+            MagimacError: an image cannot be read."""
         settings = settings or GenerationSettings()
         self.wait_loaded()
-        body = {"model": self.model_id, "messages": self.messages_json(messages, settings), "stream": True,
-                "stream_options": {"include_usage": True}, **self.settings_json(settings)}
+        body = {"model": self.model_id, "messages": messages_json(messages, settings.system_prompt), "stream": True,
+                "stream_options": {"include_usage": True}, **settings_json(settings)}
         turn = RemoteTurn(self, body)
         self._turns = [t for t in self._turns if t.done is None] + [turn]
         return turn
@@ -270,14 +258,6 @@ class RemoteEngine:
     def status(self) -> dict:
         """``{"running": this client's turns not yet done}`` (the server's own is its ``/status``)."""
         return {"running": sum(t.done is None for t in self._turns)}
-
-    def stats(self, u: dict) -> Stats:
-        """`Stats` from the server's ``usage`` object."""
-        reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-        return Stats(prompt_tokens=u.get("prompt_tokens", 0),
-                     cached_tokens=(u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
-                     reasoning_tokens=reasoning, answer_tokens=u.get("completion_tokens", 0) - reasoning,
-                     context_length=self.context_length or 0)
 
     # ---- tokens: the server's tokenizer ---------------------------------------------------
 
@@ -307,51 +287,3 @@ class RemoteEngine:
             raise PromptError(f"{self.base}: {_http_error(e)}") from None
         except (OSError, ValueError) as e:
             raise EngineLoadError(f"{self.base}: no magimac server answers there ({e})") from None
-
-    # ---- requests -------------------------------------------------------------------------
-
-    @staticmethod
-    def messages_json(messages: list[Message], settings: GenerationSettings) -> list[dict]:
-        """The conversation in the API's form: images as data URLs, reasoning in
-        ``reasoning_content``; the settings' system prompt as a leading system message."""
-        out: list[dict] = []
-        if settings.system_prompt is not DEFAULT and not (messages and messages[0].role == "system"):
-            out.append({"role": "system", "content": settings.system_prompt or ""})
-        for m in messages:
-            d: dict[str, Any] = {"role": m.role, "content": m.content}
-            if m.images:
-                d["content"] = [{"type": "text", "text": m.content}] + [
-                    {"type": "image_url", "image_url": {"url": _data_url(p)}} for p in m.images]
-            if m.reasoning is not None:
-                d["reasoning_content"] = m.reasoning
-            if m.tool_calls:
-                d["tool_calls"] = [{"id": c["id"], "type": "function",
-                                    "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                   for c in m.tool_calls]
-            if m.role == "tool":
-                d["tool_call_id"] = m.tool_call_id
-            out.append(d)
-        return out
-
-    @staticmethod
-    def settings_json(s: GenerationSettings) -> dict:
-        """The request fields for ``s`` (magimac's own: ``top_k``, ``min_p``,
-        ``repetition_penalty``, ``reasoning_budget``, ``keep_reasoning``)."""
-        fields = {"temperature": s.temperature, "top_p": s.top_p, "seed": s.seed,
-                  "max_completion_tokens": s.max_tokens, "reasoning_budget": s.reasoning_budget,
-                  "repetition_penalty": s.repetition_penalty,
-                  "top_k": s.top_k or None, "min_p": s.min_p or None}
-        out = {k: v for k, v in fields.items() if v is not None}
-        if s.keep_reasoning:
-            out["keep_reasoning"] = True
-        if s.tools:
-            out["tools"] = [{"type": "function", "function": {
-                "name": t.name, "description": t.description, "parameters": t.parameters}} for t in s.tools]
-        if s.tool_choice != "auto":
-            out["tool_choice"] = s.tool_choice
-        return out
-
-
-def _data_url(path: str) -> str:
-    kind = mimetypes.guess_type(path)[0] or "image/png"
-    return f"data:{kind};base64,{base64.b64encode(Path(path).read_bytes()).decode()}"

@@ -3,8 +3,9 @@
 Settings live in the conversation's ``settings`` dict in the history database (JSON):
 ``model`` (name or directory; absent: the app's model), ``system_prompt_mode`` (``default``:
 the model's own SYSTEM_PROMPT.txt, ``none``, ``custom``), ``system_prompt`` (the custom text),
-``temperature``, ``top_p``, ``max_tokens``, ``reasoning_budget`` (absent: the engine's
-defaults), ``reasoning`` (bool, default True; False: turned off with F8, a budget of 0),
+each number of `magimac.core.settings.SETTINGS` under its name (``temperature``, ``top_p``,
+``top_k``, ``min_p``, ``repetition_penalty``, ``seed``, ``max_tokens``, ``reasoning_budget``;
+absent: the engine's defaults), ``reasoning`` (bool, default True; False: turned off with F8, a budget of 0),
 ``keep_reasoning`` (bool), ``reasoning_instructions`` (bool, default True: a custom system
 prompt without a ``[THINK]`` block is sent after the model's reasoning instructions, so the
 model still reasons; `magimac.text.prompt.with_reasoning_instructions`), ``tools`` (the
@@ -23,7 +24,7 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch, TextAr
 
 from magimac.models.online import RetiredModel
 from magimac.session.model import choose_model
-from magimac.core.settings import DEFAULT, GenerationSettings, setting_error
+from magimac.core.settings import DEFAULT, SETTINGS, GenerationSettings, SettingError
 from magimac.tools.toolbox import BUILTIN_NAMES
 
 TOOL_LABELS = {
@@ -32,23 +33,18 @@ TOOL_LABELS = {
 }
 
 PROMPT_MODES = [("the model's own", "default"), ("none", "none"), ("custom (below)", "custom")]
-NUMBERS = {  # key -> (label, type, hint); the allowed values: `engine.SETTING_RANGES`
-    "temperature": ("Temperature", float, "0.7 recommended; 0 = greedy"),
-    "top_p": ("Top-p", float, "0.95 recommended"),
-    "max_tokens": ("Max tokens", int, "empty: up to the context limit"),
-    "reasoning_budget": ("Reasoning budget (tokens)", int, "empty: unlimited"),
-}
 
 
 def number_error(key: str, raw: str) -> str | None:
-    """Why ``raw`` is no value for the `NUMBERS` setting ``key`` (None when it is one): not a
-    number of its type, or outside what `magimac chat` accepts (`engine.setting_error`)."""
-    label, typ, _hint = NUMBERS[key]
+    """Why ``raw`` is no value for the setting ``key`` (None when it is one): not a number of its
+    kind, or outside its range in the one settings table (`magimac.core.settings.SETTINGS`), the
+    same `magimac chat` and `magimac serve` check."""
+    row = SETTINGS[key]
     try:
-        problem = setting_error(key, typ(raw))
-    except ValueError:
-        problem = f"is not {'a whole number' if typ is int else 'a number'}"
-    return f"{label}: {raw!r} {problem}" if problem else None
+        row.parse(raw, row.label + ":")
+    except SettingError as e:
+        return str(e)
+    return None
 
 
 def parse_libraries(raw: str) -> tuple[list[str], str | None]:
@@ -68,18 +64,20 @@ def parse_libraries(raw: str) -> tuple[list[str], str | None]:
 def generation_settings(settings: dict) -> GenerationSettings:
     """The engine's `GenerationSettings` for a conversation's settings dict (a ``seed`` in it,
     an integer, makes each of its turns repeatable: `GenerationSettings.seed`; ``reasoning``
-    False, reasoning turned off, gives a reasoning budget of 0)."""
+    False, reasoning turned off, gives a reasoning budget of 0).  A number outside its range in
+    `SETTINGS` (saved by an older magimac, e.g. a temperature of 5) is left unset: the F2 form
+    shows it and refuses to save it until it is corrected."""
     mode = settings.get("system_prompt_mode", "default")
     prompt = DEFAULT if mode == "default" else None if mode == "none" else settings.get("system_prompt", "")
+    numbers = {key: settings[key] for key, row in SETTINGS.items()  # one saved outside today's range: unset
+               if settings.get(key) is not None and row.problem(settings[key]) is None}
+    if settings.get("reasoning") is False:
+        numbers["reasoning_budget"] = 0
     return GenerationSettings(
-        temperature=settings.get("temperature"),
-        top_p=settings.get("top_p"),
-        max_tokens=settings.get("max_tokens"),
-        reasoning_budget=0 if settings.get("reasoning") is False else settings.get("reasoning_budget"),
+        **numbers,
         keep_reasoning=bool(settings.get("keep_reasoning", False)),
         system_prompt=prompt,
         reasoning_instructions=bool(settings.get("reasoning_instructions", True)),
-        seed=settings.get("seed"),
     )
 
 
@@ -108,11 +106,12 @@ class SettingsScreen(ModalScreen[dict | None]):
             with Horizontal(classes="switch-row"):
                 yield Switch(bool(s.get("reasoning_instructions", True)), id="reasoning_instructions")
                 yield Label("Keep the model's reasoning instructions before a custom prompt (so it still reasons)")
-            for key, (label, _type, hint) in NUMBERS.items():
+            for key, row in SETTINGS.items():  # every number of the one settings table
                 with Horizontal(classes="number-row"):
-                    yield Label(label)
+                    yield Label(row.label)
                     value = s.get(key)
-                    yield Input("" if value is None else str(value), placeholder=hint, id=key)
+                    yield Input("" if value is None else str(value), placeholder=f"empty: {row.unset}",
+                                tooltip=f"{row.about}: {row.range}", id=key)
             with Horizontal(classes="switch-row"):
                 yield Switch(bool(s.get("keep_reasoning", False)), id="keep_reasoning")
                 yield Label("Keep earlier answers' reasoning in the prompt (uses context)")
@@ -170,7 +169,7 @@ class SettingsScreen(ModalScreen[dict | None]):
             out.pop("model", None)
         out["system_prompt_mode"] = self.query_one("#system_prompt_mode", Select).value
         out["system_prompt"] = self.query_one("#system_prompt", TextArea).text
-        for key, (_label, typ, _hint) in NUMBERS.items():
+        for key, row in SETTINGS.items():
             raw = self.query_one(f"#{key}", Input).value.strip()
             if not raw:
                 out.pop(key, None)
@@ -178,7 +177,7 @@ class SettingsScreen(ModalScreen[dict | None]):
             if problem := number_error(key, raw):
                 self.show_error(problem)
                 return
-            out[key] = typ(raw)
+            out[key] = row.parse(raw)
         libraries, problem = parse_libraries(self.query_one("#libraries", Input).value)
         if problem:
             self.show_error(f"Libraries: {problem}")

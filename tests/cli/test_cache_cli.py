@@ -36,3 +36,22 @@ def test_a_damaged_index_is_cleared_by_the_command_its_error_names(capsys):
     assert str(directory) in err and "`magimac cache --clear`" in err and len(err.splitlines()) == 1
     assert "freed 1.0 KB" in out and "0 tokens of KV of 0 models: 0 whole blocks" in out
     assert main(["cache"]) == 0 and not list(directory.rglob("*.safetensors"))
+
+
+def test_budget_and_serve_cache_gb_read_the_same_decimal_gb(capsys):
+    """`cache --budget 10GB` keeps 10 x 10^9 bytes, printed back as the 10.00 GB it was typed as
+    (it read 10 GiB = 10.74 GB before), and `serve --cache-gb 10` means the same bytes."""
+    import argparse
+
+    from magimac.cli import serve
+
+    for typed in ("10GB", "10", "10 G"):
+        assert main(["cache", "--budget", typed, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["budget_bytes"] == 10 * 10**9
+    assert main(["cache", "--budget", "500MB"]) == 0
+    assert "budget 500.0 MB" in capsys.readouterr().out
+    assert main(["cache", "--budget", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["budget_bytes"] == 0
+    assert serve.cache_bytes(argparse.Namespace(cache_gb="10")) == 10 * 10**9
+    assert main(["cache", "--budget=-3GB"]) == 1
+    assert capsys.readouterr().err.startswith("magimac: --budget: cannot read the size '-3GB'")

@@ -119,7 +119,7 @@ def test_limits_from_the_command_line(capsys, monkeypatch, scripted_checkpoint):
     (["--model", "{ckpt}", "--image", "{tmp}/missing.png", "Hi"], "missing.png: no such file"),
     (["--model", "{ckpt}", "--conversation", "{tmp}/bad.json"], "not valid JSON"),
     (["--model", "{ckpt}", "--conversation", "{tmp}/assistant_last.json"], "no prompt"),
-    (["--model", "{ckpt}", "--max-tokens", "0", "Hi"], "--max-tokens must be a positive"),
+    (["--model", "{ckpt}", "--max-tokens", "0", "Hi"], "--max-tokens must be a whole number of tokens >= 1"),
 ])
 def test_mistakes_are_one_line_errors(capsys, monkeypatch, scripted_checkpoint, tmp_path, args, message):
     (tmp_path / "bad.json").write_text("[{")
@@ -253,8 +253,8 @@ def test_stats_after_reasoning_only_are_on_their_own_line(capsys, monkeypatch, t
     ("--min-p", "2", "--min-p must be"),
     ("--top-k", "-5", "--top-k must be"),
     ("--top-k", "999999", "--top-k must be"),
-    ("--top-p", "0", "--top-p must be in (0, 1]"),
-    ("--temperature", "nan", "--temperature must be a finite number"),
+    ("--top-p", "0", "--top-p must be a number in (0, 1]"),
+    ("--temperature", "nan", "--temperature must be a number in [0, 2]"),
     ("--seed", "-1", "--seed must be"),
 ])
 def test_sampling_options_are_checked_before_anything_loads(capsys, monkeypatch, option, value, message):

@@ -227,7 +227,7 @@ def test_magimac_cache_shows_the_size_and_clears(random_checkpoint, tmp_path, ca
     assert str(default_directory()) in out and "of KV of 1 model: " in out and "budget 10.00 GB" in out
     assert main(["cache", "--budget", "20GB", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["blocks"] > 0 and d["budget_bytes"] == 20 * 2**30 and d["block_tokens"] == BLOCK
+    assert d["blocks"] > 0 and d["budget_bytes"] == 20 * 10**9 and d["block_tokens"] == BLOCK
     assert main(["cache", "--clear"]) == 0
     assert "0 tokens of KV of 0 models: 0 whole blocks" in capsys.readouterr().out
     assert main(["chat", "--model", str(random_checkpoint), "--no-disk-cache", "--max-tokens", "2", LONG]) == 0

@@ -50,6 +50,29 @@ def _fails_cleanly(capsys, tmp_path, src: Path, *extra: str) -> str:
     return last
 
 
+@pytest.mark.parametrize("extra, line", [
+    (["--context", "-5"], "--context must be a positive number of tokens of KV cache, got -5"),
+    (["--context", "0"], "--context must be a positive number of tokens of KV cache, got 0"),
+    (["--method", "gptq", "--calibration-samples", "0"], "--calibration-samples must be at least 1, got 0"),
+    (["--method", "awq", "--calibration-tokens", "-1"], "--calibration-tokens must be at least 1, got -1"),
+    (["--bits", "0"], "--bits must be one of 2, 3, 4, 5, 6, 8, got 0"),
+    (["--bits=-4"], "--bits must be one of 2, 3, 4, 5, 6, 8, got -4"),
+    (["--group-size", "0"], "--group-size must be one of 32, 64, 128, got 0"),
+])
+def test_impossible_numbers_are_one_line_errors_naming_the_option(capsys, tmp_path, tiny_source, extra, line):
+    """Refused before anything is read or sized (a -5-token context once sized "-2560 B of KV";
+    0 calibration samples once meant 128)."""
+    assert _fails_cleanly(capsys, tmp_path, tiny_source, *extra).startswith(f"magimac: {line}")
+
+
+def test_the_library_refuses_them_too(tmp_path, tiny_source):
+    from magimac.quantize.source import QuantizeError
+
+    with pytest.raises(QuantizeError, match="^--context must be a positive number"):
+        convert_mod.convert(tiny_source, tmp_path / "out", context=-5, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_success_leaves_only_the_output_and_never_touches_the_source(capsys, tmp_path, source):
     before = _snapshot(source)
     out_parent = tmp_path / "outputs"

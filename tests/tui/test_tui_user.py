@@ -115,6 +115,30 @@ async def test_settings_refuse_what_magimac_chat_refuses(engine, scripted_checkp
         assert app.messages[-1].finish_reason in ("stop", "length") and app.loaded is not None
 
 
+async def test_the_settings_form_sets_every_number_of_the_table_and_the_turn_uses_them(
+        fake_engine, scripted_checkpoint):
+    """The form has a field for each row of `SETTINGS` (top-k, min-p, repetition penalty and the
+    seed included); what is saved there reaches the engine with the next message."""
+    app = app_for(fake_engine, scripted_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "Hi")
+        values = dict(top_k="40", min_p="0.05", repetition_penalty="1.15", seed="7", temperature="2")
+        assert await settings_saved_with(pilot, **values) == ""
+        await send(pilot, "Hi again")
+        used = fake_engine.settings[-1]
+        assert (used.top_k, used.min_p, used.repetition_penalty, used.seed, used.temperature) == (40, 0.05, 1.15, 7, 2.0)
+        assert "Temperature: must be a number in [0, 2], got 2.5" in await settings_saved_with(pilot, temperature="2.5")
+
+
+def test_a_number_saved_outside_todays_range_is_left_unset():
+    """A temperature of 5 saved by an older magimac (whose form allowed any number >= 0) no longer
+    reaches the engine, or a server that would refuse the turn."""
+    from magimac.tui.settings_screen import generation_settings
+
+    s = generation_settings({"temperature": 5.0, "seed": 7, "top_k": -1})
+    assert (s.temperature, s.seed, s.top_k) == (None, 7, 0)
+
+
 async def test_hiding_the_sidebar_while_searching_sends_typing_to_the_composer(fake_engine, scripted_checkpoint):
     app = app_for(fake_engine, scripted_checkpoint)
     async with app.run_test(size=(80, 24)) as pilot:
