@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magimac.core.errors import MagimacError
+from magimac.core.errors import MagimacError, one_line
 from magimac.core.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 IMG_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
@@ -24,12 +24,6 @@ IMG_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
 
 class EngineLoadError(MagimacError, RuntimeError):
     """The model could not be loaded (missing, not converted, too large, broken); one line."""
-
-
-def one_line(e: BaseException) -> str:
-    """``e``'s message on one line of at most 300 characters (its type's name when empty)."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) < 300 else text[:297] + "..."
 
 
 @dataclass
