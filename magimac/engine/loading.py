@@ -121,26 +121,7 @@ def read_model(model: str | Path) -> ModelInfo:
         raise EngineLoadError(str(e)) from None
     return ModelInfo(path=path, config=config, tokenizer=tokenizer,
                      markers=markers_for(tokenizer.instruct_tokenizer.tokenizer),
-                     entry=registry_entry(path), gen_defaults=gen_defaults)
-
-
-def registry_entry(path: Path):
-    """The registry entry a model directory belongs to (by local path or directory name), or None."""
-    from magimac.models.registry import load_registry
-
-    try:
-        reg = load_registry()
-    except Exception:
-        return None
-    name = path.name.lower()
-    for e in reg.values():
-        lp = e.local_path()
-        if lp is not None and lp.resolve() == path.resolve():
-            return e
-        for n in (e.name, *e.aliases):
-            if name == n.lower() or name.startswith(n.lower() + "-"):
-                return e
-    return None
+                     entry=store.entry_for_dir(path), gen_defaults=gen_defaults)
 
 
 @dataclass(frozen=True)
