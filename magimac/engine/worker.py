@@ -223,6 +223,19 @@ class Engine:
             runner.disk.flush()
         return True
 
+    def cached_tokens(self) -> list[int]:
+        """The token ids the KV cache in memory holds once queued turns are done: the last
+        turn's prompt, then the tokens it generated (what `magimac.bench` compares prompts with)."""
+        self.wait_idle()
+        return [k[1] if isinstance(k, tuple) else k for k in (self._runner.cache.keys if self._runner else [])]
+
+    def forget_cached_tokens(self) -> None:
+        """Empty the KV cache in memory once queued turns are done, so the next turn prefills
+        its whole prompt (less what the prompt cache on disk holds)."""
+        self.wait_idle()
+        if self._runner is not None:
+            self._runner.cache.reset()
+
     def status(self) -> dict:
         """``{"running": turns queued or running}`` (any thread; a snapshot)."""
         with self._pending_lock:
