@@ -4,11 +4,15 @@ function-level imports included), and the import graph has no circle."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "magimac"
@@ -149,6 +153,33 @@ def test_the_quantize_scan_sees_each_way_of_naming_it(tmp_path):
 def test_importing_the_top_level_name_is_refused():
     r = subprocess.run([sys.executable, "-c", "import quantize"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 1 and "import the quantize library as magimac.quantize" in r.stderr
+
+
+def _declared() -> tuple[set[str], set[str]]:
+    """Normalized names of pyproject.toml's dependencies, and of its optional ones."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    optional = [r for reqs in project["optional-dependencies"].values() for r in reqs]
+    return ({_dist(Requirement(r).name) for r in project["dependencies"]},
+            {_dist(Requirement(r).name) for r in optional})
+
+
+def _dist(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """The app imports only what pyproject.toml's dependencies install (a package that merely
+    comes along with another may go away with it); the tools may use the optional ones too."""
+    required, optional = _declared()
+    provides = packages_distributions()
+    wrong = set()
+    for mod, path in MODS.items():
+        for top in {n.split(".")[0] for n in imports(mod, path)} - {"", "magimac", "__future__"}:
+            dists = {_dist(d) for d in provides.get(top, [top])}
+            allowed = required | (optional if layer_of(mod)[1] == TOOLS else set())
+            if top not in sys.stdlib_module_names and not dists & allowed:
+                wrong.add(f"{mod} imports {top} (from {', '.join(sorted(dists))}): not in pyproject.toml")
+    assert not wrong, "\n".join(sorted(wrong))
 
 
 def test_mlx_textual_and_the_api_sdk_only_where_the_table_says():
