@@ -71,12 +71,12 @@ def decode_bench(rounds: int, n_tokens: int) -> dict:
     from mlx_lm.sample_utils import make_sampler
 
     from magimac.core.conversation import Message
-    from magimac.core.settings import GenerationSettings
+    from magimac.core.settings import DiskCacheSettings, GenerationSettings
     from magimac.engine.worker import Engine
     from magimac.core.events import Done
 
     path = checkpoint("random-h1024-l4-v32k", scripted=False)
-    engine = Engine(path)
+    engine = Engine(path, disk_cache=DiskCacheSettings(enabled=False))  # memory only, as the baseline
     engine.wait_loaded()
     model, tokenizer = load(str(path))
     messages = [Message("user", user_message(0))]
@@ -91,7 +91,7 @@ def decode_bench(rounds: int, n_tokens: int) -> dict:
         return (len(times) - 1) / (times[-1] - times[0]), len(times)
 
     def through_engine() -> tuple[float, int]:
-        engine._runner.cache.reset()  # same work as the baseline: full prefill
+        engine.forget_cached_tokens()  # same work as the baseline: full prefill
         done = [ev for ev in engine.submit(messages, settings) if isinstance(ev, Done)][0]
         s = done.stats
         return s.decode_tps, s.reasoning_tokens + s.answer_tokens + (1 if done.finish_reason == "stop" else 0)
@@ -126,11 +126,11 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 def engine_turns(path: Path, turns: int, keep: bool) -> list[dict]:
     from magimac.core.conversation import Message
-    from magimac.core.settings import GenerationSettings
+    from magimac.core.settings import DiskCacheSettings, GenerationSettings
     from magimac.engine.worker import Engine
     from magimac.core.events import Done
 
-    engine = Engine(path)
+    engine = Engine(path, disk_cache=DiskCacheSettings(enabled=False))  # runs must not feed each other
     engine.wait_loaded()
     settings = GenerationSettings(keep_reasoning=keep)
     # warm-up on another conversation without system prompt: only <s> is shared with turn 1
@@ -146,7 +146,7 @@ def engine_turns(path: Path, turns: int, keep: bool) -> list[dict]:
         new = len(prompt) - _lcp(prompt, prev) if prev else len(prompt) - 1
         rows.append({"turn": i, "prompt": len(prompt), "new": new,
                      "prefilled": s.prompt_tokens - s.cached_tokens, "ttft_s": s.ttft_s})
-        generated = engine._runner.cache.keys[len(prompt):]  # what the turn generated (in the cache)
+        generated = engine.cached_tokens()[len(prompt):]  # what the turn generated (in the cache)
         prev = prompt + list(generated)
         msgs.append(Message("assistant", SCRIPT[1], reasoning=SCRIPT[0]))
     engine.close()

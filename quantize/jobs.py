@@ -13,6 +13,7 @@ from typing import Callable
 
 import mlx.core as mx
 
+from magimac.core.errors import one_line
 from magimac.quantize.layout import ARCHITECTURES, OUTPUT_FLOAT_DTYPE, TensorSpec, architecture, quantized_specs
 from magimac.quantize.source import Checkpoint, QuantizeError, TensorInfo
 from magimac.quantize.stream import NUMPY_DTYPES
@@ -76,7 +77,7 @@ def plan_jobs(ckpt: Checkpoint, model, plan: dict[str, dict]) -> list[Job]:
         try:
             lazy = mx.load(str(shard))
         except Exception as e:  # noqa: BLE001 - MLX raises RuntimeError/ValueError
-            raise QuantizeError(f"{shard}: cannot read safetensors: {str(e).splitlines()[0]}") from None
+            raise QuantizeError(f"{shard}: cannot read safetensors: {one_line(e)}") from None
         by_id = {id(v): n for n, v in lazy.items()}
         for name, arr in sanitize(dict(lazy)).items():
             if name not in expected:

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from magimac.core.errors import MagimacError
+from magimac.core.errors import MagimacError, one_line
 from magimac.quantize.layout import UnknownArchitecture, architecture
 from magimac.quantize.tokenizer import files_to_copy
 
@@ -245,8 +245,7 @@ def _snapshot(hub: HubSource, patterns: list[str], revision: str | None) -> Path
     try:
         return Path(snapshot_download(hub.repo, revision=revision, allow_patterns=patterns))
     except Exception as e:  # network, auth, offline, missing repo: all one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise QuantizeError(f"{hub.repo}: download failed: {msg}") from None
+        raise QuantizeError(f"{hub.repo}: download failed: {one_line(e)}") from None
 
 
 def fetch_config(hub: HubSource, revision: str | None = None) -> dict:

@@ -4,11 +4,15 @@ function-level imports included), and the import graph has no circle."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "magimac"
@@ -108,10 +112,74 @@ def test_no_module_imports_a_higher_layer():
     assert not wrong, "\n".join(sorted(wrong))
 
 
-def test_no_top_level_quantize_import():
-    wrong = [f"{m} imports {n}" for m, p in MODS.items() for n in imports(m, p)
-             if n == "quantize" or n.startswith("quantize.")]
+NAME_TAKERS = ("import_module", "__import__", "find_spec", "patch", "setattr", "delattr")
+"""Calls whose first argument may be a dotted module name (importlib, unittest.mock, monkeypatch)."""
+
+
+def _called(call: ast.Call) -> str:
+    f = call.func
+    return f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+
+
+def top_level_quantize_uses(path: Path) -> list[str]:
+    """Where ``path`` names the library by its top-level name ``quantize`` (an import, or a
+    dotted name given to import_module, patch or monkeypatch.setattr) instead of `magimac.quantize`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else \
+            [node.args[0].value] if (isinstance(node, ast.Call) and _called(node) in NAME_TAKERS and node.args
+                                     and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)) else []
+        found += [f"{path}:{node.lineno} {n}" for n in names if n == "quantize" or n.startswith("quantize.")]
+    return found
+
+
+def test_no_file_imports_the_library_by_its_top_level_name():
+    """`import quantize` and `import magimac.quantize` would be two module objects (the link
+    magimac/quantize -> ../quantize): the package, the tests, bench/ and scripts/ use the second."""
+    files = [*MODS.values(), *(p for d in ("tests", "bench", "scripts") for p in sorted((ROOT / d).rglob("*.py")))]
+    wrong = [u for p in files for u in top_level_quantize_uses(p)]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_quantize_scan_sees_each_way_of_naming_it(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("import quantize.convert\nfrom quantize import sizes\nfrom .quantize import ok\n"
+                 "monkeypatch.setattr('quantize.sizes.LIMIT', 1)\nimport magimac.quantize\n")
+    got = [u.split(" ", 1)[1] for u in top_level_quantize_uses(f)]
+    assert got == ["quantize.convert", "quantize", "quantize.sizes.LIMIT"]
+
+
+def test_importing_the_top_level_name_is_refused():
+    r = subprocess.run([sys.executable, "-c", "import quantize"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 1 and "import the quantize library as magimac.quantize" in r.stderr
+
+
+def _declared() -> tuple[set[str], set[str]]:
+    """Normalized names of pyproject.toml's dependencies, and of its optional ones."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    optional = [r for reqs in project["optional-dependencies"].values() for r in reqs]
+    return ({_dist(Requirement(r).name) for r in project["dependencies"]},
+            {_dist(Requirement(r).name) for r in optional})
+
+
+def _dist(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """The app imports only what pyproject.toml's dependencies install (a package that merely
+    comes along with another may go away with it); the tools may use the optional ones too."""
+    required, optional = _declared()
+    provides = packages_distributions()
+    wrong = set()
+    for mod, path in MODS.items():
+        for top in {n.split(".")[0] for n in imports(mod, path)} - {"", "magimac", "__future__"}:
+            dists = {_dist(d) for d in provides.get(top, [top])}
+            allowed = required | (optional if layer_of(mod)[1] == TOOLS else set())
+            if top not in sys.stdlib_module_names and not dists & allowed:
+                wrong.add(f"{mod} imports {top} (from {', '.join(sorted(dists))}): not in pyproject.toml")
+    assert not wrong, "\n".join(sorted(wrong))
 
 
 def test_mlx_textual_and_the_api_sdk_only_where_the_table_says():

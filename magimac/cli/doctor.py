@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
+from magimac.core.errors import one_line
 from magimac.core.units import format_bytes
 PACKAGES = ("mlx", "mlx-lm", "mlx-vlm", "mistral-common", "huggingface-hub", "transformers", "textual", "magimac")
 REQUIRED = ("mlx", "mlx-lm", "mlx-vlm", "mistral-common", "huggingface-hub", "textual")
@@ -129,7 +130,7 @@ def check_models(hw) -> list[Finding]:
         except plan.DoesNotFit as e:
             out.append(Finding("warning", str(e), f"magimac rm {m.name}"))
         except Exception as e:  # noqa: BLE001  (a broken model dir is a finding, not a crash)
-            out.append(Finding("warning", f"{m.path}: {str(e).splitlines()[0]}", f"magimac rm {m.name}"))
+            out.append(Finding("warning", f"{m.path}: {one_line(e)}", f"magimac rm {m.name}"))
     return out
 
 

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("magimac.cli.doctor", "hardware, versions and what is wrong"),
     "bench": ("magimac.cli.bench", "compare quantization levels: speed, memory, quality"),
     "key": ("magimac.cli.key", "save or remove the Mistral API key (OS keychain) for online models"),
-    "tools": ("magimac.cli.tools", "list the tools a model may use: built-in and MCP servers' (mcp.json)"),
+    "tools": ("magimac.cli.tools_command", "list the tools a model may use: built-in and MCP servers' (mcp.json)"),
     "library": ("magimac.cli.library", "index folders of documents and search them from chat"),
     "serve": ("magimac.cli.serve", "serve the model to other apps through an OpenAI-compatible API"),
     "cache": ("magimac.cli.cache", "the prompt cache on disk: its size, budget, and clearing it"),

@@ -14,3 +14,13 @@ from __future__ import annotations
 
 class MagimacError(Exception):
     """An error caused by the person's input or environment; its message is one line."""
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """``e``'s message as one line for people: whitespace and line breaks collapsed to single
+    spaces, at most ``limit`` characters (cut ones end in "..."); an exception group (anyio's,
+    from the `mcp` SDK) gives its first cause's; an empty message gives the type's name."""
+    while isinstance(getattr(e, "exceptions", None), (list, tuple)) and e.exceptions:
+        e = e.exceptions[0]
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -45,6 +45,7 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import make_prompt_cache
 
 from magimac.core.conversation import Message
+from magimac.core.errors import one_line
 from magimac.core.events import Done, Prefill, Stats
 from magimac.engine import loading
 from magimac.engine.generate import input_embeddings, token_keys
@@ -352,7 +353,7 @@ class BatchEngine(Engine):
                 try:
                     runner.step()
                 except Exception as e:  # never crash the worker: the running turns end with the error
-                    runner.fail_all(loading.one_line(e))
+                    runner.fail_all(one_line(e))
 
     def _admit(self, runner: BatchRunner | None, req: _Request, turn: Turn) -> None:
         if self._load_error is not None or runner is None:
@@ -364,7 +365,7 @@ class BatchEngine(Engine):
                 runner.add(req, turn)
                 return
             except Exception as e:  # a turn that cannot start ends alone
-                done = Done("error", loading.one_line(e))
+                done = Done("error", one_line(e))
         turn.put(done)
         self._forget(turn, done.finish_reason)
 

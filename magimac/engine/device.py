@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from magimac.core.errors import one_line
+
 
 @dataclass(frozen=True)
 class Device:
@@ -29,15 +31,11 @@ class Device:
     problem: str | None
 
 
-def _first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
 def _works(mx) -> str | None:
     try:
         value = mx.array([1.0, 2.0]).sum().item()
     except Exception as e:  # noqa: BLE001  (any failure here is the finding)
-        return f"MLX does not work: {_first_line(e)}"
+        return f"MLX does not work: {one_line(e)}"
     return None if value == 3.0 else "MLX computed a wrong sum"
 
 
@@ -46,7 +44,7 @@ def detect() -> Device:
     try:
         import mlx.core as mx
     except Exception as e:  # noqa: BLE001  (ImportError, or a broken native library)
-        return Device("", False, "", None, f"MLX does not work: {_first_line(e)}")
+        return Device("", False, "", None, f"MLX does not work: {one_line(e)}")
     try:
         metal = bool(mx.metal.is_available())
         info = dict(mx.device_info()) if hasattr(mx, "device_info") else (

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magimac.core.errors import MagimacError
+from magimac.core.errors import MagimacError, one_line
 from magimac.core.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 IMG_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
@@ -24,12 +24,6 @@ IMG_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
 
 class EngineLoadError(MagimacError, RuntimeError):
     """The model could not be loaded (missing, not converted, too large, broken); one line."""
-
-
-def one_line(e: BaseException) -> str:
-    """``e``'s message on one line of at most 300 characters (its type's name when empty)."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) < 300 else text[:297] + "..."
 
 
 @dataclass
@@ -127,26 +121,7 @@ def read_model(model: str | Path) -> ModelInfo:
         raise EngineLoadError(str(e)) from None
     return ModelInfo(path=path, config=config, tokenizer=tokenizer,
                      markers=markers_for(tokenizer.instruct_tokenizer.tokenizer),
-                     entry=registry_entry(path), gen_defaults=gen_defaults)
-
-
-def registry_entry(path: Path):
-    """The registry entry a model directory belongs to (by local path or directory name), or None."""
-    from magimac.models.registry import load_registry
-
-    try:
-        reg = load_registry()
-    except Exception:
-        return None
-    name = path.name.lower()
-    for e in reg.values():
-        lp = e.local_path()
-        if lp is not None and lp.resolve() == path.resolve():
-            return e
-        for n in (e.name, *e.aliases):
-            if name == n.lower() or name.startswith(n.lower() + "-"):
-                return e
-    return None
+                     entry=store.entry_for_dir(path), gen_defaults=gen_defaults)
 
 
 @dataclass(frozen=True)

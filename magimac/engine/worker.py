@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterator
 
 from magimac.core.conversation import Message
+from magimac.core.errors import one_line
 from magimac.core.events import Done, EngineError, Event, Loaded, LoadProgress
 from magimac.core.units import format_bytes
 from magimac.engine import loading
@@ -222,6 +223,19 @@ class Engine:
             runner.disk.flush()
         return True
 
+    def cached_tokens(self) -> list[int]:
+        """The token ids the KV cache in memory holds once queued turns are done: the last
+        turn's prompt, then the tokens it generated (what `magimac.bench` compares prompts with)."""
+        self.wait_idle()
+        return [k[1] if isinstance(k, tuple) else k for k in (self._runner.cache.keys if self._runner else [])]
+
+    def forget_cached_tokens(self) -> None:
+        """Empty the KV cache in memory once queued turns are done, so the next turn prefills
+        its whole prompt (less what the prompt cache on disk holds)."""
+        self.wait_idle()
+        if self._runner is not None:
+            self._runner.cache.reset()
+
     def status(self) -> dict:
         """``{"running": turns queued or running}`` (any thread; a snapshot)."""
         with self._pending_lock:
@@ -324,7 +338,7 @@ class Engine:
         try:
             self._load()
         except Exception as e:  # any failure becomes one line for the UI
-            self._load_error = e.args[0] if isinstance(e, EngineLoadError) else loading.one_line(e)
+            self._load_error = e.args[0] if isinstance(e, EngineLoadError) else one_line(e)
             self._log(EngineError(self._load_error))
         finally:
             self._ready.set()
@@ -351,7 +365,7 @@ class Engine:
         except Exception as e:  # never crash the worker: the turn ends with an error
             if self._runner is not None:
                 self._runner.cache.reset()
-            turn.put(Done("error", loading.one_line(e)))
+            turn.put(Done("error", one_line(e)))
         finally:
             with self._pending_lock:
                 if turn in self._pending:

@@ -100,7 +100,8 @@ def pull_embedder(entry: EmbedderEntry, say) -> Path:
     """
     from huggingface_hub import snapshot_download
 
-    from magimac.models.pull import PullError, _first_line, hub_endpoint, online
+    from magimac.core.errors import one_line
+    from magimac.models.pull import PullError, hub_endpoint, online
 
     endpoint = hub_endpoint()
     say(f"magimac pull goes online: {endpoint}/{entry.hub_id} (embedding model); every other command stays offline")
@@ -110,7 +111,7 @@ def pull_embedder(entry: EmbedderEntry, say) -> Path:
             snapshot_download(entry.hub_id, local_dir=target, endpoint=endpoint, token=False,
                               allow_patterns=list(entry.allow_patterns) or None)
         except Exception as e:  # network, missing repo: one line
-            raise PullError(f"{entry.hub_id}: download failed: {_first_line(e)}; "
+            raise PullError(f"{entry.hub_id}: download failed: {one_line(e)}; "
                             f"run `magimac pull {entry.name}` again to resume") from None
     if not entry.installed():
         raise PullError(f"{entry.hub_id}: downloaded to {target} but it lacks config.json, "

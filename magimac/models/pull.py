@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from magimac.core import paths, staging
-from magimac.core.errors import MagimacError
+from magimac.core.errors import MagimacError, one_line
 from magimac.core.units import format_bytes
 from magimac.models import store
 from magimac.models.registry import NEVER_FETCH, ModelEntry, default_model, find_entry, load_registry
@@ -119,11 +119,6 @@ def choose_source(entry: ModelEntry, level: str) -> Source:
     spec_for_level(level)  # raises on bf16 and other levels quantize cannot produce
     patterns = [p for p in entry.allow_patterns if NEVER_FETCH not in p] or None
     return Source(entry, level, entry.hub_id, False, patterns)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def check_disk(needs: dict[Path, int]) -> None:
@@ -282,7 +277,7 @@ def _download(src: Source, endpoint: str, cache: Path, hw, *, force: bool, tqdm_
         config = json.loads(Path(hf_hub_download(src.repo_id, "config.json", revision=commit, cache_dir=cache,
                                                  endpoint=endpoint, token=False)).read_text())
     except Exception as e:  # network, missing repo, bad answer: one line
-        raise PullError(f"{src.repo_id}: cannot reach the hub at {endpoint}: {_first_line(e)}") from None
+        raise PullError(f"{src.repo_id}: cannot reach the hub at {endpoint}: {one_line(e)}") from None
     download = sum(f.file_size or 0 for f in files if f.will_download)
     weights = _weights_bytes(src, files, config)
     say(f"{src.repo_id}: {len(files)} files, {format_bytes(download)} to download"
@@ -296,14 +291,14 @@ def _download(src: Source, endpoint: str, cache: Path, hw, *, force: bool, tqdm_
     except KeyboardInterrupt:
         raise
     except Exception as e:
-        raise PullError(f"{src.repo_id}: download failed: {_first_line(e)}; finished files are kept: "
+        raise PullError(f"{src.repo_id}: download failed: {one_line(e)}; finished files are kept: "
                         f"{again} to resume") from None
     try:
         n = verify(src, snapshot, endpoint, cache)
     except PullError:
         raise
     except Exception as e:
-        raise PullError(f"{src.repo_id}: cannot verify the download: {_first_line(e)}") from None
+        raise PullError(f"{src.repo_id}: cannot verify the download: {one_line(e)}") from None
     say(f"verified {n} files against the hub's checksums")
     return snapshot, download
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magimac.core import paths
-from magimac.models.registry import ModelEntry, find_entry, load_registry
+from magimac.models.registry import ModelEntry, default_model, find_entry, load_registry
 
 ONLINE_COMMANDS = ("pull", "quantize")  # the only commands that may download
 
@@ -196,11 +196,35 @@ def installed_models() -> list[InstalledModel]:
     return found
 
 
+def entry_named(registry: dict[str, ModelEntry], name: str) -> ModelEntry | None:
+    """The registry entry a model folder's or an installed model's ``name`` belongs to: the
+    entry whose name or alias ``name`` is, or starts with followed by ``-`` (a level, as in
+    ``magistral-small-1.2-4bit``), case ignored; the longest such name wins; None: no entry."""
+    low = name.lower()
+    names = [(len(n), e) for e in registry.values() for n in map(str.lower, (e.name, *e.aliases))
+             if low == n or low.startswith(n + "-")]
+    return max(names, key=lambda x: x[0])[1] if names else None
+
+
+def entry_for_dir(path: Path) -> ModelEntry | None:
+    """The registry entry the model directory ``path`` belongs to: the entry whose bundled
+    ``path`` it is, else `entry_named` of the folder's name; None when none is, or when the
+    registry cannot be read (the model then runs on its own config)."""
+    try:
+        reg = load_registry()
+    except MagimacError:
+        return None
+    target = Path(path).resolve()
+    bundled = [e for e in reg.values() if e.local_path() is not None and e.local_path().resolve() == target]
+    return bundled[0] if bundled else entry_named(reg, Path(path).name)
+
+
 def installed_for(entry: ModelEntry) -> list[InstalledModel]:
-    """Installed conversions of a registry entry (named after the entry, or its MLX repos)."""
-    repos = {r.lower() for r in entry.mlx.values()}
-    return [m for m in installed_models()
-            if m.name == entry.name or m.name.startswith(entry.name + "-") or m.repo_id.lower() in repos]
+    """Installed conversions of a registry entry: those `entry_named` gives it (a name or an
+    alias, case ignored) and those of its MLX repos."""
+    reg, repos = load_registry(), {r.lower() for r in entry.mlx.values()}
+    return [m for m in installed_models() if m.repo_id.lower() in repos
+            or getattr(entry_named(reg, m.name), "name", None) == entry.name]
 
 
 def find_installed(name_or_dir: str) -> list[InstalledModel]:
@@ -212,7 +236,8 @@ def find_installed(name_or_dir: str) -> list[InstalledModel]:
         rp = p.resolve()
         return [m for m in models if m.path.resolve() == rp] or [describe_dir(p)]
     # else a name (a folder of the same name that holds no model does not hide it)
-    exact = [m for m in models if m.name == name_or_dir or (m.repo_id and m.repo_id.lower() == name_or_dir.lower())]
+    low = name_or_dir.lower()
+    exact = [m for m in models if low in (m.name.lower(), m.repo_id.lower())]
     if exact:
         return exact
     entry = find_entry(load_registry(), name_or_dir)
@@ -292,16 +317,15 @@ def resolve_model(name_or_dir: str | None) -> Path:
             raise UnknownModel(unknown_model_message(name_or_dir))
         raise ModelNotFound(f"{entry.name} is not installed: run `magimac pull {entry.name}`")
     reg = load_registry()
-    default = next((e for e in reg.values() if e.default), None)
-    if default:
-        inst = installed_for(default)
-        if inst:
-            return inst[0].path
+    default = default_model(reg)
+    inst = installed_for(default)
+    if inst:
+        return inst[0].path
     if "demo" in reg:
         p = reg["demo"].local_path()
         if p and is_model_dir(p):
             return p
-    raise ModelNotFound("no model installed: run `magimac pull magistral-small-2509`")
+    raise ModelNotFound(f"no model installed: run `magimac pull {default.name}`")
 
 
 def close_matches(name: str, limit: int = 3) -> list[str]:

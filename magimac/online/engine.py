@@ -36,7 +36,7 @@ from magimac.core.events import Done, Loaded, ReasoningDelta, Retrying, Stats
 from magimac.models.online import API_URL_ENV, SERVICE, OnlineModel
 from magimac.online import failures, keys
 from magimac.online.request import message_text, request_body
-from magimac.online.stream import content_events
+from magimac.online.deltas import content_events
 
 RETRY_FOR_S = 120.0
 """Seconds the SDK keeps retrying a rate-limited request (HTTP 429) before the turn fails."""

@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from magimac.core.conversation import Message
+from magimac.core.errors import one_line
 from magimac.core.events import Done
 from magimac.server.completions import Completion, TurnStream
 from magimac.server.errors import RequestError, error_body
@@ -211,8 +212,7 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
-    text = " ".join(str(exc).split())[:300] or type(exc).__name__
-    return JSONResponse(error_body(f"the server failed: {text}", "server_error"), status_code=500)
+    return JSONResponse(error_body(f"the server failed: {one_line(exc)}", "server_error"), status_code=500)
 
 
 class _KeyCheck:

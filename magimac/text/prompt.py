@@ -39,7 +39,7 @@ from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from magimac.core.conversation import Message
-from magimac.core.errors import MagimacError
+from magimac.core.errors import MagimacError, one_line
 from magimac.core.files import read_file_bytes, read_text_file
 from magimac.text.images import ImageTooLarge, open_image
 from magimac.text.reasoning import ReasoningMarkers
@@ -264,7 +264,7 @@ def encode(
     try:
         tokenized = tokenizer.encode_chat_completion(request)
     except Exception as e:  # mistral-common's validation errors
-        raise PromptError(f"cannot encode the conversation: {' '.join(str(e).split())}") from None
+        raise PromptError(f"cannot encode the conversation: {one_line(e)}") from None
     return Prompt(
         tokens=list(tokenized.tokens),
         images=list(tokenized.images),

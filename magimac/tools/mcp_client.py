@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from magimac.core.errors import MagimacError
+from magimac.core.errors import MagimacError, one_line
 from magimac.core.files import read_text_file
 from magimac.core.paths import config_dir
 from magimac.text.tools import ToolSpec
@@ -61,7 +61,7 @@ def read_servers(path: Path | None = None) -> list[ServerConfig]:
     try:
         data = json.loads(read_text_file(path, MAX_CONFIG_BYTES, McpConfigError))
     except (json.JSONDecodeError, RecursionError) as e:
-        raise McpConfigError(f"{path}: not readable JSON ({_one_line(e)})") from None
+        raise McpConfigError(f"{path}: not readable JSON ({one_line(e)})") from None
     servers = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(servers, dict):
         raise McpConfigError(f"{path}: expected {{\"mcpServers\": {{NAME: {{\"command\", \"args\", \"env\"}}}}}}")
@@ -134,7 +134,7 @@ class McpTools:
             specs, queue = asyncio.run_coroutine_threadsafe(_wait(ready, timeout_s), self._loop).result(timeout_s + 1)
         except Exception as e:  # any failure to start is a notice, not a crash
             self._loop.call_soon_threadsafe(task.cancel)
-            why = f"no answer within {timeout_s:g} s" if isinstance(e, TimeoutError) else _one_line(e)
+            why = f"no answer within {timeout_s:g} s" if isinstance(e, TimeoutError) else one_line(e)
             self.notices.append(f"mcp server {s.name}: did not start ({why})")
             return
         for spec in specs:
@@ -160,7 +160,7 @@ class McpTools:
                             try:
                                 answer.set_result(_text(await session.call_tool(name, args)))
                             except Exception as e:  # the tool's failure goes back to the model
-                                answer.set_exception(MagimacError(f"{name}: {_one_line(e)}"))
+                                answer.set_exception(MagimacError(f"{name}: {one_line(e)}"))
         except BaseException as e:
             if not ready.done():
                 ready.set_exception(e if isinstance(e, Exception) else RuntimeError("stopped"))
@@ -182,13 +182,6 @@ def _text(result) -> str:
     if getattr(result, "is_error", False):
         raise MagimacError(text or "the tool reported an error")
     return text
-
-
-def _one_line(e: BaseException) -> str:
-    subs = getattr(e, "exceptions", None)
-    if subs:  # an anyio ExceptionGroup: its first cause says more
-        return _one_line(subs[0])
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 async def _make_future():

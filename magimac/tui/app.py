@@ -27,7 +27,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 
 from magimac.core import paths, staging
-from magimac.core.errors import MagimacError
+from magimac.core.errors import MagimacError, one_line
 from magimac.core.events import EngineError, Loaded, LoadProgress
 from magimac.models.online import RetiredModel
 from magimac.models.store import DEMO_SCOPE, UnknownModel
@@ -253,7 +253,7 @@ class MagimacApp(Conversations, Sending, OnlineChat, AppTools, App):
             for ev in session.load_events():
                 self.post_message(LoadEvent(ev))
         except Exception as e:  # the engine reports errors as events; anything else too
-            self.post_message(LoadEvent(EngineError(str(e) or type(e).__name__)))
+            self.post_message(LoadEvent(EngineError(one_line(e))))
 
     def on_load_event(self, message: LoadEvent) -> None:
         ev = message.event

@@ -111,6 +111,18 @@ def test_regenerate_reuses_all_but_one_prompt_token(engine):
     assert s2.cached_tokens == s1.prompt_tokens - 1
 
 
+def test_the_kv_cache_is_read_and_emptied_through_public_methods(engine):
+    """What bench/bench_engine.py uses instead of the engine's private runner."""
+    msgs, short = [Message("user", "Cache me")], GenerationSettings(system_prompt=None)
+    _, _, s1, _ = run(engine, msgs, short)
+    held = engine.cached_tokens()
+    assert held[:s1.prompt_tokens] == engine.prompt_tokens(msgs, short)
+    assert len(held) == s1.prompt_tokens + s1.reasoning_tokens + s1.answer_tokens + 3  # [THINK], [/THINK], </s>
+    engine.forget_cached_tokens()
+    assert engine.cached_tokens() == []
+    _, _, s2, _ = run(engine, msgs, short)
+    assert s2.memory_tokens == 0  # (what the prompt cache on disk holds may still come back)
+
 def test_max_tokens_ends_while_thinking_and_keeps_the_reasoning(engine):
     r, a, stats, done = run(engine, [Message("user", "Hi")], GenerationSettings(max_tokens=6))
     assert done.finish_reason == "length"

@@ -13,7 +13,7 @@ from magimac.cli.main import main
 from magimac.core.events import AnswerDelta, ReasoningDelta
 from magimac.models.online import load_online
 from magimac.models.registry import RegistryError
-from magimac.online.stream import MalformedEvent, content_events
+from magimac.online.deltas import MalformedEvent, content_events
 from magimac.testing.api_standin import KEY
 
 
