@@ -137,7 +137,7 @@ def worker(tool: str, src: str, out: str, samples: int, tokens: int = 512) -> No
         except Stop:
             pass
     else:
-        from magimac.quantize import calibrate
+        from magimac.quantize import calibration_pass as calibrate
         from magimac.quantize.convert import convert
 
         t0, run_layer = time.perf_counter(), calibrate.run_layer
@@ -216,7 +216,7 @@ def estimate_gptq_peak(width: str = "real", samples: int = 128, tokens: int = 51
     (bf16; the layer's output is computed after the Hessian is freed), MLX's buffer cache
     (`CACHE_LIMIT`) and the temporaries of one forward batch through gate/up on the CPU path
     (float32 and bf16 outputs of both: 2 x `BATCH_TOKENS` x intermediate x 6 B)."""
-    from magimac.quantize.calibrate import CACHE_LIMIT
+    from magimac.quantize.calibration_pass import CACHE_LIMIT
     from magimac.quantize.gptq import ROW_BLOCK_BYTES
     from magimac.quantize.layerwise import BATCH_TOKENS
 

@@ -8,7 +8,7 @@ predicates and recipes choose what to quantize, `mx.quantize` does the quantizat
 
 What magimac adds:
 - streaming: each source tensor is read in row chunks straight from its shard on a prefetch
-  thread that also hashes the shard (`magimac.quantize.stream`), quantized, and written at its offset
+  thread that also hashes the shard (`magimac.quantize.chunk_reader`), quantized, and written at its offset
   in a pre-planned output shard (`magimac.quantize.shards`), so peak memory is a few chunks, flat in
   the number of layers, instead of a whole 5 GB output shard;
 - checks before any work (`magimac.quantize.source`), the exact size and the fit check
@@ -44,7 +44,7 @@ from magimac.quantize.shards import BackgroundWrites, ShardWriter, shard_name, s
 from magimac.quantize.sizes import Estimate, describe, fit, level_name, plan_for, summarize
 from magimac.quantize.source import (Checkpoint, HubSource, QuantizeError, download, fetch_config, hf_blob_sha256,
                                      load_checkpoint, locate, read_header, sha256_file)
-from magimac.quantize.stream import Chunk, SourceReader
+from magimac.quantize.chunk_reader import Chunk, SourceReader
 from magimac.quantize.tokenizer import control_token_ids, copy_tokenizer
 
 DISK_MARGIN_BYTES = 256 << 20

@@ -16,7 +16,7 @@ import mlx.core as mx
 from magimac.core.errors import one_line
 from magimac.quantize.layout import ARCHITECTURES, OUTPUT_FLOAT_DTYPE, TensorSpec, architecture, quantized_specs
 from magimac.quantize.source import Checkpoint, QuantizeError, TensorInfo
-from magimac.quantize.stream import NUMPY_DTYPES
+from magimac.quantize.chunk_reader import NUMPY_DTYPES
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 from magimac.quantize import awq
 from magimac.quantize.gptq import Hessian, inverse_cholesky, quantize_rows
 from magimac.quantize.layout import is_vision
-from magimac.quantize.stream import read_tensor
+from magimac.quantize.chunk_reader import read_tensor
 
 METHODS = ("rtn", "gptq", "awq")
 BATCH_TOKENS = 1024  # tokens per forward batch (bounds the MLP's temporaries: 1024 x 32768 x 4 B each)

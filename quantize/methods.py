@@ -85,7 +85,7 @@ class Calibrated:
 
     def run(self, write: Callable[[str, mx.array], None]) -> None:
         """Calibrate and write the decoder layers and the head (after `stream_jobs`)."""
-        from magimac.quantize import calibrate
+        from magimac.quantize import calibration_pass as calibrate
 
         def evaluated(name: str, a: mx.array) -> None:
             mx.eval(a)  # the writer thread has no MLX stream: it takes evaluated arrays only

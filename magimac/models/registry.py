@@ -289,12 +289,12 @@ def default_model(registry: dict[str, ModelEntry]) -> ModelEntry:
 
 
 def find_entry(registry: dict[str, ModelEntry], name: str) -> ModelEntry | None:
-    """Look an entry up by registry name, alias, hub id or ready-made MLX repo id."""
+    """Look an entry up by registry name, alias, hub id or ready-made MLX repo id (any case)."""
     if name in registry:
         return registry[name]
     low = name.lower()
     for e in registry.values():
-        if low in (a.lower() for a in e.aliases) or e.hub_id.lower() == low or low in (r.lower() for r in e.mlx.values()):
+        if low == e.name.lower() or low in (a.lower() for a in e.aliases) or e.hub_id.lower() == low or low in (r.lower() for r in e.mlx.values()):
             return e
     return None
 

@@ -43,7 +43,7 @@ from magimac.core.events import Done
 from magimac.server.completions import Completion, TurnStream
 from magimac.server.errors import RequestError, error_body
 from magimac.server.guard import LOOPBACK_NAMES, Guard, is_loopback, origin_pattern, read_json
-from magimac.server.stream import TurnPump
+from magimac.server.turn_pump import TurnPump
 from magimac.server.translate import parse_chat
 from magimac.session.proof import proof
 from magimac.session.remote import model_key

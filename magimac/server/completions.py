@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from magimac.core.events import AnswerDelta, Done, Prefill, ReasoningDelta, ToolCall
 from magimac.server.errors import error_body
-from magimac.server.stream import TurnPump
+from magimac.server.turn_pump import TurnPump
 from magimac.server.translate import ChatRequest
 from magimac.text.openai_wire import call_json, delta_json, usage_json
 

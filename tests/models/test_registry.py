@@ -81,3 +81,8 @@ def test_console_script_version_and_help():
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("chat", "quantize", "models", "plan", "pull", "doctor", "bench"):
         assert cmd in out
+
+
+def test_a_registry_name_in_another_case_finds_its_entry():
+    reg = load_registry()
+    assert find_entry(reg, "MAGISTRAL-SMALL-2509") is reg["magistral-small-2509"]
