@@ -49,10 +49,13 @@ def stats_line(s: Stats) -> str:
     """The ``--stats`` line: ``[N prompt tokens (M cached), TTFT 0.12 s, ...]`` (no newline);
     ``(M cached, D from disk)`` when the prompt cache on disk gave D of them."""
     disk = f", {s.disk_tokens} from disk" if s.disk_tokens else ""
-    return (f"[{s.prompt_tokens} prompt tokens ({s.cached_tokens} cached{disk}), TTFT {s.ttft_s:.2f} s, "
-            f"prefill {s.prefill_tps:.1f} tok/s, decode {s.decode_tps:.1f} tok/s, "
-            f"{s.reasoning_tokens} reasoning + {s.answer_tokens} answer tokens, "
-            f"peak {format_bytes(s.peak_memory_bytes)}]")
+    parts = [f"{s.prompt_tokens} prompt tokens ({s.cached_tokens} cached{disk})"]
+    if s.ttft_s or s.decode_tps:  # a server's turn reports counts, not times: none shown then
+        parts += [f"TTFT {s.ttft_s:.2f} s", f"prefill {s.prefill_tps:.1f} tok/s", f"decode {s.decode_tps:.1f} tok/s"]
+    parts.append(f"{s.reasoning_tokens} reasoning + {s.answer_tokens} answer tokens")
+    if s.peak_memory_bytes:
+        parts.append(f"peak {format_bytes(s.peak_memory_bytes)}")
+    return "[" + ", ".join(parts) + "]"
 
 
 def final_stats(answer: AnswerRecord) -> Stats | None:

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         options["cache_bytes"] = cache_bytes(args)
     session = open_model(choice=choice, engine_factory=batch_engine_factory, **options)
     try:
-        print(f"magimac serve: loading {choice.path.name} ...", file=sys.stderr, flush=True)
+        print(f"magimac serve: loading {choice.name} ...", file=sys.stderr, flush=True)
         session.wait_loaded()
         return _serve(session, args, key, sock)
     finally:

@@ -173,8 +173,13 @@ class ToolResult:
 
     @property
     def content(self) -> str:
-        """The tool message's text for the model: the output, or ``"error: " + error``."""
-        return self.output if self.error is None else f"error: {self.error}"
+        """The tool message's text for the model: the output, or ``"error: " + error`` (and what
+        it printed before, when a run stopped at a limit printed something)."""
+        if self.error is None:
+            return self.output
+        if self.output:
+            return f"error: {self.error}; what it printed until then:\n{self.output}"
+        return f"error: {self.error}"
 
 
 Event = (LoadProgress | Loaded | Prefill | ReasoningDelta | AnswerDelta | Stats | Done | EngineError | Retrying

@@ -35,7 +35,9 @@ class ModelChoice:
     @property
     def name(self) -> str:
         """What the status bar shows before the model is loaded: the directory's or entry's name."""
-        return self.online.name if self.online else self.path.name
+        if self.online:
+            return self.online.name
+        return "demo" if self.is_demo else self.path.name
 
 
 def choose_model(name: str | None) -> ModelChoice:

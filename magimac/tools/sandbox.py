@@ -60,8 +60,9 @@ class SandboxLimits:
 
 @dataclass(frozen=True)
 class RunResult:
-    """``output``: stdout, trailing whitespace stripped (cut at the cap, with a note), or None
-    when the run failed; ``error``: one line when it failed; ``seconds``: wall time."""
+    """``output``: stdout, trailing whitespace stripped (cut at the cap, with a note); None when
+    the run failed, except that a run stopped at its time or memory limit, or cancelled, keeps
+    what it printed until then; ``error``: one line when it failed; ``seconds``: wall time."""
 
     output: str | None
     error: str | None
@@ -274,8 +275,8 @@ def _watch(proc: subprocess.Popen, limits: SandboxLimits, cancel, start: float) 
     if why == "output cap" or (why is None and over.is_set()):
         note = f"\n[output cut at {_size(limits.output_bytes)}]"
         return RunResult(stdout.rstrip() + note, None, seconds)
-    if why is not None:
-        return RunResult(None, why, seconds)
+    if why is not None:  # what it printed before the limit still reaches the model
+        return RunResult(stdout.rstrip() or None, why, seconds)
     if proc.returncode != 0:
         return RunResult(None, _failure(b"".join(err).decode("utf-8", errors="replace"), proc.returncode,
                                         limits), seconds)

@@ -279,3 +279,16 @@ def test_more_context_than_the_model_takes_is_refused(capsys, monkeypatch, scrip
     assert rc == 1 and out == ""
     assert err.startswith("magimac: a context of 99,999,999 tokens is more than this model takes (131,072")
     assert err.count("\n") == 1
+
+
+def test_stats_without_times_show_no_made_up_zeros():
+    """A turn on a server reports token counts but no times: the line leaves the times out
+    instead of printing "TTFT 0.00 s ... peak 0 B"."""
+    from magimac.cli.chat_output import stats_line
+    from magimac.core.events import Stats
+
+    served = Stats(prompt_tokens=45, cached_tokens=44, reasoning_tokens=48, answer_tokens=11)
+    assert stats_line(served) == "[45 prompt tokens (44 cached), 48 reasoning + 11 answer tokens]"
+    local = Stats(prompt_tokens=45, ttft_s=0.5, prefill_tps=90.0, decode_tps=20.0, peak_memory_bytes=2 * 10**9)
+    assert stats_line(local) == ("[45 prompt tokens (0 cached), TTFT 0.50 s, prefill 90.0 tok/s, decode 20.0 tok/s, "
+                                 "0 reasoning + 0 answer tokens, peak 2.00 GB]")

@@ -140,3 +140,10 @@ def test_close_matches_are_the_names_magimac_models_lists():
     listed = set(load_registry())
     near = close_matches("magistral-smal")
     assert near and set(near) <= listed and len(near) == len(set(near))
+
+
+def test_the_demo_is_named_demo_not_after_its_folder():
+    from magimac.session.model import choose_model
+
+    choice = choose_model(None)  # nothing installed in the tests: the bundled demo
+    assert choice.is_demo and choice.path.name == "model" and choice.name == "demo"

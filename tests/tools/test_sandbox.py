@@ -63,3 +63,12 @@ def test_attached_documents_are_the_files_the_code_sees(tmp_path):
     code = "import os\nprint(sorted(os.listdir('.')), open('data.csv').read().split()[1])"
     call = ToolCall("c00000001", "python", {"code": code}, "")
     assert Toolbox(("python",), LIMITS).run(call, [str(doc)]).output == "['data.csv', 'main.py'] 1,2"
+
+
+def test_what_a_run_printed_before_its_time_limit_reaches_the_model():
+    from magimac.core.events import ToolResult
+
+    r = run("import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.05)")
+    assert (r.output, r.error) == ("started", "time limit of 2 s reached")
+    content = ToolResult("c1", "python", r.output, r.error).content
+    assert content == "error: time limit of 2 s reached; what it printed until then:\nstarted"
